@@ -1,0 +1,1 @@
+"""segsync tui package."""

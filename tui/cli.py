@@ -1,0 +1,5 @@
+"""Command line entry point (placeholder while the skeleton is built)."""
+
+
+def main() -> None:
+    print("segsync")
