@@ -105,7 +105,7 @@ class ContactsRemoved(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class Warning(Event):  # noqa: A001 - the name users see in logs
+class Warning(Event):
     message: str
 
 
@@ -115,3 +115,14 @@ class RunFinished(Event):
     counts: dict[str, int] = field(default_factory=dict)
     message: str = ""
     seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewReady(Event):
+    """What a dry-run would send: shown by the preview screen and `--dry-run`."""
+
+    counts: dict[str, int]
+    sample_contacts: tuple[dict, ...]
+    sample_rejected: tuple[tuple[str, str, str], ...]  # (email, category, detail)
+    first_body: str  # the first request body (JSON text, truncated for display)
+    removals_sample: tuple[str, ...] = ()

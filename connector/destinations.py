@@ -1,0 +1,104 @@
+"""Setting up destinations: verify a key and list, record consent, test a connection.
+
+Shared by the command line and the TUI so both check a destination the same
+way before anything is saved, and both record the same consent wording.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from connector.client import GLOBAL_URL, SendGridClient
+from connector.errors import SendGridError
+
+CONSENT_STATEMENT = (
+    "I confirm that the people in the segments I export to this destination have agreed "
+    "to receive email from us, that sending their profile data to Twilio SendGrid is "
+    "allowed by our privacy policy and by the law that applies to them (for example the "
+    "GDPR), and that I am authorised to make this decision for my organisation."
+)
+
+
+def operator() -> str:
+    """Who is at the keyboard: the OS user, and the SSH client address when remote."""
+    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "unknown"
+    ssh = os.environ.get("SSH_CONNECTION", "").split()
+    return f"{user}@{ssh[0]} (ssh)" if ssh else user
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of a connection test: what was checked, whether it passed, and why."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifiedList:
+    id: str
+    name: str
+    contact_count: int | None
+
+
+async def verify_destination(
+    key: Any,
+    base_url: str = GLOBAL_URL,
+    *,
+    list_id: str | None = None,
+    create_list: str | None = None,
+) -> VerifiedList:
+    """Check the key and the list (or create it) before a destination is saved.
+
+    Raises a SendGridError subclass whose message names the problem.
+    """
+    async with SendGridClient(key, base_url) as client:
+        await client.validate_key()
+        if create_list:
+            for existing in await client.lists():
+                if existing.name == create_list:
+                    return VerifiedList(existing.id, existing.name, existing.contact_count)
+            created = await client.create_list(create_list)
+            return VerifiedList(created.id, created.name, created.contact_count)
+        if not list_id:
+            raise ValueError("give a list id or a name for a new list")
+        found = await client.get_list(list_id)
+        return VerifiedList(found.id, found.name, found.contact_count)
+
+
+async def test_connection(key: Any, base_url: str, list_id: str | None) -> list[Check]:
+    """Key, scopes and list, each as a pass/fail line quoting SendGrid's message."""
+    checks: list[Check] = []
+    try:
+        client = SendGridClient(key, base_url)
+    except SendGridError as exc:
+        return [Check("address", False, str(exc))]
+    async with client:
+        try:
+            scopes = await client.validate_key()
+            checks.append(Check("API key", True, "accepted by SendGrid"))
+            checks.append(Check("scopes", True, f"{len(scopes)} scopes, marketing access present"))
+        except SendGridError as exc:
+            name = "scopes" if type(exc).__name__ == "MissingScope" else "API key"
+            checks.append(Check(name, False, str(exc)))
+            return checks
+        if list_id:
+            try:
+                found = await client.get_list(list_id)
+                checks.append(
+                    Check(
+                        "list", True, f"{found.name!r} with {found.contact_count or 0:,} contacts"
+                    )
+                )
+            except SendGridError as exc:
+                checks.append(Check("list", False, str(exc)))
+    return checks

@@ -1,0 +1,93 @@
+"""Small headless commands: sample, segments, emulator, and opening the app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tui.cli import EXIT_FAILED, EXIT_OK, CliError, workspace_path
+
+
+def open_workspace(args: argparse.Namespace) -> Any:
+    """Open the workspace named by the arguments, or explain what is wrong."""
+    from store.workspace import Workspace, WorkspaceError
+
+    try:
+        return Workspace.open(workspace_path(args))
+    except WorkspaceError as exc:
+        raise CliError(f"{exc}\nPoint --workspace at a folder with segments.toml.") from exc
+
+
+def resolve_state_dir(args: argparse.Namespace) -> Path:
+    from store.paths import state_dir
+
+    return state_dir(getattr(args, "state_dir", None))
+
+
+def print_json(data: Any) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from store.sample import generate_workspace
+
+    if args.rows < 1:
+        raise CliError("--rows must be at least 1")
+    started = time.perf_counter()
+    path = generate_workspace(args.out, args.rows, seed=args.seed, fmt=args.format)
+    elapsed = time.perf_counter() - started
+    print(f"wrote {args.rows:,} profiles to {path} in {elapsed:.2f} s")
+    return EXIT_OK
+
+
+def cmd_segments(args: argparse.Namespace) -> int:
+    ws = open_workspace(args)
+    counts = ws.count_segments()
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": c.segment.name,
+                    "where": c.segment.where,
+                    "description": c.segment.description,
+                    "count": c.count,
+                    "error": c.error,
+                }
+                for c in counts
+            ]
+        )
+    else:
+        width = max((len(c.segment.name) for c in counts), default=4)
+        for c in counts:
+            shown = f"{c.count:>10,}" if c.error is None else "     error"
+            print(f"{c.segment.name:<{width}}  {shown}  {c.segment.where}")
+            if c.error:
+                print(f"{'':<{width}}    {c.error}")
+    return EXIT_FAILED if any(c.error for c in counts) else EXIT_OK
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from connector.emulator import run_emulator
+
+    faults = {
+        "rate_429": args.rate_429,
+        "rate_5xx": args.rate_5xx,
+        "latency": args.latency,
+        "drop": args.drop,
+        "job_delay": args.job_delay,
+        "discard": args.discard,
+    }
+    run_emulator(host=args.host, port=args.port, state_file=args.state_file, faults=faults)
+    return EXIT_OK
+
+
+def open_app(args: argparse.Namespace) -> int:
+    from tui.app import run_app
+
+    run_app(workspace=workspace_path(args), state_dir=resolve_state_dir(args))
+    return EXIT_OK
