@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dry-run", action="store_true")
     export.add_argument("--resume", type=int, default=None, metavar="RUN")
     export.add_argument("--json", action="store_true")
+    export.add_argument(
+        "--batch-size", type=int, default=30_000, help="contacts per request (max 30,000)"
+    )
+    export.add_argument("--concurrency", type=int, default=4, help="requests in flight")
 
     runs = sub.add_parser("runs", help="past runs")
     _common(runs, workspace=False)

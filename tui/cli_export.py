@@ -143,13 +143,18 @@ async def _run_export(engine: Any, request: Any, printer: EventPrinter | None) -
 
 
 def build_engine(args: argparse.Namespace) -> Any:
-    from connector.engine import ExportEngine
+    from connector.engine import EngineSettings, ExportEngine
     from store.history import History
     from store.paths import history_path
     from store.secrets import KeyStore
 
+    if not 1 <= args.batch_size <= 30_000:
+        raise CliError("--batch-size must be between 1 and 30,000")
+    if not 1 <= args.concurrency <= 16:
+        raise CliError("--concurrency must be between 1 and 16")
     state = resolve_state_dir(args)
     return ExportEngine(
+        settings=EngineSettings(concurrency=args.concurrency, max_contacts=args.batch_size),
         workspace=open_workspace(args),
         history=History(history_path(state)),
         keys=KeyStore(state),
