@@ -1,0 +1,369 @@
+"""Plan an export: which profiles of the chosen segments go to SendGrid, and why not.
+
+Everything per-row happens in one DuckDB statement (``store.sql_plan``) materialised
+once into a table on the plan's own locked connection; counts, samples, the contact
+stream and the rejected-row report are all cheap reads of that table. 1,000,000
+profiles plan in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from store.sql_plan import EMAIL_MAX_LENGTH, plan_sql
+from store.workspace import Column, Workspace, WorkspaceError, quote_literal
+
+__all__ = [
+    "EMAIL_MAX_LENGTH",
+    "EXCLUSIONS",
+    "LEDGER_SCHEMA",
+    "RESERVED_FIELD_LIMITS",
+    "FieldMapping",
+    "MappingError",
+    "Plan",
+    "PlanRequest",
+    "RejectedRow",
+    "plan_export",
+    "suggest_mapping",
+    "validate_mapping",
+]
+
+RESERVED_FIELD_LIMITS: dict[str, int | None] = {
+    "first_name": 50,
+    "last_name": 50,
+    "address_line_1": 100,
+    "address_line_2": 100,
+    "city": 60,
+    "state_province_region": 50,
+    "country": 50,
+    "postal_code": None,
+    "phone_number": None,
+}
+EXCLUSIONS = ("no_consent", "no_email", "invalid_email", "too_long", "duplicate")
+LEDGER_SCHEMA = pa.schema([("email", pa.string()), ("hash", pa.uint64())])
+CUSTOM_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class MappingError(ValueError):
+    """A mapping refers to a column or field that does not exist or is not allowed."""
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Which profile column feeds which SendGrid field."""
+
+    email: str
+    reserved: dict[str, str] = field(default_factory=dict)
+    custom: dict[str, str] = field(default_factory=dict)
+    consent_column: str | None = None
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "emailaddress", "mail"),
+    "first_name": ("firstname", "givenname", "forename", "first"),
+    "last_name": ("lastname", "surname", "familyname", "last"),
+    "address_line_1": ("addressline1", "address1", "address", "street", "streetaddress"),
+    "address_line_2": ("addressline2", "address2"),
+    "city": ("city", "town"),
+    "state_province_region": ("stateprovinceregion", "state", "region", "province"),
+    "country": ("country", "countrycode"),
+    "postal_code": ("postalcode", "zip", "zipcode", "postcode"),
+    "phone_number": ("phonenumber", "phone", "mobile", "mobilephone"),
+    "consent": (
+        "emailoptin", "optin", "consent", "emailconsent", "subscribed", "marketingoptin",
+        "newsletteroptin",
+    ),
+}  # fmt: skip
+
+
+def _names(columns: Iterable[Column | str]) -> list[str]:
+    return [c.name if isinstance(c, Column) else c for c in columns]
+
+
+def suggest_mapping(
+    columns: Iterable[Column | str], custom_field_names: Iterable[str] = ()
+) -> FieldMapping:
+    """Guess a mapping from column names (``E-Mail`` -> email, ``zip`` -> postal_code, ...).
+
+    Custom fields map to a column of the same name ignoring case and punctuation. When
+    no column looks like an email the mapping's ``email`` is ``""``, which
+    ``validate_mapping`` reports, so the user is asked rather than guessed for.
+    """
+    by_norm: dict[str, str] = {}
+    for name in _names(columns):
+        by_norm.setdefault(_norm(name), name)
+    used: set[str] = set()
+
+    def find(target: str) -> str | None:
+        for alias in _ALIASES[target]:
+            col = by_norm.get(alias)
+            if col is not None and col not in used:
+                used.add(col)
+                return col
+        return None
+
+    email = find("email") or ""
+    consent = find("consent")
+    reserved = {f: col for f in RESERVED_FIELD_LIMITS if (col := find(f)) is not None}
+    custom: dict[str, str] = {}
+    for name in custom_field_names:
+        col = by_norm.get(_norm(name))
+        if col is not None and col not in used:
+            used.add(col)
+            custom[name] = col
+    return FieldMapping(email=email, reserved=reserved, custom=custom, consent_column=consent)
+
+
+def validate_mapping(mapping: FieldMapping, columns: Iterable[Column | str]) -> None:
+    """Raise MappingError naming the first unknown column or invalid field name."""
+    names = set(_names(columns))
+
+    def need(column: str, what: str) -> None:
+        if column not in names:
+            known = ", ".join(sorted(names))
+            raise MappingError(f"{what}: column {column!r} is not in the profiles ({known})")
+
+    if not mapping.email:
+        raise MappingError("email: a profile column for the email address is required")
+    need(mapping.email, "email")
+    for fld, column in mapping.reserved.items():
+        if fld not in RESERVED_FIELD_LIMITS:
+            allowed = ", ".join(RESERVED_FIELD_LIMITS)
+            raise MappingError(f"{fld!r} is not a SendGrid reserved field (use one of {allowed})")
+        need(column, fld)
+    reserved_lower = {f.lower() for f in (*RESERVED_FIELD_LIMITS, "email")}
+    seen: set[str] = set()
+    for name, column in mapping.custom.items():
+        if not CUSTOM_FIELD_NAME.fullmatch(name):
+            raise MappingError(
+                f"custom field {name!r}: use letters, digits and underscores, "
+                "not starting with a digit"
+            )
+        if name.lower() in reserved_lower:
+            raise MappingError(f"custom field {name!r} clashes with a reserved field name")
+        if name.lower() in seen:
+            raise MappingError(f"custom field {name!r} is mapped twice (names ignore case)")
+        seen.add(name.lower())
+        need(column, f"custom field {name!r}")
+    if mapping.consent_column is not None:
+        need(mapping.consent_column, "consent")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to plan: segments, mapping, and the destination's ledger for incremental/mirror."""
+
+    segments: tuple[str, ...]
+    mapping: FieldMapping
+    custom_field_ids: dict[str, str] = field(default_factory=dict)
+    ledger: Path | None = None
+    incremental: bool = False
+    mirror: bool = False
+    skip_ranges: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """An excluded profile: its key, email as found in the source, category and reason."""
+
+    key: str | None
+    email: str | None
+    category: str
+    detail: str | None
+
+
+_STATUSES = (*EXCLUSIONS, "unchanged", "skipped", "to_send")
+_KEPT = "('to_send', 'unchanged', 'skipped')"
+
+
+class Plan:
+    """The outcome of planning, backed by a table on its own DuckDB connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, mirror: bool) -> None:
+        self._con = con
+        rows = con.execute("SELECT status, count(*) FROM plan_rows GROUP BY status").fetchall()
+        found = dict(rows)
+        counts = {"selected": sum(found.values())}
+        counts.update({s: int(found.get(s, 0)) for s in _STATUSES})
+        self._removals: list[str] = []
+        if mirror:
+            self._removals = [
+                r[0]
+                for r in con.execute(
+                    "SELECT l.email FROM ledger l ANTI JOIN "
+                    f"(SELECT email FROM plan_rows WHERE status IN {_KEPT}) k "
+                    "ON k.email = l.email ORDER BY l.email"
+                ).fetchall()
+            ]
+        counts["to_remove"] = len(self._removals)
+        self.counts: dict[str, int] = counts
+        self.sample_contacts: list[dict] = [
+            orjson.loads(r[0])
+            for r in con.execute(
+                "SELECT contact FROM plan_rows WHERE status = 'to_send' ORDER BY email LIMIT 10"
+            ).fetchall()
+        ]
+        self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
+
+    def contacts(self, rows_per_batch: int = 10_000) -> Iterator[pa.RecordBatch]:
+        """Contacts to send as Arrow batches: ``email`` ascending, ``hash``, ``contact`` JSON."""
+        cur = self._con.cursor()
+        try:
+            reader = cur.execute(
+                "SELECT email, hash, contact FROM plan_rows WHERE status = 'to_send' ORDER BY email"
+            ).to_arrow_reader(rows_per_batch)
+            yield from reader
+        finally:
+            cur.close()
+
+    def rejected(self, limit: int | None = None) -> Iterator[RejectedRow]:
+        """Every excluded row (or the first ``limit``) in source order."""
+        cur = self._con.cursor()
+        try:
+            sql = (
+                "SELECT key, raw_email, status, detail FROM plan_rows "
+                f"WHERE status IN ({', '.join(quote_literal(e) for e in EXCLUSIONS)}) ORDER BY _row"
+            )
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            cur.execute(sql)
+            while batch := cur.fetchmany(10_000):
+                yield from (RejectedRow(*row) for row in batch)
+        finally:
+            cur.close()
+
+    def removals(self) -> list[str]:
+        """Mirror mode: ledger emails no longer selected, ascending (empty otherwise)."""
+        return list(self._removals)
+
+    def write_ledger(self, path: Path, errored_emails: set[str], removed_emails: set[str]) -> None:
+        """Write what is on the list after a successful run, atomically (temp + rename).
+
+        New rows: contacts sent (minus those SendGrid reported as errored), unchanged
+        and resume-skipped ones, with this plan's hash. Earlier ledger rows are kept
+        unless replaced by a new row or removed; an errored contact keeps its old
+        row, so an incremental run will try it again.
+        """
+        fresh = self._con.execute(
+            f"SELECT email, hash FROM plan_rows WHERE status IN {_KEPT}"
+        ).to_arrow_table()
+        fresh = fresh.cast(LEDGER_SCHEMA)
+        errored = pa.array(sorted(_normalise(errored_emails)), pa.string())
+        removed = pa.array(sorted(_normalise(removed_emails)), pa.string())
+        fresh = fresh.filter(pc.invert(pc.is_in(fresh["email"], value_set=errored)))
+        old = self._con.execute("SELECT email, hash FROM ledger").to_arrow_table()
+        old = old.cast(LEDGER_SCHEMA)
+        gone = pa.concat_arrays([fresh["email"].combine_chunks(), removed])
+        old = old.filter(pc.invert(pc.is_in(old["email"], value_set=gone)))
+        table = pa.concat_tables([fresh, old]).sort_by("email")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def close(self) -> None:
+        """Release the DuckDB connection (and the plan's memory)."""
+        self._con.close()
+
+    def __enter__(self) -> Plan:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _normalise(emails: Iterable[str]) -> set[str]:
+    return {e.strip().lower() for e in emails}
+
+
+def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
+    """Plan an export of ``req.segments``; raises MappingError or WorkspaceError.
+
+    ``selected == to_send + unchanged + skipped + sum(exclusions)`` always holds.
+    """
+    ledger = Path(req.ledger).resolve() if req.ledger is not None else None
+    has_ledger = ledger is not None and ledger.is_file()
+    con = ws.connect(allowed_paths=[ledger] if has_ledger else [])
+    try:
+        columns = [Column(r[0], r[1]) for r in con.execute("DESCRIBE profiles").fetchall()]
+        validate_mapping(req.mapping, columns)
+        types = {c.name: c.type for c in columns}
+        where = ws.union_filter(req.segments, con)
+        _load_ledger(con, ledger if has_ledger else None)
+        sql = plan_sql(
+            where=where,
+            email_column=req.mapping.email,
+            key_column=ws.key,
+            consent_column=req.mapping.consent_column,
+            reserved={
+                f: req.mapping.reserved[f]
+                for f in RESERVED_FIELD_LIMITS
+                if f in req.mapping.reserved
+            },
+            limits=RESERVED_FIELD_LIMITS,
+            custom=sorted(
+                (req.custom_field_ids.get(name, name), col, types[col])
+                for name, col in req.mapping.custom.items()
+            ),
+            skip_ranges=_check_ranges(req.skip_ranges),
+            incremental=req.incremental,
+        )
+        try:
+            con.execute(sql)
+        except duckdb.Error as err:
+            raise WorkspaceError(f"{ws.source}: planning failed: {err}") from None
+        return Plan(con, req.mirror)
+    except BaseException:
+        con.close()
+        raise
+
+
+def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None) -> None:
+    """The destination's ledger as a table, one row per email (empty if none yet)."""
+    if ledger is None:
+        con.execute("CREATE TABLE ledger (email VARCHAR, hash UBIGINT)")
+        return
+    try:
+        con.execute(
+            "CREATE TABLE ledger AS SELECT CAST(email AS VARCHAR) AS email, "
+            "CAST(any_value(hash) AS UBIGINT) AS hash "
+            f"FROM read_parquet({quote_literal(str(ledger))}) GROUP BY email"
+        )
+    except duckdb.Error as err:
+        raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None
+
+
+def _check_ranges(ranges: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = []
+    for lo, hi in ranges:
+        if lo > hi:
+            raise ValueError(f"skip range {lo!r}..{hi!r} is reversed")
+        out.append((lo, hi))
+    return out
