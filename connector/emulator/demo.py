@@ -1,0 +1,69 @@
+"""The demo account and the blocking `segsync emulator` entry point.
+
+The demo key is derived from a fixed seed, so it is the same on every machine
+and across restarts: it opens only this local emulator, is no secret, and is
+therefore the one key segsync prints in full.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from connector.emulator.faults import Faults
+from connector.emulator.server import Emulator
+from connector.emulator.state import FULL_SCOPES, EmulatorState, make_api_key
+
+DEMO_LIST_NAME = "segsync demo"
+DEMO_FIELDS = (("loyalty_tier", "Text"), ("lifetime_value", "Number"), ("signup_date", "Date"))
+
+
+def demo_api_key() -> str:
+    """The emulator's own demo key (deterministic; valid only against the emulator)."""
+    return make_api_key(seed=b"segsync emulator demo account")
+
+
+def seed_demo(state: EmulatorState) -> tuple[str, str]:
+    """Make sure the demo account exists: its key, a 'segsync demo' list, custom fields.
+
+    Idempotent, so it can run on every start of a persisted emulator.
+    Returns (api_key, list_id).
+    """
+    api_key = state.add_key(FULL_SCOPES, demo_api_key())
+    existing = [lst for lst in state.all_lists() if lst["name"] == DEMO_LIST_NAME]
+    list_id = existing[0]["id"] if existing else state.create_list(DEMO_LIST_NAME)["id"]
+    with state.lock:
+        taken = {f["name"].lower() for f in state.fields}
+    for name, field_type in DEMO_FIELDS:
+        if name not in taken:
+            state.create_field(name, field_type)
+    return api_key, list_id
+
+
+def run_emulator(
+    host: str = "127.0.0.1",
+    port: int = 3433,
+    state_file: Path | None = None,
+    faults: Faults | None = None,
+    key: str | None = None,
+    announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> None:
+    """Serve the emulator until interrupted, seeded with the demo account.
+
+    `key`, when given, is accepted too (with every scope), so a key already
+    saved for a destination keeps working; it is never printed.
+    """
+    emulator = Emulator(host, port, faults=faults, state_file=state_file)
+    api_key, list_id = seed_demo(emulator.state)
+    if key:
+        emulator.state.add_key(FULL_SCOPES, key)
+    announce(f"SendGrid emulator listening on {emulator.url}")
+    announce(f"demo API key (not a secret: it opens only this emulator): {api_key}")
+    announce(f"demo list '{DEMO_LIST_NAME}': {list_id}")
+    if state_file is not None:
+        announce(f"state saved in {state_file}")
+    try:
+        emulator.serve_forever()
+    except KeyboardInterrupt:
+        announce("emulator stopped")

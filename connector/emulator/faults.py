@@ -1,0 +1,137 @@
+"""Fault injection for the SendGrid emulator.
+
+Real SendGrid rate-limits, has bad minutes (5xx), drops connections and keeps
+jobs pending for a long time. A client that is only ever tested against a
+perfect server breaks on the first of these, so every one of them can be
+switched on per run: at construction, from Python while the server runs, or
+over HTTP (`POST /_emulator/faults`) for out-of-process users such as the
+benchmarks and the demo.
+
+Shares are probabilities in 0..1 drawn from a seeded RNG so a failing test
+can be replayed. `script` lists exact faults for the next requests, in order,
+for tests that need "one 429, then success" without relying on chance.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+FaultKind = Literal["429", "500", "503", "drop", "ok"]
+FAULT_KINDS: frozenset[str] = frozenset({"429", "500", "503", "drop", "ok"})
+
+
+@dataclass
+class Faults:
+    """What goes wrong, and how often. All defaults mean "behave well"."""
+
+    rate_limit: int | None = 600  # requests per key and endpoint per period; None: unlimited
+    rate_period: float = 1.0  # seconds of one rate-limit window
+    rate_429: float = 0.0  # share of requests answered 429 "too many requests"
+    rate_limit_reset: int = 1  # X-RateLimit-Reset (seconds) sent with an injected 429
+    rate_5xx: float = 0.0  # share of requests answered 500 or 503 (half each)
+    latency: float = 0.0  # seconds added before every API response
+    rate_drop: float = 0.0  # share of connections closed after reading the body, no answer
+    job_delay: float = 0.0  # seconds a job stays `pending` after it was accepted
+    row_error_rate: float = 0.0  # share of otherwise valid upserted rows that error
+    error_emails: set[str] = field(default_factory=set)  # rows with these emails error
+    discard: bool = False  # PUT contacts: read the body, answer 202, store nothing
+    seed: int | None = None  # RNG seed for reproducible fault sequences
+    script: list[str] = field(default_factory=list)  # exact faults for the next requests
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject settings that would silently do nothing or crash the server later."""
+        for name in ("rate_429", "rate_5xx", "rate_drop", "row_error_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        if self.rate_limit is not None and self.rate_limit < 1:
+            raise ValueError("rate_limit must be at least 1 (or None for no limit)")
+        for name in ("latency", "job_delay", "rate_period"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.rate_limit_reset < 0:
+            raise ValueError("rate_limit_reset must not be negative")
+        bad = [kind for kind in self.script if kind not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kinds in script: {bad}; use {sorted(FAULT_KINDS)}")
+        self.error_emails = {email.lower() for email in self.error_emails}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view (sets become sorted lists)."""
+        data = asdict(self)
+        data["error_emails"] = sorted(self.error_emails)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Faults:
+        """Build from a JSON object; unknown keys are an error, not ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        values = dict(data)
+        if "error_emails" in values:
+            values["error_emails"] = set(values["error_emails"])
+        return cls(**values)
+
+
+class FaultInjector:
+    """Thread-safe holder of the current `Faults` and the RNG that draws them."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self._lock = threading.Lock()
+        self._faults = faults or Faults()
+        self._rng = random.Random(self._faults.seed)
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    def set(self, faults: Faults) -> None:
+        """Replace all settings at once (and reseed when a seed is given)."""
+        faults.validate()
+        with self._lock:
+            self._faults = faults
+            self._rng = random.Random(faults.seed)
+
+    def update(self, **changes: Any) -> Faults:
+        """Change some settings, keep the others."""
+        with self._lock:
+            data = self._faults.to_json()
+            data.update(changes)
+            new = Faults.from_json(data)
+            if "seed" in changes:
+                self._rng = random.Random(new.seed)
+            self._faults = new
+            return new
+
+    def draw(self) -> FaultKind:
+        """Decide the fate of one API request: a scripted fault first, else by chance."""
+        with self._lock:
+            f = self._faults
+            if f.script:
+                return f.script.pop(0)  # type: ignore[return-value]
+            roll = self._rng.random()
+            if roll < f.rate_drop:
+                return "drop"
+            roll -= f.rate_drop
+            if roll < f.rate_429:
+                return "429"
+            roll -= f.rate_429
+            if roll < f.rate_5xx:
+                return "500" if self._rng.random() < 0.5 else "503"
+            return "ok"
+
+    def row_errors(self, email: str) -> bool:
+        """Whether an otherwise valid row should be reported as errored."""
+        with self._lock:
+            f = self._faults
+            if email in f.error_emails:
+                return True
+            return f.row_error_rate > 0 and self._rng.random() < f.row_error_rate

@@ -1,0 +1,637 @@
+"""HTTP front of the emulator: SendGrid's routes, auth, rate limits and faults.
+
+A stdlib `ThreadingHTTPServer` on loopback keeps full control of the socket,
+which the faults need (a dropped connection is a socket closed without an
+answer; a library server would answer 500 instead). Each route is a small
+function from the request to `(status, json)`; SendGrid's refusals are
+`ApiError`s raised by the state.
+
+Besides SendGrid's `/v3/...` routes the server answers `/_emulator/...` for
+out-of-process inspection (benchmarks, the demo): account state, list emails,
+request statistics, fault settings, and the errors files that `errors_url`
+points at. Those need no key, like the pre-signed URLs SendGrid hands out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import orjson
+
+from connector.emulator.faults import FaultInjector, Faults
+from connector.emulator.persist import load_state, save_state
+from connector.emulator.state import (
+    FULL_SCOPES,
+    MAX_BODY_BYTES,
+    READ_ONLY_SCOPES,
+    READ_SCOPE,
+    RESERVED_FIELDS,
+    WRITE_SCOPE,
+    ApiError,
+    EmulatorState,
+    LogEntry,
+    decode_page_token,
+    encode_page_token,
+    key_digest,
+)
+
+BAD_KEY_MESSAGE = "The provided authorization grant is invalid, expired, or revoked"
+_MAX_READ_BYTES = 64_000_000  # beyond this the body is not even read
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a route handler needs to know about one request."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    body: bytes
+    params: dict[str, str]
+    scopes: tuple[str, ...] = ()
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "The JSON you have submitted cannot be parsed.") from exc
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One recorded request/response pair, for conformance checks (no headers: no key)."""
+
+    method: str
+    endpoint: str  # path template, e.g. "/v3/marketing/lists/{id}"
+    path: str
+    query: dict[str, list[str]]
+    request_json: Any
+    status: int
+    response_json: Any
+
+
+Handler = Callable[["Emulator", Request], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    scope: str | None
+    handler: Handler
+    pattern: re.Pattern[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.template))
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+
+
+class RateLimiter:
+    """Fixed windows per (key, endpoint), as SendGrid limits per endpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def hit(self, who: str, endpoint: str, limit: int, period: float) -> tuple[bool, int, int]:
+        """Count one request; return (allowed, remaining, seconds until the window resets)."""
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._windows.get((who, endpoint), (now, 0))
+            if now - start >= period:
+                start, count = now, 0
+            count += 1
+            self._windows[(who, endpoint)] = (start, count)
+        reset = max(0, math.ceil(start + period - now))
+        return count <= limit, max(0, limit - count), reset
+
+
+# --------------------------------------------------------------------- views
+_CONTACT_DEFAULTS = {
+    name: ""
+    for name in (
+        "address_line_1",
+        "address_line_2",
+        "city",
+        "country",
+        "email",
+        "first_name",
+        "last_name",
+        "postal_code",
+        "state_province_region",
+        "phone_number",
+        "whatsapp",
+        "line",
+        "facebook",
+        "unique_name",
+    )
+}
+
+
+def contact_view(emu: Emulator, record: dict[str, Any]) -> dict[str, Any]:
+    """A contact as SendGrid returns it: every reserved field, custom fields by NAME."""
+    names = {f["id"]: f["name"] for f in emu.state.fields}
+    view: dict[str, Any] = dict(_CONTACT_DEFAULTS)
+    view.update({k: v for k, v in record.items() if k != "custom_fields"})
+    view.setdefault("alternate_emails", [])
+    view["segment_ids"] = []
+    view["custom_fields"] = {
+        names.get(fid, fid): value for fid, value in (record.get("custom_fields") or {}).items()
+    }
+    view["_metadata"] = {"self": f"{emu.url}/v3/marketing/contacts/{record['id']}"}
+    return view
+
+
+def list_view(emu: Emulator, lst: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": lst["id"],
+        "name": lst["name"],
+        "contact_count": lst["contact_count"],
+        "_metadata": {"self": f"{emu.url}/v3/marketing/lists/{lst['id']}"},
+    }
+
+
+# -------------------------------------------------------------------- routes
+def get_scopes(emu: Emulator, req: Request) -> tuple[int, Any]:
+    return 200, {"scopes": list(req.scopes)}
+
+
+def get_lists(emu: Emulator, req: Request) -> tuple[int, Any]:
+    raw_size = req.arg("page_size") or "100"
+    try:
+        page_size = int(raw_size)
+    except ValueError:
+        page_size = 0
+    if not 1 <= page_size <= 1000:
+        raise ApiError(400, "page_size must be between 1 and 1000", "page_size")
+    token = req.arg("page_token")
+    offset = decode_page_token(token) if token else 0
+    lists = emu.state.all_lists()
+    page = lists[offset : offset + page_size]
+    base = f"{emu.url}/v3/marketing/lists?page_size={page_size}"
+    meta: dict[str, Any] = {"self": f"{base}&page_token={quote(token or '')}", "count": len(lists)}
+    if offset + page_size < len(lists):
+        meta["next"] = f"{base}&page_token={encode_page_token(offset + page_size)}"
+    if offset > 0:
+        meta["prev"] = f"{base}&page_token={encode_page_token(max(0, offset - page_size))}"
+    return 200, {"result": [list_view(emu, lst) for lst in page], "_metadata": meta}
+
+
+def post_list(emu: Emulator, req: Request) -> tuple[int, Any]:
+    payload = req.json()
+    name = payload.get("name") if isinstance(payload, dict) else None
+    lst = emu.state.create_list(name)
+    return 201, list_view(emu, lst | {"contact_count": 0})
+
+
+def get_list(emu: Emulator, req: Request) -> tuple[int, Any]:
+    lst = emu.state.get_list(req.params["id"])
+    view = list_view(emu, lst)
+    if req.arg("contact_sample") == "true":
+        # Real responses carry an array of up to 50 contacts; the lists
+        # document describes a single object (see ALLOWED_DEVIATIONS).
+        view["contact_sample"] = [
+            contact_view(emu, c) for c in emu.state.list_sample(req.params["id"])
+        ]
+    return 200, view
+
+
+def get_list_count(emu: Emulator, req: Request) -> tuple[int, Any]:
+    count = emu.state.get_list(req.params["id"])["contact_count"]
+    return 200, {"contact_count": count, "billable_count": count}
+
+
+def delete_list_contacts(emu: Emulator, req: Request) -> tuple[int, Any]:
+    raw = req.arg("contact_ids") or ""
+    ids = [i for i in raw.split(",") if i]
+    return 202, {"job_id": emu.state.submit_removal(req.params["id"], ids)}
+
+
+def put_contacts(emu: Emulator, req: Request) -> tuple[int, Any]:
+    if len(req.body) > MAX_BODY_BYTES:
+        # Unconfirmed: SendGrid's exact answer to an oversized body.
+        raise ApiError(413, f"request body must be at most {MAX_BODY_BYTES} bytes")
+    if emu.faults.discard:
+        return 202, {"job_id": emu.state.submit_discarded(req.body.count(b'"email"'))}
+    list_ids, contacts = emu.state.validate_upsert(req.json())
+    return 202, {"job_id": emu.state.submit_upsert(list_ids, contacts)}
+
+
+def get_import(emu: Emulator, req: Request) -> tuple[int, Any]:
+    job = emu.state.job(req.params["id"])
+    with emu.state.lock:
+        status = job.status()
+        results: dict[str, Any] = {"requested_count": job.requested_count}
+        if job.processed:
+            results |= {
+                "created_count": job.created_count,
+                "updated_count": job.updated_count,
+                "deleted_count": job.deleted_count,
+                "errored_count": job.errored_count,
+            }
+            if job.errored_count and status != "pending":
+                results["errors_url"] = f"{emu.url}/_emulator/errors/{job.id}"
+        body: dict[str, Any] = {
+            "id": job.id,
+            "status": status,
+            "job_type": job.job_type,
+            "results": results,
+            "started_at": job.started_at,
+        }
+        if status != "pending" and job.finished_at:
+            body["finished_at"] = job.finished_at
+    return 200, body
+
+
+def search_emails(emu: Emulator, req: Request) -> tuple[int, Any]:
+    result = emu.state.search_emails(req.json())
+    for entry in result.values():
+        if "contact" in entry:
+            entry["contact"] = contact_view(emu, entry["contact"])
+    return 200, {"result": result}
+
+
+def get_contact_count(emu: Emulator, req: Request) -> tuple[int, Any]:
+    count = emu.state.contact_count()
+    return 200, {"contact_count": count, "billable_count": count}
+
+
+def get_fields(emu: Emulator, req: Request) -> tuple[int, Any]:
+    with emu.state.lock:
+        custom = [dict(f) for f in emu.state.fields]
+    return 200, {
+        "custom_fields": custom,
+        "reserved_fields": RESERVED_FIELDS,
+        "_metadata": {"self": f"{emu.url}/v3/marketing/field_definitions"},
+    }
+
+
+def post_field(emu: Emulator, req: Request) -> tuple[int, Any]:
+    payload = req.json()
+    if not isinstance(payload, dict):
+        raise ApiError(400, "request body must be a JSON object")
+    definition = emu.state.create_field(payload.get("name"), payload.get("field_type"))
+    meta = {"self": f"{emu.url}/v3/marketing/field_definitions/{definition['id']}"}
+    return 200, definition | {"_metadata": meta}
+
+
+ROUTES = [
+    Route("GET", "/v3/scopes", None, get_scopes),
+    Route("GET", "/v3/marketing/lists", READ_SCOPE, get_lists),
+    Route("POST", "/v3/marketing/lists", WRITE_SCOPE, post_list),
+    Route("GET", "/v3/marketing/lists/{id}", READ_SCOPE, get_list),
+    Route("GET", "/v3/marketing/lists/{id}/contacts/count", READ_SCOPE, get_list_count),
+    Route("DELETE", "/v3/marketing/lists/{id}/contacts", WRITE_SCOPE, delete_list_contacts),
+    Route("PUT", "/v3/marketing/contacts", WRITE_SCOPE, put_contacts),
+    Route("GET", "/v3/marketing/contacts/count", READ_SCOPE, get_contact_count),
+    Route("GET", "/v3/marketing/contacts/imports/{id}", READ_SCOPE, get_import),
+    Route("POST", "/v3/marketing/contacts/search/emails", READ_SCOPE, search_emails),
+    Route("GET", "/v3/marketing/field_definitions", READ_SCOPE, get_fields),
+    Route("POST", "/v3/marketing/field_definitions", WRITE_SCOPE, post_field),
+]
+
+
+def find_route(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+    """The route for a request, its path parameters, and whether the path exists at all."""
+    path_known = False
+    for route in ROUTES:
+        match = route.pattern.match(path)
+        if match:
+            path_known = True
+            if route.method == method:
+                return route, match.groupdict(), True
+    return None, {}, path_known
+
+
+# ------------------------------------------------------------------- handler
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    emulator: Emulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+    timeout = 60  # idle keep-alive connections are closed after this
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: a log line could carry a request path, and tests read stderr."""
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(parts)
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_READ_BYTES:
+            self.close_connection = True
+            return b""
+        return self.rfile.read(length) if length else b""
+
+    def _send(
+        self,
+        status: int,
+        payload: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> bytes:
+        body = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        return body
+
+    def _handle(self) -> None:
+        emu = self.server.emulator
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        query = parse_qs(parts.query, keep_blank_values=True)
+        body = self._read_body()
+        if path.startswith("/_emulator/"):
+            status, payload, ctype = emu.internal(self.command, path, body)
+            self._send(status, payload, content_type=ctype)
+            return
+        route, params, path_known = find_route(self.command, path)
+        endpoint = f"{self.command} {route.template if route else path}"
+        req = Request(self.command, path, query, body, params)
+        status, payload, headers = emu.respond(route, req, self.headers.get("Authorization"))
+        if status == 0:  # dropped: no answer at all
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)
+        else:
+            if route is None:
+                status = 405 if path_known else 404
+                message = "method not allowed" if path_known else "resource not found"
+                payload = {"errors": [{"field": None, "message": message}]}
+            self._send(status, payload, headers)
+        contacts = 0
+        if route is not None and route.template == "/v3/marketing/contacts":
+            contacts = body.count(b'"email"')
+        emu.state.record_request(LogEntry(self.command, path, endpoint, status, contacts))
+        if emu.record and route is not None:
+            emu.exchanges.append(
+                Exchange(
+                    self.command,
+                    route.template,
+                    path,
+                    query,
+                    _maybe_json(body),
+                    status,
+                    payload if status else None,
+                )
+            )
+
+
+def _maybe_json(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+
+
+# ------------------------------------------------------------------ emulator
+class Emulator:
+    """A running emulator: `url`, `state`, `faults`, and an API key with every scope.
+
+    Use as a context manager (or `start()`/`stop()`). Port 0 picks a free port.
+    With `state_file` the account is loaded at start and saved (debounced) after
+    changes and at stop. With `record=True` every API exchange is kept in
+    `exchanges` for the conformance tests.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        state: EmulatorState | None = None,
+        faults: Faults | None = None,
+        state_file: Path | None = None,
+        record: bool = False,
+        save_interval: float = 1.0,
+    ) -> None:
+        self._injector = FaultInjector(faults)
+        self.state = state or EmulatorState(self._injector)
+        self.state.faults = self._injector
+        self.state_file = state_file
+        self.record = record
+        self.exchanges: list[Exchange] = []
+        self.limiter = RateLimiter()
+        self._save_interval = save_interval
+        self._saved_version = -1
+        self._stop = threading.Event()
+        if state_file is not None and state_file.exists():
+            load_state(self.state, state_file)
+            self._saved_version = self.state.version
+        self.api_key = self.state.add_key(FULL_SCOPES)
+        self.read_only_key = self.state.add_key(READ_ONLY_SCOPES)
+        self._server = _HTTPServer((host, port), _Handler)
+        self._server.emulator = self
+        host_name, bound_port = self._server.server_address[:2]
+        self.url = f"http://{host_name}:{bound_port}"
+        self._threads: list[threading.Thread] = []
+
+    def __repr__(self) -> str:  # keys stay out of reprs
+        return f"Emulator(url={self.url!r})"
+
+    # -------------------------------------------------------------- faults
+    @property
+    def faults(self) -> Faults:
+        """The live fault settings; assigning attributes takes effect at once."""
+        return self._injector.faults
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change some fault settings (validated; a new `seed` reseeds the RNG)."""
+        return self._injector.update(**changes)
+
+    # ----------------------------------------------------------- lifecycle
+    def start(self) -> Emulator:
+        serve = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="emulator-http",
+            daemon=True,
+        )
+        serve.start()
+        self._threads.append(serve)
+        if self.state_file is not None:
+            saver = threading.Thread(target=self._save_loop, name="emulator-save", daemon=True)
+            saver.start()
+            self._threads.append(saver)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.save()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Block serving until interrupted (the `segsync emulator` command)."""
+        self.start()
+        try:
+            while not self._stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+    def save(self) -> None:
+        """Write the account to `state_file` if it changed since the last save."""
+        if self.state_file is None or self.state.version == self._saved_version:
+            return
+        self.state.drain()
+        self._saved_version = save_state(self.state, self.state_file)
+
+    def _save_loop(self) -> None:
+        while not self._stop.wait(self._save_interval):
+            self.save()
+
+    # ------------------------------------------------------------- requests
+    def respond(
+        self, route: Route | None, req: Request, authorization: str | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Decide the answer to one API request; status 0 means drop the connection."""
+        fault = self._injector.draw()
+        faults = self._injector.faults
+        if faults.latency:
+            time.sleep(faults.latency)
+        limit = faults.rate_limit or 0
+        if fault == "drop":
+            return 0, None, {}
+        if fault == "429":
+            headers = _rate_headers(limit, 0, faults.rate_limit_reset)
+            return 429, _error("too many requests"), headers
+        if fault in ("500", "503"):
+            message = "internal server error" if fault == "500" else "service unavailable"
+            return int(fault), {"errors": [{"field": None, "message": message}]}, {}
+        if route is None:
+            return 404, None, {}
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        scopes = self.state.scopes_for(token) if token else None
+        who = key_digest(token)
+        headers: dict[str, str] = {}
+        if faults.rate_limit:
+            allowed, remaining, reset = self.limiter.hit(
+                who, route.template, faults.rate_limit, faults.rate_period
+            )
+            headers = _rate_headers(limit, remaining, reset)
+            if not allowed:
+                return 429, _error("too many requests"), headers
+        if scopes is None:
+            return 401, _error(BAD_KEY_MESSAGE), headers
+        if route.scope is not None and route.scope not in scopes:
+            return 403, _error("access forbidden"), headers
+        try:
+            status, payload = route.handler(self, replace(req, scopes=scopes))
+        except ApiError as exc:
+            return exc.status, exc.body(), headers
+        return status, payload, headers
+
+    def internal(self, method: str, path: str, body: bytes) -> tuple[int, Any, str]:
+        """The `/_emulator/...` inspection and control routes."""
+        state = self.state
+        ctype = "application/json"
+        if method == "GET" and path == "/_emulator/state":
+            with state.lock:
+                payload = {
+                    "lists": [
+                        {
+                            "id": lst["id"],
+                            "name": lst["name"],
+                            "contact_count": lst["contact_count"],
+                        }
+                        for lst in state.all_lists()
+                    ],
+                    "contact_count": len(state.contacts),
+                    "custom_fields": [dict(f) for f in state.fields],
+                    "jobs_pending": sum(j.status() == "pending" for j in state.jobs.values()),
+                }
+            return 200, payload, ctype
+        if method == "GET" and path == "/_emulator/stats":
+            return 200, state.stats(), ctype
+        if path == "/_emulator/faults":
+            if method == "POST":
+                try:
+                    self.set_faults(**orjson.loads(body or b"{}"))
+                except (ValueError, TypeError) as exc:
+                    return 400, _error(str(exc)), ctype
+            return 200, self.faults.to_json(), ctype
+        match = re.fullmatch(r"/_emulator/lists/([^/]+)/emails", path)
+        if method == "GET" and match:
+            if match[1] not in state.lists:
+                return 404, _error("list ID does not exist"), ctype
+            return 200, {"emails": sorted(state.list_members(match[1]))}, ctype
+        match = re.fullmatch(r"/_emulator/errors/([^/]+)", path)
+        if method == "GET" and match and match[1] in state.jobs:
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(["email", "error"])
+            writer.writerows(state.jobs[match[1]].errors)
+            return 200, out.getvalue().encode(), "text/csv"
+        return 404, _error("resource not found"), ctype
+
+
+def _error(message: str, field: str | None = None) -> dict[str, Any]:
+    return {"errors": [{"field": field, "message": message}]}
+
+
+def _rate_headers(limit: int, remaining: int, reset: int) -> dict[str, str]:
+    # Reset is seconds until the window resets, as recent real responses show.
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(remaining),
+        "X-RateLimit-Reset": str(reset),
+    }
