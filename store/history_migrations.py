@@ -1,0 +1,121 @@
+"""Schema versions of the history database and the steps between them.
+
+Why not Alembic: it is not a dependency, and segsync's needs are small: one
+embedded SQLite file, upgraded in place when a newer segsync opens it. An
+ordered tuple of plain functions, applied inside one transaction after a
+backup copy of the file is taken, covers that with nothing to configure.
+SQLite's DDL is transactional, so a step that fails leaves the file exactly
+as it was.
+
+Version history:
+
+1. first layout: destinations, mappings, saved segments, runs, batches,
+   rejected rows (pre-send exclusions only).
+2. resume and SendGrid-side rejections: ``run.resumed_from`` and
+   ``rejected_row.source`` (``'plan'`` or ``'sendgrid'``; older rows are
+   ``'plan'``, the only kind version 1 recorded).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, text
+from sqlmodel import SQLModel
+
+from store import history_models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+SCHEMA_VERSION = 2
+
+
+class SchemaError(RuntimeError):
+    """The file is not a history database this segsync can read."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """Brings the schema from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v2_resume_and_sources(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE run ADD COLUMN resumed_from INTEGER REFERENCES run (id)")
+    conn.exec_driver_sql(
+        "ALTER TABLE rejected_row ADD COLUMN source VARCHAR DEFAULT 'plan' NOT NULL"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "resume and SendGrid-side rejections", _v2_resume_and_sources),
+)
+
+
+def _table_names(conn: Connection) -> set[str]:
+    rows = conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )
+    return {name for (name,) in rows}
+
+
+def _backup(db_path: Path, version: int) -> Path:
+    """Copy the database (consistently, WAL included) next to it, mode 0600."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    target = db_path.with_name(f"{db_path.name}.v{version}-{stamp}.bak")
+    os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+    source = sqlite3.connect(db_path)
+    try:
+        dest = sqlite3.connect(target)
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+    finally:
+        source.close()
+    return target
+
+
+def prepare_schema(engine: Engine, db_path: Path) -> Path | None:
+    """Create a fresh schema or upgrade an older one; returns the backup path if
+    an upgrade happened.
+
+    Runs in one IMMEDIATE transaction: two segsync processes opening an old
+    file at once serialise here, and the second sees it already upgraded.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            tables = _table_names(conn)
+            if not tables:
+                SQLModel.metadata.create_all(conn)
+                conn.exec_driver_sql(
+                    "INSERT INTO schema_meta (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
+                )
+                return None
+            if "schema_meta" not in tables:
+                raise SchemaError(f"{db_path} is not a segsync history database")
+            version = conn.execute(text("SELECT version FROM schema_meta WHERE id = 1")).scalar()
+            if version is None:
+                raise SchemaError(f"{db_path} has no schema version")
+            if version > SCHEMA_VERSION:
+                raise SchemaError(
+                    f"{db_path} was written by a newer segsync (schema version {version}); "
+                    f"this one reads up to version {SCHEMA_VERSION}: upgrade segsync"
+                )
+            if version == SCHEMA_VERSION:
+                return None
+            backup = _backup(db_path, version)
+            for step in MIGRATIONS:
+                if step.version > version:
+                    step.apply(conn)
+            conn.exec_driver_sql(
+                "UPDATE schema_meta SET version = ? WHERE id = 1", (SCHEMA_VERSION,)
+            )
+            return backup

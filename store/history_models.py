@@ -1,0 +1,138 @@
+"""SQLModel tables of the history database (the current schema version).
+
+These classes describe the schema; they never leave ``store.history``, which
+turns rows into plain frozen dataclasses. Timestamps are stored as UTC and come
+back timezone-aware, so a run started in one time zone reads right in another.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """DATETIME column holding UTC; refuses naive datetimes on the way in.
+
+    SQLite has no time zone type: without this a naive local time could slip
+    in and history would show runs hours off.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("history timestamps must be timezone-aware")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class SchemaMetaTable(SQLModel, table=True):
+    """One row: the schema version the file was last upgraded to."""
+
+    __tablename__: ClassVar[str] = "schema_meta"  # type: ignore[misc]
+    id: int = Field(default=1, primary_key=True)
+    version: int
+
+
+class DestinationTable(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "destination"  # type: ignore[misc]
+    # A name is unique among active destinations only: a removed one keeps its
+    # row (its runs point at it) and its name can be given to a new one.
+    __table_args__ = (
+        Index(
+            "ux_destination_active_name",
+            "name",
+            unique=True,
+            sqlite_where=text("removed_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    list_id: str | None = None
+    list_name: str | None = None
+    base_url: str
+    api_key_env: str | None = None  # the NAME of an environment variable, never a key
+    key_storage: str | None = None  # keyring | file | env; NULL until a key is stored
+    cap: int = 100_000
+    consent_by: str | None = None
+    consent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    consent_text: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class DestinationMappingTable(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "destination_mapping"  # type: ignore[misc]
+    destination_id: int = Field(primary_key=True, foreign_key="destination.id")
+    mapping: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class DestinationSegmentsTable(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "destination_segments"  # type: ignore[misc]
+    destination_id: int = Field(primary_key=True, foreign_key="destination.id")
+    segments: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class RunTable(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "run"  # type: ignore[misc]
+    id: int | None = Field(default=None, primary_key=True)
+    destination_id: int = Field(foreign_key="destination.id", index=True)
+    destination_name: str  # as it was at the time: destinations can be renamed
+    segments: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    mode: str
+    incremental: bool
+    dry_run: bool
+    status: str = Field(index=True)
+    config: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    counts: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    message: str | None = None
+    operator: str
+    host: str
+    pid: int
+    started_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # schema v2
+    resumed_from: int | None = Field(default=None, foreign_key="run.id")
+
+
+class RunBatchTable(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "run_batch"  # type: ignore[misc]
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_batch_run_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    seq: int
+    contacts: int
+    bytes: int
+    first_email: str
+    last_email: str
+    job_id: str | None = None
+    status: str
+    created: int | None = None  # SendGrid's job results, known once it finished
+    updated: int | None = None
+    errored: int | None = None
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RejectedRowTable(SQLModel, table=True):
+    __tablename__: ClassVar[str] = "rejected_row"  # type: ignore[misc]
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id", index=True)
+    seq: int | None = None  # NULL: excluded by the plan, before any batch
+    key: str | None = None
+    email: str | None = None
+    reason: str
+    # schema v2; the server default lets the upgrade fill rows written by v1
+    source: str = Field(sa_column_kwargs={"server_default": "plan"})
