@@ -8,8 +8,9 @@ therefore the one key segsync prints in full.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from connector.emulator.faults import Faults
 from connector.emulator.server import Emulator
@@ -45,7 +46,7 @@ def run_emulator(
     host: str = "127.0.0.1",
     port: int = 3433,
     state_file: Path | None = None,
-    faults: Faults | None = None,
+    faults: Faults | Mapping[str, Any] | None = None,
     key: str | None = None,
     announce: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> None:

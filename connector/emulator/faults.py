@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 FaultKind = Literal["429", "500", "503", "drop", "ok"]
 FAULT_KINDS: frozenset[str] = frozenset({"429", "500", "503", "drop", "ok"})
+_ALIASES = {"drop": "rate_drop", "delay": "job_delay"}
 
 
 @dataclass
@@ -69,13 +71,16 @@ class Faults:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Faults:
-        """Build from a JSON object; unknown keys are an error, not ignored."""
+    def from_json(cls, data: Mapping[str, Any]) -> Faults:
+        """Build from a JSON object; unknown keys are an error, not ignored.
+
+        Short command-line style names (`drop`, `delay`) are accepted as aliases.
+        """
+        values = {_ALIASES.get(k, k): v for k, v in data.items()}
         known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
-        values = dict(data)
         if "error_emails" in values:
             values["error_emails"] = set(values["error_emails"])
         return cls(**values)
@@ -84,8 +89,10 @@ class Faults:
 class FaultInjector:
     """Thread-safe holder of the current `Faults` and the RNG that draws them."""
 
-    def __init__(self, faults: Faults | None = None) -> None:
+    def __init__(self, faults: Faults | Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()
+        if isinstance(faults, Mapping):
+            faults = Faults.from_json(faults)
         self._faults = faults or Faults()
         self._rng = random.Random(self._faults.seed)
 

@@ -21,7 +21,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -450,7 +450,7 @@ class Emulator:
         port: int = 0,
         *,
         state: EmulatorState | None = None,
-        faults: Faults | None = None,
+        faults: Faults | Mapping[str, Any] | None = None,
         state_file: Path | None = None,
         record: bool = False,
         save_interval: float = 1.0,
