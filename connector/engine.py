@@ -141,6 +141,7 @@ class ExportEngine:
                 "No segments selected. Name at least one with --segment "
                 "(see `segsync segments` for the list)."
             )
+        await asyncio.to_thread(self._check_inputs, request, mapping)
         if not request.dry_run and not destination.consent_at:
             raise ExportRefused(
                 f"Destination {destination.name!r} has no data-privacy acknowledgment. "
@@ -154,6 +155,30 @@ class ExportEngine:
         )
         with lock:
             await self._execute_locked(request, destination, mapping, previous, emit, cancel)
+
+    def _check_inputs(self, request: ExportRequest, mapping: FieldMapping) -> None:
+        """Segments and mapped columns must exist in the workspace as it is now
+        (the profile file may have changed since the mapping was saved)."""
+        from store.plan import MappingError, validate_mapping
+        from store.workspace import WorkspaceError
+
+        known = {s.name for s in self.workspace.segments()}
+        unknown = [name for name in request.segments if name not in known]
+        if unknown:
+            raise ExportRefused(
+                f"Unknown segment(s) {', '.join(map(repr, unknown))} in {self.workspace.path}. "
+                f"Known segments: {', '.join(sorted(known))}."
+            )
+        try:
+            validate_mapping(mapping, self.workspace.columns())
+            con = self.workspace.connect()
+            try:
+                for name in request.segments:
+                    self.workspace.check_segment(con, name)
+            finally:
+                con.close()
+        except (MappingError, WorkspaceError) as exc:
+            raise ExportRefused(str(exc)) from exc
 
     def _resolve_request(
         self, request: ExportRequest, destination: Any

@@ -181,7 +181,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("segsync: cancelled", file=sys.stderr)
         code = EXIT_CANCELLED
+    except Exception as exc:
+        code = _report_error(exc)
     sys.exit(code)
+
+
+USER_ERRORS = {
+    # errors whose message already says what is wrong and what to do
+    "HistoryError": EXIT_USAGE,
+    "NotFound": EXIT_USAGE,
+    "DestinationExists": EXIT_USAGE,
+    "WorkspaceError": EXIT_USAGE,
+    "PredicateError": EXIT_USAGE,
+    "MappingError": EXIT_USAGE,
+    "KeyNotFound": EXIT_USAGE,
+    "ExportRefused": EXIT_USAGE,
+    "ExportInProgress": EXIT_USAGE,
+    "ContactTooLarge": EXIT_FAILED,
+}
+
+
+def _report_error(exc: Exception) -> int:
+    """A clear line instead of a traceback; SEGSYNC_DEBUG=1 shows the traceback.
+
+    Messages of our own errors never contain the API key, so printing them
+    is safe; unexpected errors print only their type and message.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if os.environ.get("SEGSYNC_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    if "SendGridError" in names:
+        print(f"segsync: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for name, code in USER_ERRORS.items():
+        if name in names:
+            print(f"segsync: {exc}", file=sys.stderr)
+            return code
+    print(
+        f"segsync: unexpected {type(exc).__name__}: {exc}\n"
+        "Run again with SEGSYNC_DEBUG=1 for details and report it.",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

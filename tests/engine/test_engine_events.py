@@ -1,0 +1,71 @@
+"""The engine's event stream: what the TUI and the command line both render."""
+
+from __future__ import annotations
+
+from connector import events as ev
+from connector.engine import EngineSettings, ExportEngine, ExportRequest
+from store.history import History
+from store.paths import history_path
+from store.secrets import KeyStore
+from store.workspace import Workspace
+from tests.engine.conftest import expected_emails
+
+
+def engine_for(export_env, **settings) -> ExportEngine:
+    return ExportEngine(
+        workspace=Workspace.open(export_env.workspace),
+        history=History(history_path(export_env.state_dir)),
+        keys=KeyStore(export_env.state_dir),
+        state_dir=export_env.state_dir,
+        settings=EngineSettings(poll_interval=0.05, **settings),
+    )
+
+
+async def collect(engine: ExportEngine, request: ExportRequest) -> list[ev.Event]:
+    return [event async for event in engine.run(request)]
+
+
+async def test_rate_limits_and_server_errors_slow_a_run_but_do_not_fail_it(export_env):
+    export_env.emulator.set_faults(script=["ok", "ok", "429", "500", "drop", "503"])
+    engine = engine_for(export_env, max_contacts=200, concurrency=2)
+    events = await collect(engine, ExportRequest("news", ("germany",)))
+
+    waits = [e for e in events if isinstance(e, ev.RateLimitWait)]
+    retries = [e for e in events if isinstance(e, ev.RetryScheduled)]
+    assert waits and waits[0].seconds >= 0
+    assert len(retries) >= 3
+    finished = events[-1]
+    assert isinstance(finished, ev.RunFinished) and finished.status == "succeeded"
+    members = export_env.emulator.state.list_members(export_env.list_id)
+    assert members == expected_emails(export_env.rows, ["germany"])
+
+
+async def test_event_order_and_batches(export_env):
+    engine = engine_for(export_env, max_contacts=250)
+    events = await collect(engine, ExportRequest("news", ("france",)))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "RunStarted"
+    assert kinds.index("PlanReady") < kinds.index("BatchSent") < kinds.index("JobFinished")
+    assert kinds[-1] == "RunFinished"
+    plan = next(e for e in events if isinstance(e, ev.PlanReady))
+    sent = [e for e in events if isinstance(e, ev.BatchSent)]
+    assert len(sent) == plan.batches == -(-plan.counts["to_send"] // 250)
+    assert sent[-1].sent_total == plan.counts["to_send"]
+    finished = [e for e in events if isinstance(e, ev.JobFinished)]
+    assert {e.status for e in finished} == {"completed"}
+
+
+async def test_rows_sendgrid_rejects_are_recorded_with_reasons(export_env):
+    expected = sorted(expected_emails(export_env.rows, ["germany"]))
+    refused = set(expected[:5])
+    export_env.emulator.set_faults(error_emails=refused)
+    engine = engine_for(export_env, max_contacts=400)
+    events = await collect(engine, ExportRequest("news", ("germany",)))
+    finished = events[-1]
+    assert isinstance(finished, ev.RunFinished) and finished.status == "partial"
+    assert finished.counts["errored"] == 5
+    history = History(history_path(export_env.state_dir))
+    rows = [r for r in history.rejected_rows(finished.run_id) if r.source == "sendgrid"]
+    assert {r.email for r in rows} == refused
+    assert all(r.reason for r in rows)
+    assert export_env.emulator.state.list_members(export_env.list_id) == set(expected) - refused

@@ -1,0 +1,96 @@
+"""A real `segsync export` process killed with SIGKILL mid-run, then resumed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import orjson
+
+from store.history import History
+from store.paths import history_path
+from tests.engine.conftest import expected_emails, run_cli
+from tui.cli import main
+
+
+def start_export(export_env, *argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        export_env.cli("export", "news", *argv),
+        env=export_env.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def kill_after(proc: subprocess.Popen[str], marker: str, occurrences: int) -> list[str]:
+    """Read the process's log lines; SIGKILL it once `marker` was seen N times."""
+    lines: list[str] = []
+    seen = 0
+    deadline = time.monotonic() + 60
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            seen += 1
+            if seen >= occurrences:
+                proc.send_signal(signal.SIGKILL)
+                break
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "".join(lines)
+    return lines
+
+
+def received_emails(emulator, since: int) -> list[str]:
+    """Every email the emulator received in upsert bodies after exchange `since`."""
+    out: list[str] = []
+    for exchange in emulator.exchanges[since:]:
+        if exchange.method == "PUT" and exchange.status == 202:
+            out.extend(c["email"] for c in exchange.request_json["contacts"])
+    return out
+
+
+def test_killed_export_resumes_to_the_exact_list_without_resending(export_env, capsys):
+    segments = ["germany", "france"]
+    export_env.emulator.set_faults(job_delay=0.2)
+    proc = start_export(
+        export_env,
+        "--segment",
+        "germany",
+        "--segment",
+        "france",
+        "--batch-size",
+        "60",
+        "--concurrency",
+        "1",
+    )
+    kill_after(proc, "job completed", 4)
+
+    history = History(history_path(export_env.state_dir))
+    run = history.list_runs()[0]
+    assert run.status == "interrupted"  # the dead process's run, seen by a new one
+    confirmed = history.confirmed_ranges(run.id)
+    assert len(confirmed) >= 4
+    assert history.integrity_check() == "ok"
+
+    mark = len(export_env.emulator.exchanges)
+    capsys.readouterr()
+    code = run_cli(main, "export", "news", "--resume", str(run.id), "--json")
+    summary = orjson.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    assert summary["status"] == "succeeded"
+
+    expected = expected_emails(export_env.rows, segments)
+    assert export_env.emulator.state.list_members(export_env.list_id) == expected
+    resent = [
+        email
+        for email in received_emails(export_env.emulator, mark)
+        if any(first <= email <= last for first, last in confirmed)
+    ]
+    assert resent == []
+    assert summary["counts"]["sent"] == len(expected)
+    assert History(history_path(export_env.state_dir)).integrity_check() == "ok"
