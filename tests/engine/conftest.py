@@ -132,7 +132,7 @@ def export_env(tmp_path: Path, emulator, monkeypatch: pytest.MonkeyPatch) -> Exp
     monkeypatch.setenv("SEGSYNC_WORKSPACE", str(workspace))
     monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
     monkeypatch.setenv("DEST_KEY", emulator.api_key)
-    assert 0 == run_cli(
+    assert run_cli(
         main,
         "destinations",
         "add",
@@ -144,8 +144,8 @@ def export_env(tmp_path: Path, emulator, monkeypatch: pytest.MonkeyPatch) -> Exp
         "--base-url",
         emulator.url,
         "--agree",
-    )
-    assert 0 == run_cli(
+    ) == 0
+    assert run_cli(
         main,
         "map",
         "news",
@@ -156,7 +156,7 @@ def export_env(tmp_path: Path, emulator, monkeypatch: pytest.MonkeyPatch) -> Exp
         "city=city",
         "--consent-column",
         "email_opt_in",
-    )
+    ) == 0
     return ExportEnv(workspace, state_dir, rows, emulator, list_id)
 
 
