@@ -177,14 +177,17 @@ def parse_errors_file(content: bytes) -> list[tuple[str, str]]:
     rows = [r for r in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in r)]
     if not rows:
         return []
-    header = [cell.strip().lower() for cell in rows[0]]
-    email_col = _find_column(header, ("email", "identifier", "contact"))
-    reason_col = _find_column(header, ("error", "reason", "message", "detail"))
-    if email_col is None:
-        if "@" not in rows[0][0]:
-            return []
-        email_col, reason_col, body = 0, 1 if len(rows[0]) > 1 else None, rows
+    first = rows[0]
+    at = next((i for i, cell in enumerate(first) if "@" in cell), None)
+    if at is not None:  # no header: the first row is already data
+        email_col, body = at, rows
+        reason_col = next((i for i in range(len(first)) if i != at and first[i].strip()), None)
     else:
+        header = [cell.strip().lower() for cell in first]
+        email_col = _find_column(header, ("email", "identifier", "contact"))
+        reason_col = _find_column(header, ("error", "reason", "message", "detail"))
+        if email_col is None:
+            return []
         body = rows[1:]
     found = []
     for row in body:

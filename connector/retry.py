@@ -137,7 +137,7 @@ class _Budget:
         self.policy = policy
         self.on_retry = on_retry
         self.backoff = wait_exponential_jitter(
-            initial=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
+            multiplier=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
         )
         self.waited = 0.0
         self.attempts = 0
