@@ -82,6 +82,10 @@ class _BearerAuth(httpx.Auth):
         request.headers["Authorization"] = f"Bearer {self._key}"
         yield request
 
+    def scrub(self, text: str) -> str:
+        """``text`` with the key masked, for quoting what a server sent back."""
+        return text.replace(self._key, "SG.<hidden>") if text else text
+
 
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
@@ -253,7 +257,6 @@ class SendGridClient:
     ) -> None:
         self._base = _check_url(base_url.rstrip("/"))
         self._host = self._base.host
-        self._key = _reveal(api_key)
         self._policy = RetryPolicy(
             max_attempts=max_attempts,
             max_total_wait=max_total_wait,
@@ -263,7 +266,8 @@ class SendGridClient:
         )
         self._on_retry = on_retry
         self._sleep = sleep
-        self._auth = _BearerAuth(self._key)
+        # The key lives only inside the auth hook, whose repr hides it.
+        self._auth = _BearerAuth(_reveal(api_key))
         self._http = httpx.AsyncClient(
             base_url=self._base,
             timeout=timeout,
@@ -503,16 +507,20 @@ class SendGridClient:
             except httpx.TimeoutException as exc:
                 failure = self._network_failure(f"timed out ({type(exc).__name__})", endpoint, host)
             except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-                reason = self._scrub(str(exc) or type(exc).__name__)
+                reason = self._auth.scrub(str(exc) or type(exc).__name__)
                 failure = self._network_failure(reason, endpoint, host)
             if failure is not None:
                 raise failure  # outside the except block: no chain to httpx's request
             status, body = response.status_code, response.content
             if 200 <= status < 300 or (status == 404 and none_found_ok):
                 return status, body
-            raise self._error(
+            error = self._error(
                 status, response.headers, body, endpoint, host, list_id, action, searched
             )
+            # Drop the answer before raising: its request carries the key, and a
+            # traceback printed with locals would show both.
+            del response, body
+            raise error
 
         return await call_with_retries(
             attempt, self._policy, on_retry=self._on_retry, sleep=self._sleep
@@ -521,9 +529,6 @@ class SendGridClient:
     @staticmethod
     def _network_failure(reason: str, endpoint: str, host: str) -> Retryable:
         return Retryable("transient", reason, endpoint=endpoint, host=host)
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._key, "SG.<hidden>") if text else text
 
     def _error(
         self,
@@ -537,7 +542,7 @@ class SendGridClient:
         searched: Sequence[str],
     ) -> Exception:
         """The exception for a non-2xx answer: Retryable for 429/5xx, else final."""
-        errors = [(f, self._scrub(m)) for f, m in _sendgrid_errors(body)]
+        errors = [(f, self._auth.scrub(m)) for f, m in _sendgrid_errors(body)]
         quoted = "; ".join(m for _f, m in errors) or None
         if status == 429:
             return Retryable(

@@ -11,10 +11,7 @@ import pytest
 from connector.client import SendGridClient, parse_errors_file
 from connector.emulator import Emulator
 from connector.models import ImportJob
-
-
-async def no_sleep(seconds: float) -> None:
-    """Waits are asserted through on_retry; the tests need not sit through them."""
+from tests.connector import no_sleep, requests_to
 
 
 @pytest.fixture
@@ -42,7 +39,7 @@ async def test_lists_follows_every_page(client: SendGridClient, emulator: Emulat
     found = await client.lists(page_size=3)
     assert [x.id for x in found] == [x.id for x in created]
     # three pages were read, each a separate request
-    assert emulator.state.stats()["requests"]["GET /v3/marketing/lists"] == 3
+    assert requests_to(emulator, "GET /v3/marketing/lists", 3) == 3
 
 
 async def test_create_and_get_list(client: SendGridClient):
@@ -118,7 +115,7 @@ async def test_search_splits_large_input_and_treats_none_found_as_empty(
     assert set(found) == set(known)  # keyed by lower-cased email
     assert len(set(found.values())) == 130
     # 220 addresses -> 3 calls of at most 100
-    assert emulator.state.stats()["requests"]["POST /v3/marketing/contacts/search/emails"] == 3
+    assert requests_to(emulator, "POST /v3/marketing/contacts/search/emails", 3) == 3
     assert await client.search_emails(["nobody@example.com"]) == {}
     assert await client.search_emails([]) == {}
 
