@@ -1,0 +1,406 @@
+"""A backend with fixed data, for driving every screen without DuckDB,
+SQLite or a network, and a scripted engine event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from connector.events import (
+    BatchSent,
+    Event,
+    JobFinished,
+    PhaseStarted,
+    PlanReady,
+    PreviewReady,
+    RateLimitWait,
+    RowsRejected,
+    RunFinished,
+    RunStarted,
+)
+from tui.backend import (
+    BackendError,
+    BatchInfo,
+    CheckResult,
+    ColumnInfo,
+    Consent,
+    DestinationForm,
+    DestinationInfo,
+    ExportSettings,
+    ListInfo,
+    MappingDraft,
+    RejectedInfo,
+    RunDetail,
+    RunInfo,
+    SegmentCountInfo,
+    SegmentInfo,
+)
+
+NOW = datetime(2026, 11, 28, 9, 30)
+LONG_NAME = "Maximiliane-Alexandra-Konstantina von Hohenzollern-Sigmaringen"
+
+COLUMNS = [
+    ColumnInfo("customer_id", "BIGINT"),
+    ColumnInfo("email", "VARCHAR"),
+    ColumnInfo("first_name", "VARCHAR"),
+    ColumnInfo("last_name", "VARCHAR"),
+    ColumnInfo("country", "VARCHAR"),
+    ColumnInfo("email_opt_in", "BOOLEAN"),
+    ColumnInfo("lifetime_value", "DOUBLE"),
+]
+ROWS = [
+    {
+        "customer_id": 1,
+        "email": "anna@example.com",
+        "first_name": "Anna",
+        "last_name": "Schmidt",
+        "country": "DE",
+        "email_opt_in": True,
+        "lifetime_value": 812.5,
+    },
+    {
+        "customer_id": 2,
+        "email": "JOSE@example.com ",
+        "first_name": "José",
+        "last_name": LONG_NAME,
+        "country": "ES",
+        "email_opt_in": True,
+        "lifetime_value": 40.0,
+    },
+    {
+        "customer_id": 3,
+        "email": None,
+        "first_name": "美咲",
+        "last_name": "佐藤",
+        "country": "JP",
+        "email_opt_in": False,
+        "lifetime_value": 1200.0,
+    },
+]
+SEGMENTS = [
+    SegmentInfo("high_value", "lifetime_value >= 500", "Customers who spent 500 or more"),
+    SegmentInfo("newsletter_de", "email_opt_in AND country = 'DE'", "German newsletter"),
+    SegmentInfo("broken", "lifetime_valu > 1", "A typo in the column name"),
+]
+COUNTS = [
+    SegmentCountInfo("high_value", 1240),
+    SegmentCountInfo("newsletter_de", 388),
+    SegmentCountInfo(
+        "broken",
+        None,
+        'Binder Error: Referenced column "lifetime_valu" '
+        'not found in FROM clause! Candidate bindings: "lifetime_value"',
+    ),
+]
+PLAN_COUNTS = {
+    "selected": 1500,
+    "no_consent": 120,
+    "no_email": 12,
+    "invalid_email": 9,
+    "too_long": 3,
+    "duplicate": 16,
+    "unchanged": 0,
+    "skipped": 0,
+    "to_send": 1340,
+    "to_remove": 0,
+}
+
+
+def preview_events(run_id: int, settings: ExportSettings) -> list[Event]:
+    return [
+        RunStarted(run_id, "Newsletter", settings.segments, settings.mode, True),
+        PhaseStarted(run_id, "planning"),
+        PlanReady(run_id, PLAN_COUNTS, 1),
+        PreviewReady(
+            run_id,
+            PLAN_COUNTS,
+            (
+                {"email": "anna@example.com", "first_name": "Anna", "country": "DE"},
+                {"email": "jose@example.com", "first_name": "José", "country": "ES"},
+            ),
+            (
+                ("bad@@example", "invalid_email", "not an email address"),
+                ("", "no_email", ""),
+                ("jose2@example.com", "too_long", "last_name is 62 characters, at most 50"),
+            ),
+            '{"list_ids":["list-1"],"contacts":[{"email":"anna@example.com"}]}',
+        ),
+        RunFinished(run_id, "dry_run", PLAN_COUNTS, "", 0.4),
+    ]
+
+
+def export_events(run_id: int, settings: ExportSettings) -> list[Event]:
+    counts = dict(PLAN_COUNTS, sent=1340, created=1000, updated=338, errored=2)
+    return [
+        RunStarted(
+            run_id,
+            "Newsletter",
+            settings.segments,
+            settings.mode,
+            False,
+            resumed=settings.resume_run is not None,
+        ),
+        PhaseStarted(run_id, "planning"),
+        PlanReady(run_id, PLAN_COUNTS, 2),
+        PhaseStarted(run_id, "uploading", total=1340),
+        BatchSent(run_id, 1, 1000, 91_000, "job-0001", 1000, 1340),
+        RateLimitWait(run_id, 12.0, "PUT /v3/marketing/contacts"),
+        BatchSent(run_id, 2, 340, 30_000, "job-0002", 1340, 1340),
+        PhaseStarted(run_id, "confirming", total=2),
+        JobFinished(run_id, 1, "job-0001", "completed", 800, 200, 0),
+        JobFinished(run_id, 2, "job-0002", "errored", 200, 138, 2),
+        RowsRejected(
+            run_id,
+            2,
+            (("x@example.com", "invalid [email] value"), ("y@example.com", "invalid phone")),
+        ),
+        PhaseStarted(run_id, "recording"),
+        RunFinished(run_id, "partial", counts, "2 rows were rejected by SendGrid.", 83.0),
+    ]
+
+
+@dataclass
+class FakeBackend:
+    """Fixed data; records what the app asked for so tests can assert on it."""
+
+    workspace_label: str = "sample_data"
+    destinations_data: list[DestinationInfo] = field(
+        default_factory=lambda: [
+            DestinationInfo(
+                1,
+                "Newsletter",
+                "list-1",
+                "Newsletter DE",
+                "http://127.0.0.1:8025",
+                100_000,
+                "SG.ab…3xYz",
+                Consent("ops", NOW, "wording"),
+                NOW,
+                "succeeded",
+            ),
+            DestinationInfo(
+                2,
+                "Demo",
+                "list-2",
+                "Demo list",
+                "http://127.0.0.1:8025",
+                100_000,
+                "SG.cd…9qQq",
+                None,
+                None,
+                None,
+            ),
+        ]
+    )
+    mappings: dict[int, MappingDraft] = field(default_factory=dict)
+    runs_data: list[RunInfo] = field(
+        default_factory=lambda: [
+            RunInfo(
+                7,
+                "Newsletter",
+                ("high_value",),
+                "upsert",
+                False,
+                "partial",
+                NOW,
+                datetime(2026, 11, 28, 9, 31, 23),
+                "ops",
+                {"selected": 1500, "sent": 1340, "errored": 2},
+                1,
+            ),
+            RunInfo(
+                6,
+                "Newsletter",
+                ("high_value", "newsletter_de"),
+                "mirror",
+                False,
+                "interrupted",
+                datetime(2026, 11, 27, 18, 5),
+                None,
+                "ops",
+                {"selected": 1800, "to_send": 1700},
+                1,
+            ),
+            RunInfo(
+                5,
+                "Demo",
+                ("newsletter_de",),
+                "upsert",
+                True,
+                "dry_run",
+                datetime(2026, 11, 26, 8, 0),
+                datetime(2026, 11, 26, 8, 0, 2),
+                "ann",
+                {"selected": 388, "to_send": 380},
+                2,
+            ),
+        ]
+    )
+    saved_selections: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    exports: list[ExportSettings] = field(default_factory=list)
+    consents: list[tuple[int, str]] = field(default_factory=list)
+    saved_forms: list[DestinationForm] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)
+    events_for: Callable[[int, ExportSettings], list[Event]] | None = None
+    event_delay: float = 0.0
+    gate: asyncio.Event | None = None  # when set, export waits on it before uploading
+
+    def destinations(self) -> list[DestinationInfo]:
+        return list(self.destinations_data)
+
+    def list_contact_count(self, destination_id: int) -> int:
+        if destination_id == 2:
+            raise BackendError("SendGrid says: [access forbidden] check the key's scopes")
+        return 4_210
+
+    def account_lists(self, form: DestinationForm) -> list[ListInfo]:
+        if not form.api_key:
+            raise BackendError("Enter the API key first.")
+        return [ListInfo("list-1", "Newsletter DE", 4210), ListInfo("list-9", "VIP", 12)]
+
+    def test_connection(self, form: DestinationForm) -> list[CheckResult]:
+        ok = form.api_key == "SG.good"
+        return [
+            CheckResult(
+                "key",
+                ok,
+                "key accepted"
+                if ok
+                else "The provided authorization grant is invalid, expired, or revoked",
+            ),
+            CheckResult("scopes", ok, "marketing.read, marketing.write" if ok else "not checked"),
+            CheckResult(
+                "list",
+                ok and form.list_id is not None,
+                "Newsletter DE exists" if ok else "not checked",
+            ),
+        ]
+
+    def save_destination(self, form: DestinationForm) -> DestinationInfo:
+        self.saved_forms.append(form)
+        if any(d.name == form.name and d.id != form.id for d in self.destinations_data):
+            raise BackendError(f"A destination named {form.name} exists; pick another name.")
+        new_id = form.id or max(d.id for d in self.destinations_data) + 1
+        info = DestinationInfo(
+            new_id,
+            form.name,
+            form.list_id or "list-new",
+            form.new_list_name or "Newsletter DE",
+            form.base_url,
+            form.cap,
+            "SG.go…good",
+        )
+        self.destinations_data = [d for d in self.destinations_data if d.id != new_id] + [info]
+        return info
+
+    def record_consent(self, destination_id: int, wording: str) -> Consent:
+        self.consents.append((destination_id, wording))
+        consent = Consent("tester", NOW, wording)
+        self.destinations_data = [
+            replace(d, consent=consent) if d.id == destination_id else d
+            for d in self.destinations_data
+        ]
+        return consent
+
+    def remove_destination(self, destination_id: int) -> None:
+        self.removed.append(destination_id)
+        self.destinations_data = [d for d in self.destinations_data if d.id != destination_id]
+
+    def segments(self) -> list[SegmentInfo]:
+        return list(SEGMENTS)
+
+    def segment_counts(self) -> list[SegmentCountInfo]:
+        return list(COUNTS)
+
+    def union_count(self, names: tuple[str, ...]) -> int:
+        if "broken" in names:
+            raise BackendError("Segment broken fails: Referenced column lifetime_valu not found")
+        return {("high_value",): 1240, ("newsletter_de",): 388}.get(names, 1500)
+
+    def saved_selection(self, destination_id: int) -> tuple[str, ...]:
+        return self.saved_selections.get(destination_id, ())
+
+    def columns(self) -> list[ColumnInfo]:
+        return list(COLUMNS)
+
+    def custom_fields(self, destination_id: int) -> list[str]:
+        return ["lifetime_value"]
+
+    def suggested_mapping(self, destination_id: int) -> MappingDraft:
+        return MappingDraft(
+            email="email",
+            reserved={"first_name": "first_name", "last_name": "last_name", "country": "country"},
+            custom={},
+            consent_column="email_opt_in",
+        )
+
+    def mapping(self, destination_id: int) -> MappingDraft:
+        return self.mappings.get(destination_id) or self.suggested_mapping(destination_id)
+
+    def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:
+        self.mappings[destination_id] = mapping
+
+    def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]:
+        return [{c: row.get(c) for c in columns} for row in ROWS[:limit]]
+
+    async def export(self, settings: ExportSettings) -> AsyncIterator[Event]:
+        self.exports.append(settings)
+        run_id = 8 + len(self.exports)
+        if self.events_for is not None:
+            events = self.events_for(run_id, settings)
+        elif settings.dry_run:
+            events = preview_events(run_id, settings)
+        else:
+            events = export_events(run_id, settings)
+        try:
+            for event in events:
+                if self.gate is not None and isinstance(event, BatchSent):
+                    await self.gate.wait()
+                if self.event_delay:
+                    await asyncio.sleep(self.event_delay)
+                yield event
+        except asyncio.CancelledError:
+            self.cancelled_run = run_id
+            raise
+
+    cancelled_run: int | None = None
+
+    def runs(self) -> list[RunInfo]:
+        return list(self.runs_data)
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        run = next((r for r in self.runs_data if r.id == run_id), None)
+        if run is None:
+            raise BackendError(f"There is no run {run_id}.")
+        return RunDetail(
+            run,
+            {
+                "segments": list(run.segments),
+                "mode": run.mode,
+                "incremental": False,
+                "mapping": {"email": "email"},
+            },
+            [
+                BatchInfo(1, 1000, "job-0001", "completed", 800, 200, 0),
+                BatchInfo(2, 340, "job-0002", "errored", 200, 138, 2),
+            ],
+            [
+                RejectedInfo("17", "x@example.com", "invalid [email] value", 2),
+                RejectedInfo("18", "", "no_email", None),
+            ],
+            rejected_total=2,
+            host="db-1",
+        )
+
+    def write_rejected_csv(self, run_id: int, path: Path) -> int:
+        detail = self.run_detail(run_id)
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["key", "email", "reason", "batch"])
+            for row in detail.rejected:
+                writer.writerow([row.key, row.email, row.reason, row.seq or ""])
+        return len(detail.rejected)

@@ -1,0 +1,260 @@
+"""The segsync terminal app: six screens switched by number keys.
+
+Startup is kept light on purpose: this module and the screens import only
+Textual and plain dataclasses. DuckDB, SQLModel, pyarrow and httpx are
+imported by the backend inside worker threads, after the first paint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen, Screen
+from textual.worker import Worker, WorkerState
+
+from tui.backend import CONSENT_WORDING, Backend, DestinationInfo, ExportSettings, MappingDraft
+from tui.commands import SegsyncCommands
+from tui.messages import BackendFailed, ExportApproved
+from tui.screens.base import describe_error
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.consent import ConsentScreen
+from tui.screens.destinations import DestinationsScreen
+from tui.screens.export import ExportScreen
+from tui.screens.history import HistoryScreen
+from tui.screens.mapping import MappingScreen
+from tui.screens.preview import PreviewScreen
+from tui.screens.segments import SegmentsScreen
+from tui.widgets.screen_tabs import SCREENS
+
+
+class SegsyncApp(App[None]):
+    """Holds what the screens share (backend, chosen destination, segments,
+    mapping) and routes between screens; screens own their own widgets."""
+
+    TITLE = "segsync"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {SegsyncCommands}
+    MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
+        "destinations": DestinationsScreen,
+        "segments": SegmentsScreen,
+        "mapping": MappingScreen,
+        "preview": PreviewScreen,
+        "export": ExportScreen,
+        "history": HistoryScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(key, f"goto('{mode}')", title, show=False, id=f"goto-{mode}")
+            for key, mode, title in SCREENS
+        ),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        first_screen: str = "destinations",
+        destination: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.first_screen = first_screen
+        self.wanted_destination = destination
+        self.destination: DestinationInfo | None = None
+        self.destinations: list[DestinationInfo] = []
+        self.selection: tuple[str, ...] = ()
+        self.mapping: MappingDraft | None = None
+        self.mode_setting: str = "upsert"
+        self.incremental: bool = False
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        self._update_subtitle()
+        self.switch_mode(self.first_screen)
+
+    # -- shared state ------------------------------------------------------------
+
+    def _update_subtitle(self) -> None:
+        name = self.destination.name if self.destination else "no destination"
+        self.sub_title = f"{name} · {self.backend.workspace_label}"
+
+    def set_destinations(self, destinations: list[DestinationInfo]) -> None:
+        """Called when the destinations screen (re)loads; keeps the current one
+        fresh and picks the one asked for on the command line, or the only one."""
+        self.destinations = destinations
+        by_id = {d.id: d for d in destinations}
+        if self.destination is not None:
+            self.destination = by_id.get(self.destination.id)
+        if self.destination is None:
+            wanted = [d for d in destinations if d.name == self.wanted_destination]
+            if wanted or len(destinations) == 1:
+                self.use_destination((wanted or destinations)[0])
+        self._update_subtitle()
+
+    def use_destination(self, destination: DestinationInfo) -> None:
+        if self.destination is None or self.destination.id != destination.id:
+            self.mapping = None
+            self.selection = ()
+        self.destination = destination
+        self._update_subtitle()
+
+    def forget_destination(self, destination_id: int) -> None:
+        if self.destination is not None and self.destination.id == destination_id:
+            self.destination = None
+            self.mapping = None
+            self.selection = ()
+        self._update_subtitle()
+
+    def export_settings(self, dry_run: bool) -> ExportSettings | None:
+        """Settings for the current choices, or None (after telling the user
+        what is missing)."""
+        if self.destination is None:
+            self.notify("Pick a destination first (1, then Enter on a row).", severity="warning")
+            return None
+        if not self.selection:
+            self.notify("Pick at least one segment first (2, then Space).", severity="warning")
+            return None
+        return ExportSettings(
+            destination_id=self.destination.id,
+            segments=self.selection,
+            mode="mirror" if self.mode_setting == "mirror" else "upsert",
+            incremental=self.incremental,
+            dry_run=dry_run,
+        )
+
+    def confirm_export(self, settings: ExportSettings, to_send: int | None) -> None:
+        """Start a real export once consent is recorded and the user said yes;
+        dry-runs start at once (they send nothing)."""
+        if settings.dry_run:
+            self.post_message(ExportApproved(settings))
+            return
+        destination = next(
+            (d for d in self.destinations if d.id == settings.destination_id), self.destination
+        )
+        if destination is None:
+            self.notify("This destination no longer exists.", severity="error")
+            return
+        if destination.consent is None:
+
+            def agreed(yes: bool | None) -> None:
+                if yes:
+                    self._record_consent(settings)
+
+            self.push_screen(ConsentScreen(destination.name), agreed)
+            return
+        amount = "the planned contacts" if to_send is None else f"{to_send:,} contacts"
+        what = "Resume run " + str(settings.resume_run) if settings.resume_run else "Send"
+        question = (
+            f"{what}: {amount} to list {destination.list_name or destination.list_id} "
+            f"of {destination.name} ({settings.mode}"
+            f"{', incremental' if settings.incremental else ''})?"
+        )
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.post_message(ExportApproved(settings))
+
+        self.push_screen(ConfirmScreen(question, yes="Export", no="Not now"), confirmed)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="consent",
+        description="record consent",
+    )
+    def _record_consent(self, settings: ExportSettings) -> None:
+        try:
+            consent = self.backend.record_consent(settings.destination_id, CONSENT_WORDING)
+        except Exception as error:
+            self.post_message(BackendFailed("record consent", describe_error(error)))
+        else:
+            self.post_message(ExportApproved(settings, consent))
+
+    async def on_export_approved(self, message: ExportApproved) -> None:
+        if message.consent is not None:
+            self.destinations = [
+                replace(d, consent=message.consent)
+                if d.id == message.settings.destination_id
+                else d
+                for d in self.destinations
+            ]
+            if (
+                self.destination is not None
+                and self.destination.id == message.settings.destination_id
+            ):
+                self.destination = replace(self.destination, consent=message.consent)
+        await self.start_export(message.settings)
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        self.notify(
+            message.error,
+            title=f"Could not {message.action}",
+            severity="error",
+            timeout=10,
+            markup=False,
+        )
+
+    # -- routing -----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Screen keys do nothing while a dialog is open: it must be answered first."""
+        return not (action == "goto" and isinstance(self.screen, ModalScreen))
+
+    def action_goto(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    async def start_export(self, settings: ExportSettings) -> None:
+        """Open the export screen and run `settings` there."""
+        await self.switch_mode("export")
+        screen = self.screen
+        if isinstance(screen, ExportScreen):
+            screen.start(settings)
+
+    async def open_run(self, run_id: int) -> None:
+        await self.switch_mode("history")
+        screen = self.screen
+        if isinstance(screen, HistoryScreen):
+            screen.open_run(run_id)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Last line of defence: a worker that raised shows as a notification."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            what = event.worker.description or "finish a background task"
+            self.notify(
+                describe_error(event.worker.error),
+                title=f"Could not {what}",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
+
+
+def run_app(
+    workspace: Path | None,
+    state_dir: Path | None,
+    *,
+    destination: str | None = None,
+    backend: Backend | None = None,
+) -> int:
+    """Open the app (what `segsync` and `segsync demo` do). Returns an exit code.
+
+    `backend` lets `segsync demo` and tests pass a ready one; otherwise the
+    local backend over `workspace` and `state_dir` is built (lazily imported
+    so nothing heavy loads before the first screen).
+    """
+    if backend is None:
+        from tui.local_backend import LocalBackend
+
+        backend = LocalBackend(workspace=workspace, state_dir=state_dir)
+    SegsyncApp(backend, destination=destination).run()
+    return 0

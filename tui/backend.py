@@ -1,0 +1,254 @@
+"""What the terminal app needs from store/ and connector/, as plain data.
+
+Screens never import DuckDB, SQLModel or httpx: they call a `Backend` from a
+thread worker and render the dataclasses below. That keeps the first paint
+fast (nothing heavy is imported until a worker needs it), keeps the UI loop
+free (every call here may block on disk or network), and lets tests drive
+every screen with a fake backend holding fixed data.
+
+The real implementation, wired to store/ and connector/, is
+`tui.local_backend.LocalBackend`; it is imported lazily by `tui.app.run_app`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from connector.events import Event
+
+RESERVED_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "country",
+    "state_province_region",
+    "city",
+    "postal_code",
+    "address_line_1",
+    "address_line_2",
+    "phone_number",
+)
+"""SendGrid's reserved contact fields, in the order the mapping screen shows them."""
+
+FIELD_LIMITS: dict[str, int | None] = {
+    "email": 254,
+    "first_name": 50,
+    "last_name": 50,
+    "address_line_1": 100,
+    "address_line_2": 100,
+    "city": 60,
+    "state_province_region": 50,
+    "country": 50,
+    "postal_code": None,
+    "phone_number": None,
+}
+"""Longest value SendGrid keeps per reserved field (None: no stated limit).
+Duplicated from store.plan so the mapping screen can highlight without
+importing DuckDB."""
+
+CONSENT_WORDING = (
+    "I confirm that the people in the selected segments have agreed to receive "
+    "email from us, that sending their profile data to Twilio SendGrid is allowed "
+    "by our privacy notice, and that SendGrid processes it as our data processor."
+)
+"""The data-privacy statement shown before a destination may export."""
+
+
+class BackendError(Exception):
+    """A failure the user can act on; its message says what happened and what to do.
+
+    Backends translate store/connector exceptions into this so screens can show
+    the text as-is (never as markup, never as a traceback).
+    """
+
+
+@dataclass(frozen=True)
+class Consent:
+    who: str
+    when: datetime
+    wording: str
+
+
+@dataclass(frozen=True)
+class DestinationInfo:
+    id: int
+    name: str
+    list_id: str
+    list_name: str
+    base_url: str
+    cap: int
+    key_hint: str  # masked key, e.g. "SG.ab…3xYz"; never the key
+    consent: Consent | None = None
+    last_run_at: datetime | None = None
+    last_run_status: str | None = None
+
+
+@dataclass(frozen=True)
+class DestinationForm:
+    """What the add/edit form collects. `api_key` is None when editing and the
+    field was left empty (keep the stored key)."""
+
+    name: str
+    base_url: str
+    api_key: str | None
+    list_id: str | None  # an existing list
+    new_list_name: str | None  # or a list to create
+    cap: int
+    id: int | None = None
+
+    def __repr__(self) -> str:  # never show the key, even in a debugger
+        return (
+            f"DestinationForm(name={self.name!r}, base_url={self.base_url!r}, "
+            f"api_key={'<set>' if self.api_key else None}, list_id={self.list_id!r}, "
+            f"new_list_name={self.new_list_name!r}, cap={self.cap}, id={self.id})"
+        )
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    id: str
+    name: str
+    contact_count: int
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of "test connection": what was checked, pass/fail, SendGrid's words."""
+
+    name: Literal["key", "scopes", "list"]
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    name: str
+    where: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SegmentCountInfo:
+    segment: str
+    count: int | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class MappingDraft:
+    """A mapping as the screen edits it: SendGrid field -> profile column."""
+
+    email: str | None = None
+    reserved: dict[str, str] = field(default_factory=dict)
+    custom: dict[str, str] = field(default_factory=dict)
+    consent_column: str | None = None
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """Everything needed to preview or run one export; also what history re-runs."""
+
+    destination_id: int
+    segments: tuple[str, ...]
+    mode: Literal["upsert", "mirror"] = "upsert"
+    incremental: bool = False
+    dry_run: bool = False
+    resume_run: int | None = None
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    destination: str
+    segments: tuple[str, ...]
+    mode: str
+    dry_run: bool
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    operator: str
+    counts: dict[str, int] = field(default_factory=dict)
+    destination_id: int | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    seq: int
+    contacts: int
+    job_id: str
+    status: str
+    created: int = 0
+    updated: int = 0
+    errored: int = 0
+
+
+@dataclass(frozen=True)
+class RejectedInfo:
+    key: str
+    email: str
+    reason: str
+    seq: int | None = None
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: RunInfo
+    config: dict[str, object]
+    batches: list[BatchInfo]
+    rejected: list[RejectedInfo]
+    rejected_total: int
+    host: str = ""
+
+
+class Backend(Protocol):
+    """Blocking calls the app makes from thread workers (see module docstring)."""
+
+    @property
+    def workspace_label(self) -> str: ...
+
+    # destinations
+    def destinations(self) -> list[DestinationInfo]: ...
+    def list_contact_count(self, destination_id: int) -> int: ...
+    def account_lists(self, form: DestinationForm) -> list[ListInfo]: ...
+    def test_connection(self, form: DestinationForm) -> list[CheckResult]: ...
+    def save_destination(self, form: DestinationForm) -> DestinationInfo: ...
+    def record_consent(self, destination_id: int, wording: str) -> Consent: ...
+    def remove_destination(self, destination_id: int) -> None: ...
+
+    # segments
+    def segments(self) -> list[SegmentInfo]: ...
+    def segment_counts(self) -> list[SegmentCountInfo]: ...
+    def union_count(self, names: tuple[str, ...]) -> int: ...
+    def saved_selection(self, destination_id: int) -> tuple[str, ...]: ...
+
+    # mapping
+    def columns(self) -> list[ColumnInfo]: ...
+    def custom_fields(self, destination_id: int) -> list[str]: ...
+    def mapping(self, destination_id: int) -> MappingDraft: ...  # saved, else suggested
+    def suggested_mapping(self, destination_id: int) -> MappingDraft: ...
+    def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None: ...
+    def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]: ...
+
+    # export (dry-run included): the engine's events, consumed off the UI loop
+    def export(self, settings: ExportSettings) -> AsyncIterator[Event]: ...
+
+    # history
+    def runs(self) -> list[RunInfo]: ...
+    def run_detail(self, run_id: int) -> RunDetail: ...
+    def write_rejected_csv(self, run_id: int, path: Path) -> int: ...

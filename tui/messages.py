@@ -1,0 +1,320 @@
+"""Messages workers post, and the relay from engine events to messages.
+
+Workers never touch widgets: they compute off the UI loop and post one of
+these; the screen's handler owns every state change (the Harlequin rule).
+Each message carries exactly what its handler needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from connector.events import (
+    BatchSent,
+    BatchSkipped,
+    ContactsRemoved,
+    Event,
+    PhaseStarted,
+    RunFinished,
+)
+from tui.backend import (
+    CheckResult,
+    ColumnInfo,
+    Consent,
+    DestinationInfo,
+    ExportSettings,
+    ListInfo,
+    MappingDraft,
+    RunDetail,
+    RunInfo,
+    SegmentCountInfo,
+    SegmentInfo,
+)
+
+
+class BackendFailed(Message):
+    """A backend call failed; `action` says what was being done, `error` what to do."""
+
+    def __init__(self, action: str, error: str) -> None:
+        super().__init__()
+        self.action = action
+        self.error = error
+
+
+# -- destinations -------------------------------------------------------------
+
+
+class DestinationsLoaded(Message):
+    def __init__(self, destinations: list[DestinationInfo]) -> None:
+        super().__init__()
+        self.destinations = destinations
+
+
+class ListCountLoaded(Message):
+    """A destination's contact count on SendGrid, or why it could not be read."""
+
+    def __init__(self, destination_id: int, count: int | None, error: str | None) -> None:
+        super().__init__()
+        self.destination_id = destination_id
+        self.count = count
+        self.error = error
+
+
+class AccountListsLoaded(Message):
+    def __init__(self, lists: list[ListInfo]) -> None:
+        super().__init__()
+        self.lists = lists
+
+
+class ConnectionChecked(Message):
+    def __init__(self, checks: list[CheckResult]) -> None:
+        super().__init__()
+        self.checks = checks
+
+
+class DestinationSaved(Message):
+    def __init__(self, destination: DestinationInfo) -> None:
+        super().__init__()
+        self.destination = destination
+
+
+class ConsentRecorded(Message):
+    def __init__(self, destination_id: int, consent: Consent) -> None:
+        super().__init__()
+        self.destination_id = destination_id
+        self.consent = consent
+
+
+class DestinationRemoved(Message):
+    def __init__(self, destination_id: int) -> None:
+        super().__init__()
+        self.destination_id = destination_id
+
+
+# -- segments -----------------------------------------------------------------
+
+
+class SegmentsLoaded(Message):
+    def __init__(self, segments: list[SegmentInfo], selected: tuple[str, ...]) -> None:
+        super().__init__()
+        self.segments = segments
+        self.selected = selected
+
+
+class SegmentCountsLoaded(Message):
+    def __init__(self, counts: list[SegmentCountInfo]) -> None:
+        super().__init__()
+        self.counts = counts
+
+
+class UnionCounted(Message):
+    """Distinct emails in the union of `names`; stale answers are ignored by name."""
+
+    def __init__(self, names: tuple[str, ...], count: int) -> None:
+        super().__init__()
+        self.names = names
+        self.count = count
+
+
+# -- mapping ------------------------------------------------------------------
+
+
+class MappingLoaded(Message):
+    def __init__(
+        self,
+        columns: list[ColumnInfo],
+        custom_fields: list[str],
+        mapping: MappingDraft,
+        custom_fields_error: str | None,
+    ) -> None:
+        super().__init__()
+        self.columns = columns
+        self.custom_fields = custom_fields
+        self.mapping = mapping
+        self.custom_fields_error = custom_fields_error
+
+
+class SampleRowsLoaded(Message):
+    def __init__(self, rows: list[dict[str, object]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class MappingSaved(Message):
+    def __init__(self, mapping: MappingDraft) -> None:
+        super().__init__()
+        self.mapping = mapping
+
+
+# -- history ------------------------------------------------------------------
+
+
+class RunsLoaded(Message):
+    def __init__(self, runs: list[RunInfo]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class RunDetailLoaded(Message):
+    def __init__(self, detail: RunDetail) -> None:
+        super().__init__()
+        self.detail = detail
+
+
+class RejectedExported(Message):
+    def __init__(self, path: str, rows: int) -> None:
+        super().__init__()
+        self.path = path
+        self.rows = rows
+
+
+class ExportApproved(Message):
+    """Consent is recorded and the user confirmed: start this export."""
+
+    def __init__(self, settings: ExportSettings, consent: Consent | None = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.consent = consent
+
+
+# -- export: engine events ----------------------------------------------------
+
+
+class EngineEvent(Message):
+    """One event from the engine, delivered in order, never dropped."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class ExportProgress(Message):
+    """Where the current phase stands. Bursts collapse to the newest (`can_replace`),
+    so a fast engine cannot flood the UI with repaints."""
+
+    def __init__(self, phase: str, done: int, total: int | None, at: float) -> None:
+        super().__init__()
+        self.phase = phase
+        self.done = done
+        self.total = total
+        self.at = at
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ExportProgress)
+
+
+class ExportEnded(Message):
+    """The event stream is over: normally, cancelled by the user, or crashed."""
+
+    def __init__(self, cancelled: bool = False, error: str | None = None) -> None:
+        super().__init__()
+        self.cancelled = cancelled
+        self.error = error
+
+
+@dataclass
+class _ProgressTracker:
+    """Turns counting events into cumulative progress for the current phase."""
+
+    clock: Callable[[], float]
+    phase: str = "planning"
+    done: int = 0
+    total: int | None = None
+
+    def update(self, event: Event) -> ExportProgress | None:
+        if isinstance(event, PhaseStarted):
+            self.phase, self.done, self.total = event.phase, 0, event.total
+        elif isinstance(event, BatchSent):
+            self.done, self.total = event.sent_total, event.to_send
+        elif isinstance(event, BatchSkipped):
+            self.done += event.contacts
+        elif isinstance(event, ContactsRemoved):
+            self.done, self.total = event.removed, event.total
+        else:
+            return None
+        return ExportProgress(self.phase, self.done, self.total, self.clock())
+
+
+PROGRESS_INTERVAL = 0.1
+"""Seconds between progress messages: fast enough to look live, slow enough
+that a million-row run does not spend its time repainting."""
+
+
+async def relay_events(
+    events: AsyncIterator[Event],
+    post: Callable[[Message], object],
+    clock: Callable[[], float] = time.monotonic,
+    interval: float = PROGRESS_INTERVAL,
+) -> None:
+    """Post each engine event as an `EngineEvent` (in order, none dropped) and
+    the progress they imply as `ExportProgress`, at most one per `interval`
+    except at a phase start and when a phase's total is reached."""
+    tracker = _ProgressTracker(clock)
+    last_posted = float("-inf")
+    held: ExportProgress | None = None
+    async for event in events:
+        if isinstance(event, RunFinished) and held is not None:
+            post(held)
+            held = None
+        post(EngineEvent(event))
+        progress = tracker.update(event)
+        if progress is not None:
+            complete = progress.total is not None and progress.done >= progress.total
+            if isinstance(event, PhaseStarted) or complete or progress.at - last_posted >= interval:
+                post(progress)
+                last_posted, held = progress.at, None
+            else:
+                held = progress
+        if isinstance(event, RunFinished):
+            break
+    if held is not None:
+        post(held)
+
+
+class ExportRunner:
+    """Runs an engine event stream on its own event loop in a thread.
+
+    The engine plans in DuckDB and may block between awaits; on a loop of its
+    own it can never freeze the UI. `cancel()` is thread-safe: it cancels the
+    consuming task, which raises CancelledError inside the engine at its
+    current await so it can record the run as cancelled.
+    """
+
+    def __init__(
+        self, events: Callable[[], AsyncIterator[Event]], post: Callable[[Message], object]
+    ):
+        self._events = events
+        self._post = post
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = threading.Event()
+        self._cancel_requested = False
+
+    def run(self) -> None:
+        """Blocking: call from a thread worker."""
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._ready.set()
+        try:
+            await relay_events(self._events(), self._post)
+        except asyncio.CancelledError:
+            self._post(ExportEnded(cancelled=True))
+            return
+        except Exception as error:  # shown in the app, never as a traceback
+            self._post(ExportEnded(error=str(error) or type(error).__name__))
+            return
+        self._post(ExportEnded(cancelled=self._cancel_requested))
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        if self._ready.wait(timeout=5) and self._loop is not None and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)

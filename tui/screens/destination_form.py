@@ -1,0 +1,259 @@
+"""Add or edit a destination: key, base URL, list, cap; test the connection."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, Static
+
+from tui.backend import Backend, DestinationForm, DestinationInfo, ListInfo
+from tui.messages import AccountListsLoaded, BackendFailed, ConnectionChecked, DestinationSaved
+from tui.screens.base import describe_error
+from tui.widgets.check_lines import CheckLines
+
+GLOBAL_URL = "https://api.sendgrid.com"
+DEFAULT_CAP = 100_000
+NEW_LIST = "\x00new-list"
+
+
+class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
+    """Dismisses with the saved destination, or None when cancelled.
+
+    Lists are fetched live from the account once a key and URL are filled in
+    (ctrl+l); "test connection" (ctrl+t) checks key, scopes and list and shows
+    each as a pass/fail line with SendGrid's own message.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+l", "fetch_lists", "Fetch lists"),
+        Binding("ctrl+t", "test", "Test"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def __init__(self, backend: Backend, existing: DestinationInfo | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.existing = existing
+
+    def compose(self) -> ComposeResult:
+        existing = self.existing
+        with Vertical(classes="dialog form"):
+            title = f"Edit {existing.name}" if existing else "Add a destination"
+            yield Static(Text(title, style="bold"))
+            with VerticalScroll():
+                yield from self._row(
+                    "Name", Input(existing.name if existing else "", id="name", compact=True)
+                )
+                key_hint = f"stored {existing.key_hint}; empty keeps it" if existing else "SG.…"
+                yield from self._row(
+                    "API key",
+                    Input(password=True, placeholder=key_hint, id="api_key", compact=True),
+                )
+                yield from self._row(
+                    "Base URL",
+                    Input(
+                        existing.base_url if existing else GLOBAL_URL, id="base_url", compact=True
+                    ),
+                )
+                yield from self._row(
+                    "List",
+                    Select(
+                        self._list_options([]),
+                        id="list",
+                        prompt="ctrl+l to fetch lists",
+                        compact=True,
+                    ),
+                )
+                yield from self._row(
+                    "New list",
+                    Input(placeholder="name, to create a list", id="new_list", compact=True),
+                )
+                yield from self._row(
+                    "Cap",
+                    Input(
+                        str(existing.cap if existing else DEFAULT_CAP),
+                        type="integer",
+                        id="cap",
+                        compact=True,
+                    ),
+                )
+            yield CheckLines(id="checks")
+            yield Static("", id="form-error", classes="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Lists ^l", id="fetch", compact=True)
+                yield Button("Test ^t", id="test", compact=True)
+                yield Button("Save ^s", id="save", variant="primary", compact=True)
+                yield Button("Cancel esc", id="cancel", compact=True)
+
+    @staticmethod
+    def _row(label: str, widget: Input | Select[str]) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(label)
+            yield widget
+
+    def _list_options(self, lists: list[ListInfo]) -> list[tuple[str, str]]:
+        options = [(f"{item.name} ({item.contact_count:,})", item.id) for item in lists]
+        if self.existing and all(item.id != self.existing.list_id for item in lists):
+            options.insert(
+                0, (self.existing.list_name or self.existing.list_id, self.existing.list_id)
+            )
+        options.append(("Create the list named below", NEW_LIST))
+        return options
+
+    def on_mount(self) -> None:
+        if self.existing:
+            self.query_one("#list", Select).value = self.existing.list_id
+        self.query_one("#name", Input).focus()
+
+    # -- reading the form ------------------------------------------------------
+
+    def _value(self, widget_id: str) -> str:
+        return self.query_one(f"#{widget_id}", Input).value.strip()
+
+    def read_form(self, require_list: bool = True) -> DestinationForm:
+        """The form as data; raises ValueError naming the field to fix.
+        Lists can be fetched before one is chosen, hence `require_list`."""
+        name = self._value("name")
+        if not name:
+            raise ValueError("Give the destination a name.")
+        api_key = self.query_one("#api_key", Input).value.strip() or None
+        if api_key is None and self.existing is None:
+            raise ValueError("Enter the SendGrid API key (it starts with SG.).")
+        choice = self.query_one("#list", Select).value
+        new_list = self._value("new_list") or None
+        list_id = choice if isinstance(choice, str) and choice != NEW_LIST else None
+        if require_list and list_id is None and new_list is None:
+            raise ValueError("Pick a list (ctrl+l fetches them) or type a new list name.")
+        try:
+            cap = int(self._value("cap"))
+        except ValueError:
+            raise ValueError("The cap must be a whole number of profiles.") from None
+        if cap <= 0:
+            raise ValueError("The cap must be above zero.")
+        return DestinationForm(
+            name=name,
+            base_url=self._value("base_url") or GLOBAL_URL,
+            api_key=api_key,
+            list_id=list_id,
+            new_list_name=new_list if list_id is None else None,
+            cap=cap,
+            id=self.existing.id if self.existing else None,
+        )
+
+    def _show_error(self, text: str) -> None:
+        self.query_one("#form-error", Static).update(Text(text))
+
+    def _form_or_error(self, require_list: bool = True) -> DestinationForm | None:
+        try:
+            form = self.read_form(require_list)
+        except ValueError as error:
+            self._show_error(str(error))
+            return None
+        self._show_error("")
+        return form
+
+    # -- actions ---------------------------------------------------------------
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "fetch": self.action_fetch_lists,
+            "test": self.action_test,
+            "save": self.action_save,
+            "cancel": self.action_cancel,
+        }
+        actions[event.button.id or "cancel"]()
+
+    def action_fetch_lists(self) -> None:
+        form = self._form_or_error(require_list=False)
+        if form is not None:
+            self.query_one("#list", Select).prompt = "fetching lists…"
+            self._fetch_lists(form)
+
+    def action_test(self) -> None:
+        form = self._form_or_error()
+        if form is not None:
+            self.query_one(CheckLines).show_running()
+            self._test(form)
+
+    def action_save(self) -> None:
+        form = self._form_or_error()
+        if form is not None:
+            self._save(form)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    # -- workers (never touch widgets) -----------------------------------------
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="form-lists",
+        description="fetch the account's lists",
+    )
+    def _fetch_lists(self, form: DestinationForm) -> None:
+        try:
+            self.post_message(AccountListsLoaded(self.backend.account_lists(form)))
+        except Exception as error:
+            self.post_message(BackendFailed("fetch lists", describe_error(error)))
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="form-test",
+        description="test the connection",
+    )
+    def _test(self, form: DestinationForm) -> None:
+        try:
+            self.post_message(ConnectionChecked(self.backend.test_connection(form)))
+        except Exception as error:
+            self.post_message(BackendFailed("test the connection", describe_error(error)))
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="form-save",
+        description="save the destination",
+    )
+    def _save(self, form: DestinationForm) -> None:
+        try:
+            self.post_message(DestinationSaved(self.backend.save_destination(form)))
+        except Exception as error:
+            self.post_message(BackendFailed("save", describe_error(error)))
+
+    # -- handlers --------------------------------------------------------------
+
+    def on_account_lists_loaded(self, message: AccountListsLoaded) -> None:
+        select = self.query_one("#list", Select)
+        current = select.value
+        select.set_options(self._list_options(message.lists))
+        select.prompt = f"{len(message.lists)} lists: pick one"
+        if isinstance(current, str) and any(
+            o[1] == current for o in self._list_options(message.lists)
+        ):
+            select.value = current
+
+    def on_connection_checked(self, message: ConnectionChecked) -> None:
+        self.query_one(CheckLines).show(message.checks)
+
+    def on_destination_saved(self, message: DestinationSaved) -> None:
+        self.dismiss(message.destination)
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        message.stop()
+        if message.action == "fetch lists":
+            self.query_one("#list", Select).prompt = "ctrl+l to fetch lists"
+        if message.action == "test the connection":
+            self.query_one(CheckLines).update("")
+        self._show_error(f"Could not {message.action}: {message.error}")

@@ -1,0 +1,275 @@
+"""Destinations: each SendGrid list segsync sends to, with its state."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from tui.backend import CONSENT_WORDING, DestinationInfo
+from tui.messages import (
+    BackendFailed,
+    ConsentRecorded,
+    DestinationRemoved,
+    DestinationsLoaded,
+    ListCountLoaded,
+)
+from tui.screens.base import SegsyncScreen, describe_error
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.consent import ConsentScreen
+from tui.screens.destination_form import DestinationFormScreen
+from tui.widgets import formatting
+
+_STATUS_STYLE = {
+    "succeeded": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "cancelled": "yellow",
+    "interrupted": "red",
+    "dry_run": "cyan",
+}
+
+
+class DestinationsScreen(SegsyncScreen):
+    """Lists destinations; contact counts are fetched from SendGrid in a worker
+    and fill in as they arrive, so the table is usable at once."""
+
+    MODE = "destinations"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("u", "use", "Use"),
+        Binding("a", "add", "Add"),
+        Binding("e", "edit", "Edit"),
+        Binding("c", "consent", "Consent"),
+        Binding("delete,d", "remove", "Remove"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.destinations: list[DestinationInfo] = []
+        self.counts: dict[int, str] = {}
+        self._errors: dict[int, str] = {}  # destination id -> why its count failed
+
+    def compose_body(self) -> ComposeResult:
+        yield DataTable(id="destinations", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="destination-detail", classes="detail")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key, width in (
+            ("Name", "name", 16),
+            ("List", "list", 16),
+            ("Contacts", "contacts", 9),
+            ("Last run", "last", 16),
+            ("Status", "status", 11),
+            ("Consent", "consent", 7),
+        ):
+            table.add_column(label, key=key, width=width)
+        table.loading = True
+        self.action_refresh()
+
+    # -- loading ---------------------------------------------------------------
+
+    def action_refresh(self) -> None:
+        self._load()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="destinations",
+        description="load destinations",
+    )
+    def _load(self) -> None:
+        destinations = self.call_backend("load destinations", self.backend.destinations)
+        self.post_message(DestinationsLoaded(destinations or []))
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="list-counts",
+        description="count contacts on SendGrid",
+    )
+    def _count(self, destinations: list[DestinationInfo]) -> None:
+        for destination in destinations:
+            try:
+                count = self.backend.list_contact_count(destination.id)
+            except Exception as error:
+                self.post_message(ListCountLoaded(destination.id, None, describe_error(error)))
+            else:
+                self.post_message(ListCountLoaded(destination.id, count, None))
+
+    def on_destinations_loaded(self, message: DestinationsLoaded) -> None:
+        self.destinations = message.destinations
+        self.counts = {d.id: self.counts.get(d.id, "…") for d in self.destinations}
+        self.segsync.set_destinations(self.destinations)
+        self._fill()
+        if self.destinations:
+            self._count(self.destinations)
+
+    def on_list_count_loaded(self, message: ListCountLoaded) -> None:
+        self.counts[message.destination_id] = (
+            formatting.count(message.count) if message.error is None else "error"
+        )
+        table = self.query_one(DataTable)
+        try:
+            table.update_cell(
+                str(message.destination_id),
+                "contacts",
+                Text(self.counts[message.destination_id], justify="right"),
+            )
+        except Exception:  # the row went away while counting
+            return
+        if message.error:
+            self._errors[message.destination_id] = message.error
+            self._show_detail()
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        table.loading = False
+        table.clear()
+        current = self.segsync.destination
+        for d in self.destinations:
+            marker = "▶ " if current is not None and current.id == d.id else "  "
+            status = d.last_run_status or "-"
+            table.add_row(
+                Text(marker + d.name),
+                Text(d.list_name or d.list_id),
+                Text(self.counts.get(d.id, "…"), justify="right"),
+                Text(formatting.when(d.last_run_at)),
+                Text(status, style=_STATUS_STYLE.get(status, "")),
+                Text("yes" if d.consent else "no", style="" if d.consent else "bold red"),
+                key=str(d.id),
+            )
+        if not self.destinations:
+            self.query_one("#destination-detail", Static).update(
+                Text("No destination yet. Press a to add one (a SendGrid key and a list).")
+            )
+        self._show_detail()
+
+    def _highlighted(self) -> DestinationInfo | None:
+        table = self.query_one(DataTable)
+        if not self.destinations or table.cursor_row < 0:
+            return None
+        row_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return next((d for d in self.destinations if str(d.id) == row_key), None)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_use()
+
+    def _show_detail(self) -> None:
+        d = self._highlighted()
+        if d is None:
+            return
+        text = Text()
+        text.append(f"{d.name}", style="bold")
+        text.append(f"  list {d.list_id}  key {d.key_hint}  cap {d.cap:,}\n{d.base_url}\n")
+        if d.consent:
+            text.append(f"Consent given by {d.consent.who} on {formatting.when(d.consent.when)}")
+        else:
+            text.append("No consent yet: press c before the first export.", style="bold red")
+        if d.id in self._errors:
+            text.append("\nSendGrid: ", style="bold red")
+            text.append(self._errors[d.id])
+        self.query_one("#destination-detail", Static).update(text)
+
+    # -- actions ---------------------------------------------------------------
+
+    def action_use(self) -> None:
+        destination = self._highlighted()
+        if destination is not None:
+            self.segsync.use_destination(destination)
+            self._fill()
+            self.notify(f"Using {destination.name}. Press 2 to pick segments.", markup=False)
+
+    def action_add(self) -> None:
+        self.app.push_screen(DestinationFormScreen(self.backend), self._saved)
+
+    def action_edit(self) -> None:
+        destination = self._highlighted()
+        if destination is not None:
+            self.app.push_screen(DestinationFormScreen(self.backend, destination), self._saved)
+
+    def _saved(self, destination: DestinationInfo | None) -> None:
+        if destination is None:
+            return
+        self.notify(f"Saved {destination.name}.", markup=False)
+        if self.segsync.destination is None or self.segsync.destination.id == destination.id:
+            self.segsync.use_destination(destination)
+        self.action_refresh()
+        if destination.consent is None:
+            self._ask_consent(destination)
+
+    def action_consent(self) -> None:
+        destination = self._highlighted()
+        if destination is not None:
+            self._ask_consent(destination)
+
+    def _ask_consent(self, destination: DestinationInfo) -> None:
+        def answered(agreed: bool | None) -> None:
+            if agreed:
+                self._record_consent(destination.id)
+
+        self.app.push_screen(ConsentScreen(destination.name), answered)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="consent",
+        description="record consent",
+    )
+    def _record_consent(self, destination_id: int) -> None:
+        consent = self.call_backend(
+            "record consent", lambda: self.backend.record_consent(destination_id, CONSENT_WORDING)
+        )
+        if consent is not None:
+            self.post_message(ConsentRecorded(destination_id, consent))
+
+    def on_consent_recorded(self, message: ConsentRecorded) -> None:
+        self.notify(f"Consent recorded for {message.consent.who}.", markup=False)
+        self.action_refresh()
+
+    def action_remove(self) -> None:
+        destination = self._highlighted()
+        if destination is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._remove(destination.id)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Remove {destination.name}? Its API key is forgotten; its run history is kept.",
+                yes="Remove",
+            ),
+            answered,
+        )
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="remove",
+        description="remove destination",
+    )
+    def _remove(self, destination_id: int) -> None:
+        try:
+            self.backend.remove_destination(destination_id)
+        except Exception as error:
+            self.post_message(BackendFailed("remove the destination", describe_error(error)))
+        else:
+            self.post_message(DestinationRemoved(destination_id))
+
+    def on_destination_removed(self, message: DestinationRemoved) -> None:
+        self.segsync.forget_destination(message.destination_id)
+        self.action_refresh()

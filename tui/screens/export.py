@@ -1,0 +1,321 @@
+"""Export: live progress of a run, from the engine's events."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, RichLog, Static
+
+from connector.events import (
+    BatchSent,
+    BatchSkipped,
+    JobFinished,
+    PhaseStarted,
+    PlanReady,
+    RateLimitWait,
+    RetryScheduled,
+    RowsRejected,
+    RunFinished,
+    RunStarted,
+)
+from connector.events import Warning as EngineWarning
+from tui.backend import ExportSettings
+from tui.messages import EngineEvent, ExportEnded, ExportProgress, ExportRunner
+from tui.screens.base import SegsyncScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.export_progress import ExportProgress as ProgressPanel
+from tui.widgets.formatting import duration
+
+_JOB_STYLE = {
+    "completed": "green",
+    "errored": "yellow",
+    "failed": "bold red",
+    "pending": "cyan",
+    "skipped": "dim",
+}
+_RUN_STYLE = {
+    "succeeded": "bold green",
+    "partial": "bold yellow",
+    "failed": "bold red",
+    "cancelled": "bold yellow",
+    "interrupted": "bold red",
+    "dry_run": "bold cyan",
+}
+_NEXT_STEPS = {
+    "succeeded": "All contacts are on the list. h opens this run in history.",
+    "partial": "Some rows were rejected: h opens the run, where its rejected rows "
+    "can be read and exported to CSV.",
+    "failed": "Nothing more was sent. Read the error above, fix it, then resume "
+    "the run from history (h, then u).",
+    "cancelled": "Batches already sent stay on the list. Resume from history (h, then u).",
+    "interrupted": "Resume from history (h, then u): confirmed batches are not resent.",
+}
+
+
+class ExportScreen(SegsyncScreen):
+    """Phase, progress, batches with their job status, and a log of waits,
+    retries, warnings and errors as they happen; a summary at the end."""
+
+    MODE = "export"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cancel", "Cancel export"),
+        Binding("h", "history", "Open in history"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner: ExportRunner | None = None
+        self.run_id: int | None = None
+        self.finished: RunFinished | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(
+            Text("No export running. Preview (4) shows the plan; x there exports."),
+            id="run-line",
+            classes="status",
+        )
+        yield ProgressPanel()
+        yield DataTable(id="batches", cursor_type="row", zebra_stripes=True)
+        yield RichLog(id="export-log", markup=False, wrap=True, max_lines=500)
+        yield Static("", id="summary", classes="summary")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#batches", DataTable)
+        for label, key, width in (
+            ("#", "seq", 4),
+            ("Contacts", "contacts", 9),
+            ("Job id", "job", 22),
+            ("Status", "status", 10),
+            ("Created", "created", 8),
+            ("Updated", "updated", 8),
+            ("Errored", "errored", 8),
+        ):
+            table.add_column(label, key=key, width=width)
+
+    @property
+    def running(self) -> bool:
+        return self.runner is not None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return self.running
+        if action == "history":
+            return self.run_id is not None
+        return True
+
+    # -- starting ----------------------------------------------------------------
+
+    def start(self, settings: ExportSettings) -> None:
+        """Run `settings`; refuses while another export runs on this screen."""
+        if self.running:
+            self.notify(
+                "An export is already running; wait for it or cancel it (c).", severity="warning"
+            )
+            return
+        self.run_id = None
+        self.finished = None
+        self.query_one("#batches", DataTable).clear()
+        self.query_one(RichLog).clear()
+        self.query_one("#summary", Static).update("")
+        self.query_one(ProgressPanel).set_phase("planning", None)
+        verb = "Resuming run" if settings.resume_run else "Starting export"
+        self.query_one("#run-line", Static).update(
+            Text(f"{verb} of {', '.join(settings.segments)}…")
+        )
+        self.runner = ExportRunner(lambda: self.backend.export(settings), self.post_message)
+        self._run(self.runner)
+        self.refresh_bindings()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="export",
+        description="run the export",
+    )
+    def _run(self, runner: ExportRunner) -> None:
+        runner.run()
+
+    # -- events ------------------------------------------------------------------
+
+    def _log(self, text: Text) -> None:
+        self.query_one(RichLog).write(text)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        message.stop()
+        event = message.event
+        table = self.query_one("#batches", DataTable)
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+            text = Text.assemble(
+                (f"Run {event.run_id}", "bold"),
+                f" · {event.destination} · {', '.join(event.segments)} · {event.mode}",
+                " · resumed" if event.resumed else "",
+            )
+            self.query_one("#run-line", Static).update(text)
+            self.refresh_bindings()
+        elif isinstance(event, PhaseStarted):
+            self.query_one(ProgressPanel).set_phase(event.phase, event.total)
+        elif isinstance(event, PlanReady):
+            counts = event.counts
+            self._log(
+                Text(
+                    f"Plan: {counts.get('to_send', 0):,} to send in {event.batches} "
+                    f"batches, {counts.get('selected', 0):,} selected"
+                )
+            )
+        elif isinstance(event, BatchSent):
+            table.add_row(
+                str(event.seq),
+                f"{event.contacts:,}",
+                event.job_id,
+                Text("pending", style=_JOB_STYLE["pending"]),
+                "",
+                "",
+                "",
+                key=str(event.seq),
+            )
+            table.move_cursor(row=table.row_count - 1)
+        elif isinstance(event, BatchSkipped):
+            table.add_row(
+                str(event.seq),
+                f"{event.contacts:,}",
+                "",
+                Text("already sent", style=_JOB_STYLE["skipped"]),
+                "",
+                "",
+                "",
+                key=str(event.seq),
+            )
+        elif isinstance(event, JobFinished):
+            self._job_finished(table, event)
+        elif isinstance(event, RateLimitWait):
+            self._log(
+                Text(
+                    f"Waiting {event.seconds:.0f} s for SendGrid's rate limit ({event.endpoint})",
+                    style="yellow",
+                )
+            )
+        elif isinstance(event, RetryScheduled):
+            self._log(
+                Text(
+                    f"Retry {event.attempt} in {event.seconds:.1f} s: {event.reason}",
+                    style="yellow",
+                )
+            )
+        elif isinstance(event, RowsRejected):
+            first = f" (first: {event.rows[0][0]}: {event.rows[0][1]})" if event.rows else ""
+            self._log(
+                Text(
+                    f"Batch {event.seq}: SendGrid rejected {len(event.rows):,} rows{first}",
+                    style="red",
+                )
+            )
+        elif isinstance(event, EngineWarning):
+            self._log(Text(event.message, style="yellow"))
+        elif isinstance(event, RunFinished):
+            self.finished = event
+            self._summarise(event)
+
+    def _job_finished(self, table: DataTable[object], event: JobFinished) -> None:
+        try:
+            for column, value in (
+                ("status", Text(event.status, style=_JOB_STYLE.get(event.status, ""))),
+                ("created", f"{event.created:,}"),
+                ("updated", f"{event.updated:,}"),
+                ("errored", f"{event.errored:,}"),
+            ):
+                table.update_cell(str(event.seq), column, value)
+        except Exception:  # a job of a batch sent before a resume: add its row
+            table.add_row(
+                str(event.seq),
+                "",
+                event.job_id,
+                Text(event.status, style=_JOB_STYLE.get(event.status, "")),
+                f"{event.created:,}",
+                f"{event.updated:,}",
+                f"{event.errored:,}",
+                key=str(event.seq),
+            )
+
+    def on_export_progress(self, message: ExportProgress) -> None:
+        message.stop()
+        self.query_one(ProgressPanel).set_progress(message.done, message.total, message.at)
+
+    def on_export_ended(self, message: ExportEnded) -> None:
+        message.stop()
+        self.runner = None
+        self.refresh_bindings()
+        if self.finished is not None:
+            return
+        if message.error:
+            self._log(Text(f"Export stopped: {message.error}", style="bold red"))
+            self.notify(
+                message.error, title="Export failed", severity="error", markup=False, timeout=10
+            )
+            self._summarise(RunFinished(self.run_id or 0, "failed", message=message.error))
+        elif message.cancelled:
+            self._summarise(RunFinished(self.run_id or 0, "cancelled", message="Cancelled by you."))
+
+    def _summarise(self, event: RunFinished) -> None:
+        self.query_one(ProgressPanel).set_phase("done", None)
+        text = Text()
+        text.append(event.status.replace("_", " ").upper(), style=_RUN_STYLE.get(event.status, ""))
+        if event.seconds:
+            text.append(f" in {duration(event.seconds)}")
+        counts = event.counts
+        if counts:
+            shown = [
+                f"{k.replace('_', ' ')} {counts[k]:,}"
+                for k in ("sent", "created", "updated", "errored", "removed", "to_send")
+                if k in counts
+            ]
+            text.append(" · " + " · ".join(shown))
+        if event.message:
+            text.append("\n")
+            text.append(event.message)
+        next_step = _NEXT_STEPS.get(event.status)
+        if next_step:
+            text.append("\n")
+            text.append(next_step, style="italic")
+        self.query_one("#summary", Static).update(text)
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_cancel(self) -> None:
+        runner = self.runner
+        if runner is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.runner is runner:
+                self._log(Text("Cancelling: waiting for requests in flight…", style="yellow"))
+                self._cancel(runner)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Cancel this export? Batches already sent stay on the list; the run is "
+                "recorded as cancelled and can be resumed from history.",
+                yes="Cancel export",
+                no="Keep going",
+            ),
+            answered,
+        )
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="export-cancel",
+        description="cancel the export",
+    )
+    def _cancel(self, runner: ExportRunner) -> None:
+        runner.cancel()
+
+    async def action_history(self) -> None:
+        if self.run_id is not None:
+            await self.segsync.open_run(self.run_id)

@@ -1,0 +1,181 @@
+"""History: past runs, newest first, filtered by destination and status."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Label, Select, Static
+
+from tui.backend import RunInfo
+from tui.messages import RunsLoaded
+from tui.screens.base import SegsyncScreen
+from tui.screens.run_detail import RunDetailScreen
+from tui.widgets import formatting
+
+STATUSES = ("succeeded", "partial", "failed", "cancelled", "interrupted", "dry_run")
+STATUS_STYLE = {
+    "succeeded": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "cancelled": "yellow",
+    "interrupted": "red",
+    "dry_run": "cyan",
+}
+
+
+class HistoryScreen(SegsyncScreen):
+    """Enter opens a run: its configuration, batches and rejected rows, with
+    resume and re-run from there."""
+
+    MODE = "history"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "open", "Open run"),
+        Binding("f", "filter_destination", "Destination"),
+        Binding("s", "filter_status", "Status"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runs: list[RunInfo] = []
+        self.shown: list[RunInfo] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(classes="filters"):
+            yield Label("Destination")
+            yield Select[str]([], prompt="all", id="filter-destination", compact=True)
+            yield Label("Status")
+            yield Select[str](
+                [(s.replace("_", " "), s) for s in STATUSES],
+                prompt="all",
+                id="filter-status",
+                compact=True,
+            )
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="run-summary", classes="detail")
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        for label, key, width in (
+            ("#", "id", 3),
+            ("Started", "started", 11),
+            ("Destination", "destination", 11),
+            ("Segments", "segments", 12),
+            ("Mode", "mode", 7),
+            ("Status", "status", 11),
+            ("Sent", "sent", 7),
+        ):
+            table.add_column(label, key=key, width=width)
+        table.loading = True
+        self.query_one(DataTable).focus()
+        self.action_refresh()
+
+    def on_screen_resume(self) -> None:
+        if self.is_mounted and self.runs:
+            self.action_refresh()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="runs",
+        description="read the run history",
+    )
+    def _load(self) -> None:
+        runs = self.call_backend("read the run history", self.backend.runs)
+        self.post_message(RunsLoaded(runs or []))
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        self.runs = sorted(message.runs, key=lambda r: (r.started_at, r.id), reverse=True)
+        select = self.query_one("#filter-destination", Select)
+        current = select.value
+        names = sorted({r.destination for r in self.runs})
+        select.set_options([(n, n) for n in names])
+        if isinstance(current, str) and current in names:
+            select.value = current
+        self._fill()
+
+    @on(Select.Changed)
+    def _filter_changed(self, event: Select.Changed) -> None:
+        self._fill()
+
+    def _fill(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.loading = False
+        table.clear()
+        destination = self.query_one("#filter-destination", Select).value
+        status = self.query_one("#filter-status", Select).value
+        self.shown = [
+            r
+            for r in self.runs
+            if (not isinstance(destination, str) or r.destination == destination)
+            and (not isinstance(status, str) or r.status == status)
+        ]
+        for run in self.shown:
+            sent = run.counts.get("sent", run.counts.get("to_send"))
+            mode = run.mode + ("+inc" if run.counts.get("unchanged") else "")
+            table.add_row(
+                str(run.id),
+                formatting.when(run.started_at)[5:],
+                Text(run.destination),
+                Text(", ".join(run.segments), no_wrap=True, overflow="ellipsis"),
+                "dry-run" if run.dry_run else mode,
+                Text(run.status.replace("_", " "), style=STATUS_STYLE.get(run.status, "")),
+                Text(formatting.count(sent) if sent is not None else "-", justify="right"),
+                key=str(run.id),
+            )
+        if not self.runs:
+            table.add_row(
+                "",
+                Text("No runs yet: preview (4) and export (x) to make one.", style="dim"),
+                *[""] * 5,
+            )
+        self._show_detail()
+
+    def _highlighted(self) -> RunInfo | None:
+        table = self.query_one("#runs", DataTable)
+        if not self.shown or table.cursor_row < 0:
+            return None
+        return self.shown[min(table.cursor_row, len(self.shown) - 1)]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        run = self._highlighted()
+        text = Text()
+        if run is not None:
+            text.append(f"Run {run.id}", style="bold")
+            text.append(
+                f" by {run.operator} · {formatting.when(run.started_at)}"
+                f" · took {formatting.duration(run.seconds)}\n"
+            )
+            text.append(" · ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in run.counts.items()))
+            text.append("\nEnter opens it: configuration, batches, rejected rows.", style="dim")
+        self.query_one("#run-summary", Static).update(text)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def action_open(self) -> None:
+        run = self._highlighted()
+        if run is not None:
+            self.open_run(run.id)
+
+    def open_run(self, run_id: int) -> None:
+        """Show one run's detail (also used by the export screen's h key)."""
+        self.app.push_screen(RunDetailScreen(run_id))
+
+    def action_filter_destination(self) -> None:
+        self.query_one("#filter-destination", Select).focus()
+
+    def action_filter_status(self) -> None:
+        self.query_one("#filter-status", Select).focus()
+
+    def action_refresh(self) -> None:
+        self._load()

@@ -1,0 +1,297 @@
+"""Mapping and consent: which profile column feeds each SendGrid field."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from tui.backend import FIELD_LIMITS, RESERVED_FIELDS, ColumnInfo, MappingDraft
+from tui.messages import MappingLoaded, MappingSaved, SampleRowsLoaded
+from tui.screens.base import SegsyncScreen, describe_error
+from tui.screens.pickers import NOT_MAPPED, ColumnPicker
+
+SAMPLE_ROWS = 3
+CONSENT_ROW = "\x00consent"
+
+
+class MappingScreen(SegsyncScreen):
+    """One row per SendGrid field: the column feeding it and its values for the
+    first rows of the source, cut-off values highlighted. Enter picks a column;
+    every change is saved at once so Preview always uses what is shown."""
+
+    MODE = "mapping"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "pick", "Pick column"),
+        Binding("u", "suggest", "Suggest"),
+        Binding("p", "preview", "Preview"),
+        Binding("r", "refresh", "Reload"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.columns: list[ColumnInfo] = []
+        self.custom_fields: list[str] = []
+        self.mapping: MappingDraft | None = None
+        self.rows: list[dict[str, object]] = []
+        self.loaded_for: int | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="mapping-status", classes="status")
+        yield DataTable(id="mapping", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="mapping-detail", classes="detail")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("SendGrid field", key="field", width=22)
+        table.add_column("Column", key="column", width=16)
+        for index in range(SAMPLE_ROWS):
+            table.add_column(f"row {index + 1}", key=f"row{index}", width=10)
+        self.on_screen_resume()
+
+    def on_screen_resume(self) -> None:
+        destination = self.segsync.destination
+        if destination is None:
+            self.query_one("#mapping-status", Static).update(
+                Text("Pick a destination first: 1, then Enter on a row.", style="bold")
+            )
+            self.query_one(DataTable).clear()
+            self.loaded_for = None
+        elif destination.id != self.loaded_for:
+            self.loaded_for = destination.id
+            self.query_one(DataTable).loading = True
+            self._load(destination.id)
+
+    # -- workers -----------------------------------------------------------------
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="mapping",
+        description="load the mapping",
+    )
+    def _load(self, destination_id: int) -> None:
+        columns = self.call_backend("read the profile columns", self.backend.columns)
+        if columns is None:
+            return
+        try:
+            custom, custom_error = self.backend.custom_fields(destination_id), None
+        except Exception as error:  # the mapping still works for reserved fields
+            custom, custom_error = [], describe_error(error)
+        mapping = self.call_backend(
+            "load the mapping", lambda: self.backend.mapping(destination_id)
+        )
+        if mapping is None:
+            return
+        self.post_message(MappingLoaded(columns, custom, mapping, custom_error))
+        rows = self.call_backend(
+            "read sample rows",
+            lambda: self.backend.sample_rows(tuple(c.name for c in columns), SAMPLE_ROWS),
+        )
+        if rows is not None:
+            self.post_message(SampleRowsLoaded(rows))
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="mapping-save",
+        description="save the mapping",
+    )
+    def _save(self, destination_id: int, mapping: MappingDraft) -> None:
+        saved = self.call_backend(
+            "save the mapping", lambda: self.backend.save_mapping(destination_id, mapping) or True
+        )
+        if saved:
+            self.post_message(MappingSaved(mapping))
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="mapping",
+        description="suggest a mapping",
+    )
+    def _suggest(self, destination_id: int) -> None:
+        def suggest_and_save() -> MappingDraft:
+            mapping = self.backend.suggested_mapping(destination_id)
+            self.backend.save_mapping(destination_id, mapping)
+            return mapping
+
+        mapping = self.call_backend("suggest a mapping", suggest_and_save)
+        if mapping is not None:
+            self.post_message(MappingSaved(mapping))
+
+    # -- handlers ----------------------------------------------------------------
+
+    def on_mapping_loaded(self, message: MappingLoaded) -> None:
+        self.columns = message.columns
+        self.custom_fields = message.custom_fields
+        self.mapping = message.mapping
+        self.segsync.mapping = message.mapping
+        status = Text(f"{len(self.columns)} columns · {len(self.custom_fields)} custom fields")
+        if message.custom_fields_error:
+            status.append(" · custom fields unavailable: ", style="bold red")
+            status.append(message.custom_fields_error)
+        self.query_one("#mapping-status", Static).update(status)
+        self._fill()
+
+    def on_sample_rows_loaded(self, message: SampleRowsLoaded) -> None:
+        self.rows = message.rows
+        self._fill()
+
+    def on_mapping_saved(self, message: MappingSaved) -> None:
+        self.mapping = message.mapping
+        self.segsync.mapping = message.mapping
+        self._fill()
+
+    # -- rendering ---------------------------------------------------------------
+
+    def _fields(self) -> list[tuple[str, str, str | None]]:
+        """(row key, label, mapped column) for every row of the table."""
+        mapping = self.mapping or MappingDraft()
+        fields: list[tuple[str, str, str | None]] = [("email", "email (required)", mapping.email)]
+        fields += [(name, name, mapping.reserved.get(name)) for name in RESERVED_FIELDS]
+        fields += [
+            (f"custom:{name}", f"{name} (custom)", mapping.custom.get(name))
+            for name in sorted(set(self.custom_fields) | set(mapping.custom))
+        ]
+        fields.append((CONSENT_ROW, "consent filter", mapping.consent_column))
+        return fields
+
+    def _cell(self, field: str, value: object) -> Text:
+        if value is None:
+            return Text("∅", style="dim")
+        text = str(value)
+        limit = FIELD_LIMITS.get(field)
+        if limit is not None and len(text) > limit:
+            return Text(
+                f"{len(text)}>{limit} {text}",
+                style="bold reverse red",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        return Text(text, no_wrap=True, overflow="ellipsis")
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        table.loading = False
+        row = table.cursor_row
+        table.clear()
+        for key, label, column in self._fields():
+            values = [
+                self._cell(key, r.get(column)) if column else Text("")
+                for r in self.rows[:SAMPLE_ROWS]
+            ]
+            values += [Text("")] * (SAMPLE_ROWS - len(values))
+            style = "bold red" if key == "email" and column is None else ""
+            table.add_row(
+                Text(label, style=style),
+                Text(column or "-", style="" if column else "dim"),
+                *values,
+                key=key,
+            )
+        if row >= 0:
+            table.move_cursor(row=min(row, table.row_count - 1))
+        self._show_detail()
+
+    def _highlighted(self) -> tuple[str, str, str | None] | None:
+        fields = self._fields()
+        table = self.query_one(DataTable)
+        if not self.columns or table.row_count == 0:
+            return None
+        return fields[max(0, min(table.cursor_row, len(fields) - 1))]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_pick()
+
+    def _show_detail(self) -> None:
+        current = self._highlighted()
+        if current is None:
+            return
+        key, label, column = current
+        text = Text()
+        if key == CONSENT_ROW:
+            text.append(
+                "Only rows whose consent column is true are sent; the rest count as no_consent."
+            )
+        else:
+            limit = FIELD_LIMITS.get(key)
+            text.append(label, style="bold")
+            text.append(f" ← {column or 'not mapped'}")
+            if limit:
+                text.append(
+                    f" · SendGrid keeps at most {limit} characters;"
+                    " longer values are rejected as too_long"
+                )
+        over = sum(
+            1
+            for r in self.rows
+            if column
+            and key in FIELD_LIMITS
+            and FIELD_LIMITS[key]
+            and len(str(r.get(column) or "")) > FIELD_LIMITS[key]
+        )
+        if over:
+            text.append(
+                f"\n{over} of the sample rows are too long for this field.", style="bold red"
+            )
+        self.query_one("#mapping-detail", Static).update(text)
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_pick(self) -> None:
+        current = self._highlighted()
+        destination = self.segsync.destination
+        if current is None or destination is None:
+            return
+        key, label, column = current
+        columns = [(c.name, c.type) for c in self.columns]
+
+        def picked(choice: str | None) -> None:
+            if choice is None or self.mapping is None:
+                return
+            mapping = _with_column(self.mapping, key, None if choice == NOT_MAPPED else choice)
+            self.mapping = mapping
+            self._fill()
+            self._save(destination.id, mapping)
+
+        self.app.push_screen(ColumnPicker(label, columns, column, required=key == "email"), picked)
+
+    def action_suggest(self) -> None:
+        if self.segsync.destination is not None:
+            self._suggest(self.segsync.destination.id)
+
+    def action_refresh(self) -> None:
+        self.loaded_for = None
+        self.on_screen_resume()
+
+    def action_preview(self) -> None:
+        self.segsync.action_goto("preview")
+
+
+def _with_column(mapping: MappingDraft, key: str, column: str | None) -> MappingDraft:
+    """The mapping with one row's column changed (None: not mapped)."""
+    if key == "email":
+        return replace(mapping, email=column)
+    if key == CONSENT_ROW:
+        return replace(mapping, consent_column=column)
+    if key.startswith("custom:"):
+        name = key.removeprefix("custom:")
+        custom = {k: v for k, v in mapping.custom.items() if k != name}
+        if column is not None:
+            custom[name] = column
+        return replace(mapping, custom=custom)
+    reserved = {k: v for k, v in mapping.reserved.items() if k != key}
+    if column is not None:
+        reserved[key] = column
+    return replace(mapping, reserved=reserved)

@@ -1,0 +1,204 @@
+"""Preview: the dry-run plan, before anything is sent."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
+
+from connector.events import PlanReady, PreviewReady, RunFinished
+from connector.events import Warning as EngineWarning
+from tui.backend import ExportSettings, MappingDraft
+from tui.messages import EngineEvent, ExportEnded, ExportRunner
+from tui.screens.base import SegsyncScreen
+from tui.widgets.counts_table import CountsTable
+
+_VIEWS = ("sample", "rejected", "body")
+
+
+class PreviewScreen(SegsyncScreen):
+    """Runs the engine as a dry-run (so the preview is exactly what an export
+    would do) whenever destination, segments, mapping or mode changed."""
+
+    MODE = "preview"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("x", "export", "Export"),
+        Binding("o", "toggle_mode", "Mode"),
+        Binding("i", "toggle_incremental", "Incremental"),
+        Binding("v", "next_view", "View"),
+        Binding("r", "refresh", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.previewed: tuple[Any, ...] | None = None
+        self.counts: dict[str, int] = {}
+        self.running = False
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="preview-status", classes="status")
+        with Horizontal():
+            yield CountsTable(id="preview-counts")
+            with TabbedContent(id="preview-views"):
+                with TabPane("Sample", id="sample"):
+                    yield DataTable(id="sample-table", zebra_stripes=True)
+                with TabPane("Rejected", id="rejected"):
+                    yield DataTable(id="rejected-table", zebra_stripes=True)
+                with TabPane("Request", id="body"), VerticalScroll():
+                    yield Static("", id="first-body")
+
+    def on_mount(self) -> None:
+        self.query_one("#rejected-table", DataTable).add_columns("Email", "Reason", "Detail")
+        self.on_screen_resume()
+
+    def _wanted(self) -> tuple[Any, ...]:
+        app = self.segsync
+        mapping = app.mapping or MappingDraft()
+        return (
+            app.destination.id if app.destination else None,
+            app.selection,
+            repr(mapping),
+            app.mode_setting,
+            app.incremental,
+        )
+
+    def on_screen_resume(self) -> None:
+        if self._wanted() != self.previewed:
+            self.action_refresh()
+        else:
+            self._show_status()
+
+    def _show_status(self, note: str = "") -> None:
+        app = self.segsync
+        text = Text()
+        text.append(f"{', '.join(app.selection) or 'no segments'}", style="bold")
+        text.append(f" · {app.mode_setting}{' incremental' if app.incremental else ''}")
+        if note:
+            text.append(f" · {note}")
+        self.query_one("#preview-status", Static).update(text)
+
+    # -- running the dry-run -----------------------------------------------------
+
+    def action_refresh(self) -> None:
+        settings = self.segsync.export_settings(dry_run=True)
+        self.previewed = self._wanted()
+        self.counts = {}
+        self.query_one(CountsTable).show({})
+        if settings is None:
+            self._show_status("nothing to preview")
+            return
+        self.running = True
+        self.query_one(CountsTable).loading = True
+        self._show_status("planning…")
+        self._run(settings)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="preview",
+        description="plan the dry-run",
+    )
+    def _run(self, settings: ExportSettings) -> None:
+        ExportRunner(lambda: self.backend.export(settings), self.post_message).run()
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        message.stop()
+        event = message.event
+        if isinstance(event, PlanReady):
+            self.counts = dict(event.counts)
+            self.query_one(CountsTable).show(self.counts)
+        elif isinstance(event, PreviewReady):
+            self._show_preview(event)
+        elif isinstance(event, EngineWarning):
+            self.notify(event.message, severity="warning", markup=False)
+        elif isinstance(event, RunFinished):
+            if event.counts:
+                self.counts = dict(event.counts)
+                self.query_one(CountsTable).show(self.counts)
+            if event.status not in ("dry_run", "succeeded"):
+                self.notify(
+                    event.message or event.status,
+                    title="Dry-run failed",
+                    severity="error",
+                    markup=False,
+                    timeout=10,
+                )
+
+    def on_export_progress(self, message: Any) -> None:
+        message.stop()  # a dry-run has no progress to show
+
+    def on_export_ended(self, message: ExportEnded) -> None:
+        message.stop()
+        self.running = False
+        self.query_one(CountsTable).loading = False
+        if message.error:
+            self._show_status("failed")
+            self.notify(
+                message.error,
+                title="Could not plan the export",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
+        else:
+            to_send = self.counts.get("to_send")
+            self._show_status("ready · x exports" if to_send else "nothing to send")
+
+    def _show_preview(self, event: PreviewReady) -> None:
+        self.counts = dict(event.counts)
+        self.query_one(CountsTable).show(self.counts)
+        sample = self.query_one("#sample-table", DataTable)
+        sample.clear(columns=True)
+        fields: list[str] = []
+        for contact in event.sample_contacts:
+            fields += [k for k in contact if k not in fields]
+        sample.add_columns(*fields)
+        for contact in event.sample_contacts:
+            sample.add_row(*(Text(_plain(contact.get(f)), no_wrap=True) for f in fields))
+        rejected = self.query_one("#rejected-table", DataTable)
+        rejected.clear()
+        for email, category, detail in event.sample_rejected:
+            rejected.add_row(Text(email or "∅"), Text(category, style="yellow"), Text(detail))
+        body = Text(event.first_body or "(nothing would be sent)")
+        if event.removals_sample:
+            body.append("\n\nWould remove from the list: ", style="bold")
+            body.append(", ".join(event.removals_sample))
+        self.query_one("#first-body", Static).update(body)
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_next_view(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        current = _VIEWS.index(tabs.active) if tabs.active in _VIEWS else -1
+        tabs.active = _VIEWS[(current + 1) % len(_VIEWS)]
+
+    def action_toggle_mode(self) -> None:
+        app = self.segsync
+        app.mode_setting = "mirror" if app.mode_setting == "upsert" else "upsert"
+        self.action_refresh()
+
+    def action_toggle_incremental(self) -> None:
+        self.segsync.incremental = not self.segsync.incremental
+        self.action_refresh()
+
+    def action_export(self) -> None:
+        if self.running:
+            self.notify("The dry-run is still planning; export once it is ready.")
+            return
+        settings = self.segsync.export_settings(dry_run=False)
+        if settings is not None:
+            self.segsync.confirm_export(settings, self.counts.get("to_send"))
+
+
+def _plain(value: object) -> str:
+    if value is None:
+        return "∅"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)

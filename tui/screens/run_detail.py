@@ -1,0 +1,216 @@
+"""One run: configuration snapshot, batches, rejected rows; resume, re-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+
+from tui.backend import ExportSettings, RunDetail
+from tui.messages import BackendFailed, RejectedExported, RunDetailLoaded
+from tui.screens.base import describe_error
+from tui.screens.pickers import PathPrompt
+from tui.widgets import formatting
+from tui.widgets.counts_table import CountsTable
+
+RESUMABLE = ("interrupted", "cancelled", "failed")
+_VIEWS = ("summary", "batches", "rejected")
+
+
+class RunDetailScreen(Screen[None]):
+    """Pushed over History; Escape goes back."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back"),
+        Binding("v", "next_view", "View"),
+        Binding("e", "export_csv", "Rejected→CSV"),
+        Binding("u", "resume", "Resume"),
+        Binding("R", "rerun", "Re-run"),
+    ]
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.detail: RunDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="≡")
+        yield Static(Text(f"Run {self.run_id}: loading…"), id="run-title", classes="status")
+        with TabbedContent(id="run-views"):
+            with TabPane("Summary", id="summary"):
+                yield CountsTable(id="run-counts")
+                with VerticalScroll(id="config-scroll"):
+                    yield Static("", id="run-config")
+            with TabPane("Batches", id="batches"):
+                yield DataTable(id="run-batches", zebra_stripes=True, cursor_type="row")
+            with TabPane("Rejected", id="rejected"):
+                yield DataTable(id="run-rejected", zebra_stripes=True, cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#run-batches", DataTable).add_columns(
+            "#", "Contacts", "Job id", "Status", "Created", "Updated", "Errored"
+        )
+        self.query_one("#run-rejected", DataTable).add_columns("Key", "Email", "Reason", "Batch")
+        self._load()
+
+    @property
+    def backend(self):  # type: ignore[no-untyped-def]
+        return self.app.backend  # type: ignore[attr-defined]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        detail = self.detail
+        if action == "resume":
+            return detail is not None and detail.run.status in RESUMABLE and not detail.run.dry_run
+        if action in ("rerun", "export_csv"):
+            return detail is not None
+        return True
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="run-detail",
+        description="read the run",
+    )
+    def _load(self) -> None:
+        try:
+            self.post_message(RunDetailLoaded(self.backend.run_detail(self.run_id)))
+        except Exception as error:
+            self.post_message(BackendFailed("read the run", describe_error(error)))
+
+    def on_run_detail_loaded(self, message: RunDetailLoaded) -> None:
+        self.detail = detail = message.detail
+        run = detail.run
+        title = Text.assemble(
+            (f"Run {run.id}", "bold"),
+            f" · {run.destination} · {', '.join(run.segments)} · ",
+            "dry-run" if run.dry_run else run.mode,
+            " · ",
+            (run.status.replace("_", " "), "bold"),
+            f" · {formatting.when(run.started_at)} · {formatting.duration(run.seconds)}"
+            f" · {run.operator}" + (f"@{detail.host}" if detail.host else ""),
+        )
+        self.query_one("#run-title", Static).update(title)
+        self.query_one("#run-counts", CountsTable).show(run.counts)
+        self.query_one("#run-config", Static).update(
+            Text(json.dumps(detail.config, indent=2, sort_keys=True, default=str))
+        )
+        batches = self.query_one("#run-batches", DataTable)
+        batches.clear()
+        for b in detail.batches:
+            batches.add_row(
+                str(b.seq),
+                f"{b.contacts:,}",
+                b.job_id,
+                b.status,
+                f"{b.created:,}",
+                f"{b.updated:,}",
+                f"{b.errored:,}",
+            )
+        rejected = self.query_one("#run-rejected", DataTable)
+        rejected.clear()
+        for r in detail.rejected:
+            rejected.add_row(
+                Text(r.key),
+                Text(r.email or "∅"),
+                Text(r.reason, style="yellow"),
+                "" if r.seq is None else str(r.seq),
+            )
+        if detail.rejected_total > len(detail.rejected):
+            rejected.add_row(
+                "",
+                Text(
+                    f"… {detail.rejected_total - len(detail.rejected):,} more:"
+                    " e writes them all to CSV",
+                    style="dim",
+                ),
+                "",
+                "",
+            )
+        self.refresh_bindings()
+
+    def on_backend_failed(self, message: BackendFailed) -> None:
+        message.stop()
+        self.notify(
+            message.error,
+            title=f"Could not {message.action}",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
+
+    # -- actions -----------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_next_view(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        current = _VIEWS.index(tabs.active) if tabs.active in _VIEWS else -1
+        tabs.active = _VIEWS[(current + 1) % len(_VIEWS)]
+
+    def action_export_csv(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path:
+                self._write_csv(Path(path).expanduser())
+
+        self.app.push_screen(
+            PathPrompt(
+                "Write this run's rejected rows to", f"segsync-run-{self.run_id}-rejected.csv"
+            ),
+            chosen,
+        )
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="run-csv",
+        description="write rejected rows",
+    )
+    def _write_csv(self, path: Path) -> None:
+        try:
+            rows = self.backend.write_rejected_csv(self.run_id, path)
+        except Exception as error:
+            self.post_message(BackendFailed("write the CSV", describe_error(error)))
+        else:
+            self.post_message(RejectedExported(str(path), rows))
+
+    def on_rejected_exported(self, message: RejectedExported) -> None:
+        self.notify(f"Wrote {message.rows:,} rejected rows to {message.path}", markup=False)
+
+    def _start(self, resume: bool) -> None:
+        detail = self.detail
+        if detail is None:
+            return
+        run = detail.run
+        if run.destination_id is None:
+            self.notify(
+                "This run's destination was removed; add it again to re-run.", severity="warning"
+            )
+            return
+        settings = ExportSettings(
+            destination_id=run.destination_id,
+            segments=run.segments,
+            mode="mirror" if run.mode == "mirror" else "upsert",
+            incremental=bool(detail.config.get("incremental", False)),
+            dry_run=run.dry_run and not resume,
+            resume_run=run.id if resume else None,
+        )
+        self.app.pop_screen()
+        self.app.confirm_export(settings, None)  # type: ignore[attr-defined]
+
+    def action_resume(self) -> None:
+        self._start(resume=True)
+
+    def action_rerun(self) -> None:
+        self._start(resume=False)

@@ -1,0 +1,35 @@
+"""Pass/fail lines of "test connection", with SendGrid's own words."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.backend import CheckResult
+
+_LABELS = {"key": "API key", "scopes": "Scopes", "list": "List"}
+
+
+def render_checks(checks: list[CheckResult]) -> Text:
+    """Plain Text, never markup: SendGrid's messages may contain brackets."""
+    text = Text()
+    for check in checks:
+        mark, style = ("PASS", "bold green") if check.ok else ("FAIL", "bold red")
+        text.append(f"{mark} ", style=style)
+        text.append(f"{_LABELS.get(check.name, check.name):8} ", style="bold")
+        text.append(check.message)
+        text.append("\n")
+    text.rstrip()
+    return text
+
+
+class CheckLines(Static):
+    """Shows the outcome of the latest connection test, or what is running."""
+
+    DEFAULT_CSS = "CheckLines { height: auto; min-height: 1; }"
+
+    def show_running(self) -> None:
+        self.update(Text("Testing connection…", style="italic"))
+
+    def show(self, checks: list[CheckResult]) -> None:
+        self.update(render_checks(checks))
