@@ -135,6 +135,11 @@ class FaultInjector:
                 return "500" if self._rng.random() < 0.5 else "503"
             return "ok"
 
+    def has_row_faults(self) -> bool:
+        """Whether any row can be errored by a fault (lets the upsert loop skip the check)."""
+        f = self._faults
+        return bool(f.error_emails) or f.row_error_rate > 0
+
     def row_errors(self, email: str) -> bool:
         """Whether an otherwise valid row should be reported as errored."""
         with self._lock:
