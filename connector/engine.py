@@ -151,7 +151,7 @@ class ExportEngine:
         lock = (
             contextlib.nullcontext()
             if request.dry_run
-            else export_lock(self.state_dir, destination.id)
+            else export_lock(self.state_dir, destination.id, destination.name)
         )
         with lock:
             await self._execute_locked(request, destination, mapping, previous, emit, cancel)
@@ -166,8 +166,8 @@ class ExportEngine:
         unknown = [name for name in request.segments if name not in known]
         if unknown:
             raise ExportRefused(
-                f"Unknown segment(s) {', '.join(map(repr, unknown))} in {self.workspace.path}. "
-                f"Known segments: {', '.join(sorted(known))}."
+                f"Unknown segment(s) {', '.join(map(repr, unknown))} in "
+                f"{self.workspace.config_path}. Known segments: {', '.join(sorted(known))}."
             )
         try:
             validate_mapping(mapping, self.workspace.columns())
@@ -347,7 +347,7 @@ class ExportEngine:
         self, request: ExportRequest, destination: Any, mapping: FieldMapping
     ) -> dict[str, Any]:
         return {
-            "workspace": str(self.workspace.path),
+            "workspace": str(self.workspace.root),
             "destination": destination.name,
             "list_id": destination.list_id,
             "base_url": destination.base_url,

@@ -36,7 +36,7 @@ where = "country = 'FR'"
 
 def make_rows(n: int = 2400) -> list[dict]:
     """Profiles with known dirt: every 50th has no @, every 40th no consent,
-    every 60th repeats an earlier email in upper case, every 70th has a
+    every 60th repeats the previous email in upper case, every 70th has a
     first name over 50 characters, every 90th has no email at all."""
     rows = []
     for i in range(n):
@@ -44,7 +44,7 @@ def make_rows(n: int = 2400) -> list[dict]:
         if i % 50 == 7:
             email = f"person{i}.example.com"
         elif i % 60 == 11 and i > 60:
-            email = f"  PERSON{i - 60}@Example.com "
+            email = f"  PERSON{i - 1}@Example.com "
         elif i % 90 == 13:
             email = None
         rows.append(
@@ -60,6 +60,11 @@ def make_rows(n: int = 2400) -> list[dict]:
                 "loyalty_tier": ("gold", "silver")[i % 2],
             }
         )
+    for row in rows:  # a duplicate is in the same segments as the row it repeats
+        i = row["customer_id"]
+        if i % 60 == 11 and i > 60 and row["email"] is not None:
+            row["country"] = rows[i - 1]["country"]
+            row["lifetime_value"] = rows[i - 1]["lifetime_value"]
     return rows
 
 
@@ -132,31 +137,37 @@ def export_env(tmp_path: Path, emulator, monkeypatch: pytest.MonkeyPatch) -> Exp
     monkeypatch.setenv("SEGSYNC_WORKSPACE", str(workspace))
     monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
     monkeypatch.setenv("DEST_KEY", emulator.api_key)
-    assert run_cli(
-        main,
-        "destinations",
-        "add",
-        "news",
-        "--list-id",
-        list_id,
-        "--api-key-env",
-        "DEST_KEY",
-        "--base-url",
-        emulator.url,
-        "--agree",
-    ) == 0
-    assert run_cli(
-        main,
-        "map",
-        "news",
-        "email=email",
-        "first_name=first_name",
-        "last_name=last_name",
-        "country=country",
-        "city=city",
-        "--consent-column",
-        "email_opt_in",
-    ) == 0
+    assert (
+        run_cli(
+            main,
+            "destinations",
+            "add",
+            "news",
+            "--list-id",
+            list_id,
+            "--api-key-env",
+            "DEST_KEY",
+            "--base-url",
+            emulator.url,
+            "--agree",
+        )
+        == 0
+    )
+    assert (
+        run_cli(
+            main,
+            "map",
+            "news",
+            "email=email",
+            "first_name=first_name",
+            "last_name=last_name",
+            "country=country",
+            "city=city",
+            "--consent-column",
+            "email_opt_in",
+        )
+        == 0
+    )
     return ExportEnv(workspace, state_dir, rows, emulator, list_id)
 
 

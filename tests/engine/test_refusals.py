@@ -50,7 +50,7 @@ def test_second_concurrent_export_refuses(export_env, capsys):
     dest = History(history_path(export_env.state_dir)).get_destination("news")
     with export_lock(export_env.state_dir, dest.id):
         err = refused(capsys, export_env, "export", "news", "--segment", "germany")
-    assert "news" in err and "progress" in err.lower()
+    assert "news" in err and "already running" in err
 
 
 def test_bad_key_refuses_without_showing_it(export_env, capsys, monkeypatch):
