@@ -48,13 +48,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_segments(args: argparse.Namespace) -> int:
     ws = open_workspace(args)
     counts = ws.count_segments()
+    segments = {s.name: s for s in ws.segments()}
     if args.json:
         print_json(
             [
                 {
-                    "name": c.segment.name,
-                    "where": c.segment.where,
-                    "description": c.segment.description,
+                    "name": c.segment,
+                    "where": segments[c.segment].where,
+                    "description": segments[c.segment].description,
                     "count": c.count,
                     "error": c.error,
                 }
@@ -62,10 +63,10 @@ def cmd_segments(args: argparse.Namespace) -> int:
             ]
         )
     else:
-        width = max((len(c.segment.name) for c in counts), default=4)
+        width = max((len(c.segment) for c in counts), default=4)
         for c in counts:
             shown = f"{c.count:>10,}" if c.error is None else "     error"
-            print(f"{c.segment.name:<{width}}  {shown}  {c.segment.where}")
+            print(f"{c.segment:<{width}}  {shown}  {segments[c.segment].where}")
             if c.error:
                 print(f"{'':<{width}}    {c.error}")
     return EXIT_FAILED if any(c.error for c in counts) else EXIT_OK
