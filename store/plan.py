@@ -22,7 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from store.sql_plan import EMAIL_MAX_LENGTH, plan_sql
+from store.sql_plan import (
+    EMAIL_MAX_LENGTH,
+    PlanSpec,
+    contacts_sql,
+    plan_statements,
+    rejected_sql,
+)
 from store.workspace import Column, Workspace, WorkspaceError, quote_literal
 
 __all__ = [
@@ -195,10 +201,12 @@ _KEPT = "('to_send', 'unchanged', 'skipped')"
 class Plan:
     """The outcome of planning, backed by a table on its own DuckDB connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, mirror: bool) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, spec: PlanSpec, mirror: bool) -> None:
         self._con = con
-        rows = con.execute("SELECT status, count(*) FROM plan_rows GROUP BY status").fetchall()
-        found = dict(rows)
+        self._spec = spec
+        found = dict(
+            con.execute("SELECT status, count(*) FROM plan_rows GROUP BY status").fetchall()
+        )
         counts = {"selected": sum(found.values())}
         counts.update({s: int(found.get(s, 0)) for s in _STATUSES})
         self._removals: list[str] = []
@@ -214,10 +222,7 @@ class Plan:
         counts["to_remove"] = len(self._removals)
         self.counts: dict[str, int] = counts
         self.sample_contacts: list[dict] = [
-            orjson.loads(r[0])
-            for r in con.execute(
-                "SELECT contact FROM plan_rows WHERE status = 'to_send' ORDER BY email LIMIT 10"
-            ).fetchall()
+            orjson.loads(r[2]) for r in con.execute(contacts_sql(spec, limit=10)).fetchall()
         ]
         self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
 
@@ -225,10 +230,7 @@ class Plan:
         """Contacts to send as Arrow batches: ``email`` ascending, ``hash``, ``contact`` JSON."""
         cur = self._con.cursor()
         try:
-            reader = cur.execute(
-                "SELECT email, hash, contact FROM plan_rows WHERE status = 'to_send' ORDER BY email"
-            ).to_arrow_reader(rows_per_batch)
-            yield from reader
+            yield from cur.sql(contacts_sql(self._spec)).to_arrow_reader(rows_per_batch)
         finally:
             cur.close()
 
@@ -236,13 +238,7 @@ class Plan:
         """Every excluded row (or the first ``limit``) in source order."""
         cur = self._con.cursor()
         try:
-            sql = (
-                "SELECT key, raw_email, status, detail FROM plan_rows "
-                f"WHERE status IN ({', '.join(quote_literal(e) for e in EXCLUSIONS)}) ORDER BY _row"
-            )
-            if limit is not None:
-                sql += f" LIMIT {int(limit)}"
-            cur.execute(sql)
+            cur.execute(rejected_sql(self._spec, EXCLUSIONS, limit))
             while batch := cur.fetchmany(10_000):
                 yield from (RejectedRow(*row) for row in batch)
         finally:
@@ -317,11 +313,12 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
         types = {c.name: c.type for c in columns}
         where = ws.union_filter(req.segments, con)
         _load_ledger(con, ledger if has_ledger else None)
-        sql = plan_sql(
+        consent = req.mapping.consent_column
+        spec = PlanSpec(
             where=where,
             email_column=req.mapping.email,
             key_column=ws.key,
-            consent_column=req.mapping.consent_column,
+            consent=(consent, types[consent]) if consent else None,
             reserved={
                 f: req.mapping.reserved[f]
                 for f in RESERVED_FIELD_LIMITS
@@ -336,10 +333,11 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
             incremental=req.incremental,
         )
         try:
-            con.execute(sql)
+            for sql in plan_statements(spec):
+                con.execute(sql)
         except duckdb.Error as err:
             raise WorkspaceError(f"{ws.source}: planning failed: {err}") from None
-        return Plan(con, req.mirror)
+        return Plan(con, spec, req.mirror)
     except BaseException:
         con.close()
         raise

@@ -1,16 +1,19 @@
-"""SQL text for planning an export: one vectorised statement, no per-row Python.
+"""SQL text for planning an export: vectorised statements, no per-row Python.
 
-Kept apart from ``store.plan`` so the query can be read top to bottom: select the
-union of segments, normalise and validate, categorise exclusions, keep one row per
-email, build the SendGrid contact JSON and its hash, then compare with the ledger.
+Kept apart from ``store.plan`` so the queries can be read top to bottom. Planning
+keeps a narrow table (row number, key, normalised email, payload hash, status,
+detail): materialising wide text columns is what costs time at a million rows, so
+the contact payload is recomputed from the source, by row number, only when the
+contacts are streamed. Both places use the same payload expressions.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from store.workspace import quote_ident, quote_literal
+from store.workspace import NUMBERED_VIEW, ROW_COLUMN, quote_ident, quote_literal
 
 EMAIL_MAX_LENGTH = 254
 LOCAL_PART_MAX_LENGTH = 64
@@ -34,155 +37,212 @@ _NUMERIC = (
 )  # fmt: skip
 
 
-def _text(column: str) -> str:
-    """A column as trimmed text, with '' treated like NULL (both mean 'no value')."""
-    return f"NULLIF(trim(CAST({quote_ident(column)} AS VARCHAR)), '')"
+def _text(expr: str) -> str:
+    """A value as trimmed text, with '' treated like NULL (both mean 'no value')."""
+    return f"NULLIF(trim(CAST({expr} AS VARCHAR)), '')"
 
 
-def custom_value_json(column: str, duck_type: str) -> str:
-    """JSON for a custom field value: numbers stay numbers, dates become YYYY-MM-DD."""
-    col = quote_ident(column)
+def _col(column: str) -> str:
+    return "n." + quote_ident(column)
+
+
+def custom_value(column: str, duck_type: str) -> str:
+    """A custom field value as sent: numbers stay numbers, dates become YYYY-MM-DD text."""
+    col = _col(column)
     base = duck_type.upper().split("(")[0].strip()
+    if base in ("FLOAT", "DOUBLE"):
+        return f"CASE WHEN isfinite({col}) THEN {col} END"
     if base in _NUMERIC:
-        if base in ("FLOAT", "DOUBLE"):
-            return f"CASE WHEN isfinite({col}) THEN to_json({col}) END"
-        return f"to_json({col})"
+        return col
     if base == "DATE" or base.startswith("TIMESTAMP"):
-        return f"to_json(strftime({col}, '%Y-%m-%d'))"
-    return f"to_json({_text(column)})"
+        return f"strftime({col}, '%Y-%m-%d')"
+    return _text(col)
 
 
-def plan_sql(
-    *,
-    where: str,
-    email_column: str,
-    key_column: str | None,
-    consent_column: str | None,
-    reserved: Mapping[str, str],
-    limits: Mapping[str, int | None],
-    custom: Sequence[tuple[str, str, str]],
-    skip_ranges: Sequence[tuple[str, str]],
-    incremental: bool,
-) -> str:
-    """CREATE TABLE plan_rows: one row per selected profile with its status.
+def _key(name: str) -> str:
+    """A JSON object key with its colon, as a SQL literal."""
+    return quote_literal(json.dumps(name) + ":")
 
-    ``reserved`` maps SendGrid field -> column; ``custom`` lists (json key, column,
-    DuckDB type). ``status`` is an exclusion category, ``skipped``, ``unchanged`` or
-    ``to_send``; ``contact`` and ``hash`` are set only for rows that passed.
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """Everything the SQL needs, already validated against the profile columns.
+
+    ``reserved`` maps SendGrid field -> column in sending order; ``custom`` lists
+    (JSON key, column, DuckDB type) sorted by key; ``consent`` is (column, type).
     """
-    key_order = quote_ident(key_column) if key_column else "_row"
-    key_text = (
-        f"CAST({quote_ident(key_column)} AS VARCHAR)" if key_column else "CAST(_row AS VARCHAR)"
-    )
-    if consent_column:
-        consent = (
-            f"coalesce(lower(trim(CAST({quote_ident(consent_column)} AS VARCHAR))) "
-            f"IN ({', '.join(quote_literal(t) for t in TRUTHY)}), false)"
+
+    where: str
+    email_column: str
+    key_column: str | None
+    consent: tuple[str, str] | None
+    reserved: Mapping[str, str]
+    limits: Mapping[str, int | None]
+    custom: Sequence[tuple[str, str, str]]
+    skip_ranges: Sequence[tuple[str, str]] = ()
+    incremental: bool = False
+
+    @property
+    def email_expr(self) -> str:
+        return f"NULLIF(lower(trim(CAST({_col(self.email_column)} AS VARCHAR))), '')"
+
+    def payload(self) -> list[tuple[str, str, bool]]:
+        """(JSON key, value expression, is custom) for every mapped field."""
+        out = [(f, _text(_col(c)), False) for f, c in self.reserved.items()]
+        out += [(k, custom_value(c, t), True) for k, c, t in self.custom]
+        return out
+
+    def payload_hash(self) -> str:
+        """hash() over the payload values and field keys: changes when the payload does."""
+        signature = quote_literal(json.dumps([k for k, _, _ in self.payload()]))
+        values = [e for _, e, _ in self.payload()]
+        return f"hash({', '.join([self.email_expr, *values, signature])})"
+
+    def contact_json(self) -> str:
+        """The contact JSON; NULL fields are left out.
+
+        Built by concatenation rather than ``json_object`` because SendGrid payloads
+        must omit empty fields; ``to_json`` does the escaping and keeps numbers numeric.
+        """
+        members = ["'\"email\":' || to_json(p.email)"]
+        custom = []
+        for key, expr, is_custom in self.payload():
+            member = f"CASE WHEN {expr} IS NOT NULL THEN {_key(key)} || to_json({expr}) END"
+            (custom if is_custom else members).append(member)
+        if custom:
+            inner = f"concat_ws(',', {', '.join(custom)})"
+            members.append(
+                f"CASE WHEN {inner} <> '' THEN '\"custom_fields\":{{' || {inner} || '}}' END"
+            )
+        return "'{' || concat_ws(',', " + ", ".join(members) + ") || '}'"
+
+    def too_long(self) -> str:
+        """NULL, or which reserved fields exceed SendGrid's length limits and by how much."""
+        parts = []
+        for f, c in self.reserved.items():
+            limit = self.limits.get(f)
+            if limit is not None:
+                value = _text(_col(c))
+                parts.append(
+                    f"CASE WHEN length({value}) > {limit} THEN "
+                    f"'{f} has ' || length({value}) || ' characters (max {limit})' END"
+                )
+        return f"NULLIF(concat_ws('; ', {', '.join(parts)}), '')" if parts else "NULL"
+
+    def consent_ok(self) -> str:
+        if self.consent is None:
+            return "true"
+        column, duck_type = self.consent
+        if duck_type.upper() == "BOOLEAN":
+            return f"coalesce({_col(column)}, false)"
+        truthy = "[" + ", ".join(quote_literal(t) for t in TRUTHY) + "]"
+        text = f"lower(trim(CAST({_col(column)} AS VARCHAR)))"
+        return f"coalesce(list_contains({truthy}, {text}), false)"
+
+
+def plan_statements(spec: PlanSpec) -> list[str]:
+    """Statements that build ``plan_rows``: one row per selected profile with its status.
+
+    ``status`` ends as an exclusion category, ``skipped``, ``unchanged`` or ``to_send``.
+    One CREATE (a single scan, no CTE materialisation) categorises every row;
+    duplicates, resume ranges and ledger matches touch few rows and are UPDATEs.
+    """
+    row = _col(ROW_COLUMN)
+    key_order = _col(spec.key_column) if spec.key_column else row
+    consent_detail = quote_literal(f"{spec.consent[0]} is not true") if spec.consent else "NULL"
+    statements = [
+        f"""
+        CREATE TABLE plan_rows AS
+        SELECT _row, _key_order, email, hash,
+               coalesce(_status, 'to_send') AS status,
+               CASE _status
+                   WHEN 'no_consent' THEN {consent_detail}
+                   WHEN 'no_email' THEN 'email is empty'
+                   WHEN 'invalid_email' THEN
+                       CASE WHEN length(email) > {EMAIL_MAX_LENGTH}
+                            THEN 'email has ' || length(email)
+                                 || ' characters (max {EMAIL_MAX_LENGTH})'
+                            ELSE 'not a valid email address' END
+                   WHEN 'too_long' THEN _too_long
+               END AS detail
+        FROM (
+            SELECT *,
+                CASE WHEN NOT _consent THEN 'no_consent'
+                     WHEN email IS NULL THEN 'no_email'
+                     WHEN length(email) > {EMAIL_MAX_LENGTH}
+                          OR strpos(email, '@') > {LOCAL_PART_MAX_LENGTH + 1}
+                          OR NOT regexp_full_match(email, {quote_literal(EMAIL_REGEX)})
+                          THEN 'invalid_email'
+                     WHEN _too_long IS NOT NULL THEN 'too_long'
+                END AS _status
+            FROM (
+                SELECT {row} AS _row, {key_order} AS _key_order, {spec.email_expr} AS email,
+                       {spec.consent_ok()} AS _consent, {spec.too_long()} AS _too_long,
+                       {spec.payload_hash()} AS hash
+                FROM {NUMBERED_VIEW} n WHERE {spec.where}
+            )
         )
-        consent_detail = quote_literal(f"{consent_column} is not true")
-    else:
-        consent, consent_detail = "true", "NULL"
-
-    reserved_cols = [
-        f"{_text(col)} AS {quote_ident('r_' + field)}" for field, col in reserved.items()
+        """,
+        # Among rows that pass, one per email stays: the first by key, then source order.
+        """
+        UPDATE plan_rows SET status = 'duplicate',
+               detail = 'same email as the row with key ' || CAST(k.kept_key AS VARCHAR)
+        FROM (
+            SELECT email, arg_min(_row, (_key_order, _row)) AS kept_row,
+                   arg_min(_key_order, (_key_order, _row)) AS kept_key
+            FROM plan_rows
+            WHERE status = 'to_send' AND hash(email) IN (
+                -- cheap pre-filter: group integers, not strings, to find candidates
+                SELECT hash(email) AS h FROM plan_rows WHERE status = 'to_send'
+                GROUP BY h HAVING count(*) > 1
+            )
+            GROUP BY email HAVING count(*) > 1
+        ) k
+        WHERE plan_rows.email = k.email AND plan_rows.status = 'to_send'
+          AND plan_rows._row <> k.kept_row
+        """,
     ]
-    custom_cols = [
-        f"{custom_value_json(col, typ)} AS {quote_ident(f'c_{i}')}"
-        for i, (_, col, typ) in enumerate(custom)
-    ]
-    too_long = [
-        f"CASE WHEN length({quote_ident('r_' + f)}) > {limits[f]} THEN "
-        f"'{f} has ' || length({quote_ident('r_' + f)}) || ' characters (max {limits[f]})' END"
-        for f in reserved
-        if limits.get(f) is not None
-    ]
-    too_long_detail = f"concat_ws('; ', {', '.join(too_long)})" if too_long else "NULL"
-
-    members = ["'\"email\":' || to_json(email)"]
-    members += [
-        f"CASE WHEN {quote_ident('r_' + f)} IS NOT NULL THEN "
-        f"{quote_literal(json.dumps(f) + ':')} || to_json({quote_ident('r_' + f)}) END"
-        for f in reserved
-    ]
-    if custom:
-        parts = [
-            f"CASE WHEN {quote_ident(f'c_{i}')} IS NOT NULL THEN "
-            f"{quote_literal(json.dumps(key) + ':')} || {quote_ident(f'c_{i}')} END"
-            for i, (key, _, _) in enumerate(custom)
-        ]
-        inner = f"concat_ws(',', {', '.join(parts)})"
-        members.append(
-            f"CASE WHEN {inner} <> '' THEN '\"custom_fields\":{{' || {inner} || '}}' END"
+    if spec.skip_ranges:
+        ranges = " OR ".join(
+            f"email BETWEEN {quote_literal(lo)} AND {quote_literal(hi)}"
+            for lo, hi in spec.skip_ranges
         )
-    contact = "'{' || concat_ws(',', " + ", ".join(members) + ") || '}'"
+        statements.append(
+            f"UPDATE plan_rows SET status = 'skipped' WHERE status = 'to_send' AND ({ranges})"
+        )
+    if spec.incremental:
+        statements.append(
+            "UPDATE plan_rows SET status = 'unchanged' FROM ledger l "
+            "WHERE plan_rows.status = 'to_send' AND l.email = plan_rows.email "
+            "AND l.hash = plan_rows.hash"
+        )
+    return statements
 
-    skip = " OR ".join(
-        f"email BETWEEN {quote_literal(lo)} AND {quote_literal(hi)}" for lo, hi in skip_ranges
-    )
-    skip = skip or "false"
-    unchanged = "ledger_hash = hash" if incremental else "false"
 
-    extra = "".join(", " + c for c in [*reserved_cols, *custom_cols])
+def contacts_sql(spec: PlanSpec, limit: int | None = None) -> str:
+    """Contacts to send, ``email`` ascending, rebuilt from the source by row number.
+
+    The email is re-derived and compared, so a source file changed since planning
+    cannot attach one person's data to another's address.
+    """
+    top = f"ORDER BY email LIMIT {int(limit)}" if limit is not None else ""
     return f"""
-    CREATE TABLE plan_rows AS
-    WITH sel AS (
-        SELECT row_number() OVER () AS _row, * FROM profiles WHERE {where}
-    ),
-    prep AS (
-        SELECT _row, {key_order} AS _key_order, {key_text} AS key,
-               CAST({quote_ident(email_column)} AS VARCHAR) AS raw_email,
-               NULLIF(lower(trim(CAST({quote_ident(email_column)} AS VARCHAR))), '') AS email,
-               {consent} AS _consent{extra}
-        FROM sel
-    ),
-    checked AS (
-        SELECT *,
-            CASE WHEN NOT _consent THEN 'no_consent'
-                 WHEN email IS NULL THEN 'no_email'
-                 WHEN length(email) > {EMAIL_MAX_LENGTH}
-                      OR strpos(email, '@') > {LOCAL_PART_MAX_LENGTH + 1}
-                      OR NOT regexp_full_match(email, {quote_literal(EMAIL_REGEX)})
-                      THEN 'invalid_email'
-                 WHEN {too_long_detail} <> '' THEN 'too_long'
-            END AS _first_check
-        FROM prep
-    ),
-    ranked AS (
-        SELECT *,
-            row_number() OVER w AS _rank,
-            first_value(key) OVER w AS _kept_key
-        FROM checked
-        WINDOW w AS (PARTITION BY email, _first_check IS NULL
-                     ORDER BY _key_order ASC NULLS LAST, _row)
-    ),
-    categorised AS (
-        SELECT *,
-            coalesce(_first_check, CASE WHEN _rank > 1 THEN 'duplicate' END) AS category
-        FROM ranked
-    ),
-    payload AS (
-        SELECT *,
-            CASE WHEN category IS NULL THEN {contact} END AS contact
-        FROM categorised
-    ),
-    hashed AS (
-        SELECT p.*, hash(p.contact) AS hash, l.hash AS ledger_hash
-        FROM payload p LEFT JOIN ledger l ON l.email = p.email AND p.category IS NULL
-    )
-    SELECT _row, key, raw_email, email, contact,
-           CASE WHEN contact IS NOT NULL THEN hash END AS hash,
-           coalesce(category, CASE WHEN {skip} THEN 'skipped'
-                                   WHEN {unchanged} THEN 'unchanged'
-                                   ELSE 'to_send' END) AS status,
-           CASE category
-               WHEN 'no_consent' THEN {consent_detail}
-               WHEN 'no_email' THEN 'email is empty'
-               WHEN 'invalid_email' THEN
-                   CASE WHEN length(email) > {EMAIL_MAX_LENGTH}
-                        THEN 'email has ' || length(email) || ' characters (max {EMAIL_MAX_LENGTH})'
-                        ELSE 'not a valid email address' END
-               WHEN 'too_long' THEN {too_long_detail}
-               WHEN 'duplicate' THEN 'same email as row with key ' || _kept_key
-           END AS detail
-    FROM hashed
+        SELECT p.email, p.hash, {spec.contact_json()} AS contact
+        FROM (SELECT _row, email, hash FROM plan_rows WHERE status = 'to_send' {top}) p
+        JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
+        WHERE {spec.email_expr} = p.email
+        ORDER BY p.email
+    """
+
+
+def rejected_sql(spec: PlanSpec, statuses: Sequence[str], limit: int | None = None) -> str:
+    """Excluded rows in source order, with the key and the email as the source has them."""
+    in_list = ", ".join(quote_literal(s) for s in statuses)
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    return f"""
+        SELECT CAST(p._key_order AS VARCHAR), CAST({_col(spec.email_column)} AS VARCHAR),
+               p.status, p.detail
+        FROM (SELECT * FROM plan_rows WHERE status IN ({in_list}) ORDER BY _row {top}) p
+        JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
+        ORDER BY p._row
     """

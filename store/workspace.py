@@ -19,6 +19,9 @@ from pathlib import Path
 import duckdb
 
 SEGMENTS_FILE = "segments.toml"
+# ``profiles`` plus a 0-based source-order column, for planning (stable tie-breaks, report order).
+NUMBERED_VIEW = "_profiles_numbered"
+ROW_COLUMN = "_segsync_row"
 SOURCE_KINDS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".duckdb": "duckdb"}
 
 
@@ -74,10 +77,9 @@ def _describe(err: Exception) -> str:
 _TEMPLATE_TRUE = "SELECT * FROM profiles WHERE (\nTRUE\n)"
 
 
-def _serialized_node(sql: str) -> dict | None:
+def _serialized_node(con: duckdb.DuckDBPyConnection, sql: str) -> dict | None:
     """The parsed SELECT node of ``sql`` as DuckDB serialises it, without its WHERE."""
-    with duckdb.connect() as con:
-        raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+    raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
     parsed = json.loads(raw)
     if parsed.get("error"):
         return None
@@ -89,7 +91,7 @@ def _serialized_node(sql: str) -> dict | None:
     return node
 
 
-def check_predicate(where: str) -> None:
+def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
     """Refuse anything that is not exactly one boolean-ish SQL expression.
 
     The predicate is pasted into ``SELECT * FROM profiles WHERE (...)``; a predicate
@@ -106,7 +108,7 @@ def check_predicate(where: str) -> None:
         raise PredicateError(_describe(err)) from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise PredicateError("the predicate must be a single SQL expression (found a ';')")
-    if _serialized_node(sql) != _serialized_node(_TEMPLATE_TRUE):
+    if _serialized_node(con, sql) != _serialized_node(con, _TEMPLATE_TRUE):
         raise PredicateError(
             "the predicate must be a single SQL expression, not a query fragment "
             "(UNION, ORDER BY, GROUP BY, ... are not allowed)"
@@ -242,15 +244,25 @@ class Workspace:
         try:
             src = quote_literal(str(self.source))
             if self.kind == "parquet":
-                con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
-            elif self.kind == "csv":
+                # file_row_number gives the source order for free (no window over the scan).
                 con.execute(
-                    f"CREATE VIEW profiles AS SELECT * FROM read_csv({src}, encoding = 'utf-8')"
+                    f"CREATE VIEW {NUMBERED_VIEW} AS SELECT * "
+                    f"RENAME (file_row_number AS {ROW_COLUMN}) "
+                    f"FROM read_parquet({src}, file_row_number = true)"
+                )
+                con.execute(
+                    f"CREATE VIEW profiles AS SELECT * EXCLUDE ({ROW_COLUMN}) FROM {NUMBERED_VIEW}"
                 )
             else:
-                con.execute(f"ATTACH {src} AS source (READ_ONLY)")
+                if self.kind == "csv":
+                    relation = f"read_csv({src}, encoding = 'utf-8')"
+                else:
+                    con.execute(f"ATTACH {src} AS source (READ_ONLY)")
+                    relation = f"source.{quote_ident(self.table or '')}"
+                con.execute(f"CREATE VIEW profiles AS SELECT * FROM {relation}")
                 con.execute(
-                    f"CREATE VIEW profiles AS SELECT * FROM source.{quote_ident(self.table or '')}"
+                    f"CREATE VIEW {NUMBERED_VIEW} AS "
+                    f"SELECT row_number() OVER () - 1 AS {ROW_COLUMN}, * FROM profiles"
                 )
             paths = [str(self.source), *(str(Path(p).resolve()) for p in allowed_paths)]
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
@@ -285,7 +297,7 @@ class Workspace:
         """Check a segment's predicate parses as one expression and binds against profiles."""
         seg = self.segment(name)
         try:
-            check_predicate(seg.where)
+            check_predicate(con, seg.where)
             con.execute(f"SELECT count(*) FROM (SELECT * FROM profiles LIMIT 0) WHERE {_wrap(seg)}")
         except PredicateError as err:
             raise PredicateError(f"segment {name!r}: {err}") from None
