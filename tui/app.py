@@ -63,8 +63,11 @@ class SegsyncApp(App[None]):
         *,
         first_screen: str = "destinations",
         destination: str | None = None,
+        demo: bool = False,
     ) -> None:
         super().__init__()
+        if demo:
+            self.title = "segsync demo · local emulator"
         self.backend = backend
         self.first_screen = first_screen
         self.wanted_destination = destination
@@ -245,6 +248,7 @@ def run_app(
     *,
     destination: str | None = None,
     backend: Backend | None = None,
+    demo: bool = False,
 ) -> int:
     """Open the app (what `segsync` and `segsync demo` do). Returns an exit code.
 
@@ -256,5 +260,5 @@ def run_app(
         from tui.local_backend import LocalBackend
 
         backend = LocalBackend(workspace=workspace, state_dir=state_dir)
-    SegsyncApp(backend, destination=destination).run()
+    SegsyncApp(backend, destination=destination, demo=demo).run()
     return 0

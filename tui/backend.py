@@ -8,10 +8,13 @@ every screen with a fake backend holding fixed data.
 
 The real implementation, wired to store/ and connector/, is
 `tui.local_backend.LocalBackend`; it is imported lazily by `tui.app.run_app`.
+`export` is the one async call: it yields the engine's events and stops
+early (recording the run as cancelled) once `cancel` is set.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,11 +54,14 @@ Duplicated from store.plan so the mapping screen can highlight without
 importing DuckDB."""
 
 CONSENT_WORDING = (
-    "I confirm that the people in the selected segments have agreed to receive "
-    "email from us, that sending their profile data to Twilio SendGrid is allowed "
-    "by our privacy notice, and that SendGrid processes it as our data processor."
+    "I confirm that the people in the segments I export to this destination have agreed "
+    "to receive email from us, that sending their profile data to Twilio SendGrid is "
+    "allowed by our privacy policy and by the law that applies to them (for example the "
+    "GDPR), and that I am authorised to make this decision for my organisation."
 )
-"""The data-privacy statement shown before a destination may export."""
+"""The data-privacy statement shown before a destination may export: the same
+words as connector.destinations.CONSENT_STATEMENT (a test keeps them equal),
+copied so the consent dialog does not import httpx on the UI thread."""
 
 
 class BackendError(Exception):
@@ -119,7 +125,7 @@ class ListInfo:
 class CheckResult:
     """One line of "test connection": what was checked, pass/fail, SendGrid's words."""
 
-    name: Literal["key", "scopes", "list"]
+    name: str  # what was checked: "API key", "scopes", "list", "address"
     ok: bool
     message: str
 
@@ -179,6 +185,7 @@ class RunInfo:
     operator: str
     counts: dict[str, int] = field(default_factory=dict)
     destination_id: int | None = None
+    incremental: bool = False
 
     @property
     def seconds(self) -> float | None:
@@ -246,7 +253,7 @@ class Backend(Protocol):
     def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]: ...
 
     # export (dry-run included): the engine's events, consumed off the UI loop
-    def export(self, settings: ExportSettings) -> AsyncIterator[Event]: ...
+    def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]: ...
 
     # history
     def runs(self) -> list[RunInfo]: ...

@@ -281,18 +281,20 @@ class ExportRunner:
     """Runs an engine event stream on its own event loop in a thread.
 
     The engine plans in DuckDB and may block between awaits; on a loop of its
-    own it can never freeze the UI. `cancel()` is thread-safe: it cancels the
-    consuming task, which raises CancelledError inside the engine at its
-    current await so it can record the run as cancelled.
+    own it can never freeze the UI. `cancel()` is thread-safe: it sets the
+    engine's cancel event, so the engine stops sending, lets requests in
+    flight finish, records the run as cancelled and says so in `RunFinished`.
     """
 
     def __init__(
-        self, events: Callable[[], AsyncIterator[Event]], post: Callable[[Message], object]
-    ):
+        self,
+        events: Callable[[asyncio.Event], AsyncIterator[Event]],
+        post: Callable[[Message], object],
+    ) -> None:
         self._events = events
         self._post = post
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._cancel: asyncio.Event | None = None
         self._ready = threading.Event()
         self._cancel_requested = False
 
@@ -302,19 +304,22 @@ class ExportRunner:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
+        self._cancel = asyncio.Event()
+        if self._cancel_requested:
+            self._cancel.set()
         self._ready.set()
         try:
-            await relay_events(self._events(), self._post)
-        except asyncio.CancelledError:
-            self._post(ExportEnded(cancelled=True))
-            return
+            await relay_events(self._events(self._cancel), self._post)
         except Exception as error:  # shown in the app, never as a traceback
-            self._post(ExportEnded(error=str(error) or type(error).__name__))
+            self._post(
+                ExportEnded(
+                    cancelled=self._cancel_requested, error=str(error) or type(error).__name__
+                )
+            )
             return
         self._post(ExportEnded(cancelled=self._cancel_requested))
 
     def cancel(self) -> None:
         self._cancel_requested = True
-        if self._ready.wait(timeout=5) and self._loop is not None and self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        if self._ready.wait(timeout=5) and self._loop is not None and self._cancel is not None:
+            self._loop.call_soon_threadsafe(self._cancel.set)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -247,7 +248,7 @@ class FakeBackend:
     removed: list[int] = field(default_factory=list)
     events_for: Callable[[int, ExportSettings], list[Event]] | None = None
     event_delay: float = 0.0
-    gate: asyncio.Event | None = None  # when set, export waits on it before uploading
+    gate: threading.Event | None = None  # export waits for it before each batch
 
     def destinations(self) -> list[DestinationInfo]:
         return list(self.destinations_data)
@@ -347,7 +348,9 @@ class FakeBackend:
     def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]:
         return [{c: row.get(c) for c in columns} for row in ROWS[:limit]]
 
-    async def export(self, settings: ExportSettings) -> AsyncIterator[Event]:
+    async def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]:
+        """Yields the scripted events; like the engine, stops at the next step
+        once `cancel` is set and reports the run as cancelled."""
         self.exports.append(settings)
         run_id = 8 + len(self.exports)
         if self.events_for is not None:
@@ -356,18 +359,16 @@ class FakeBackend:
             events = preview_events(run_id, settings)
         else:
             events = export_events(run_id, settings)
-        try:
-            for event in events:
-                if self.gate is not None and isinstance(event, BatchSent):
-                    await self.gate.wait()
-                if self.event_delay:
-                    await asyncio.sleep(self.event_delay)
-                yield event
-        except asyncio.CancelledError:
-            self.cancelled_run = run_id
-            raise
-
-    cancelled_run: int | None = None
+        for event in events:
+            if self.gate is not None and isinstance(event, BatchSent):
+                while not self.gate.is_set() and not cancel.is_set():
+                    await asyncio.sleep(0.01)
+            if cancel.is_set():
+                yield RunFinished(run_id, "cancelled", {}, "cancelled by the user")
+                return
+            if self.event_delay:
+                await asyncio.sleep(self.event_delay)
+            yield event
 
     def runs(self) -> list[RunInfo]:
         return list(self.runs_data)

@@ -88,11 +88,11 @@ class ExportScreen(SegsyncScreen):
         for label, key, width in (
             ("#", "seq", 4),
             ("Contacts", "contacts", 9),
-            ("Job id", "job", 22),
+            ("Job id", "job", 16),
             ("Status", "status", 10),
-            ("Created", "created", 8),
-            ("Updated", "updated", 8),
-            ("Errored", "errored", 8),
+            ("Created", "created", 7),
+            ("Updated", "updated", 7),
+            ("Errored", "errored", 7),
         ):
             table.add_column(label, key=key, width=width)
 
@@ -126,7 +126,9 @@ class ExportScreen(SegsyncScreen):
         self.query_one("#run-line", Static).update(
             Text(f"{verb} of {', '.join(settings.segments)}…")
         )
-        self.runner = ExportRunner(lambda: self.backend.export(settings), self.post_message)
+        self.runner = ExportRunner(
+            lambda cancel: self.backend.export(settings, cancel), self.post_message
+        )
         self._run(self.runner)
         self.refresh_bindings()
 
@@ -271,7 +273,7 @@ class ExportScreen(SegsyncScreen):
         if counts:
             shown = [
                 f"{k.replace('_', ' ')} {counts[k]:,}"
-                for k in ("sent", "created", "updated", "errored", "removed", "to_send")
+                for k in ("sent", "created", "updated", "errored", "removed")
                 if k in counts
             ]
             text.append(" · " + " · ".join(shown))

@@ -118,7 +118,7 @@ class HistoryScreen(SegsyncScreen):
         ]
         for run in self.shown:
             sent = run.counts.get("sent", run.counts.get("to_send"))
-            mode = run.mode + ("+inc" if run.counts.get("unchanged") else "")
+            mode = run.mode + ("+inc" if run.incremental else "")
             table.add_row(
                 str(run.id),
                 formatting.when(run.started_at)[5:],

@@ -105,7 +105,7 @@ class PreviewScreen(SegsyncScreen):
         description="plan the dry-run",
     )
     def _run(self, settings: ExportSettings) -> None:
-        ExportRunner(lambda: self.backend.export(settings), self.post_message).run()
+        ExportRunner(lambda cancel: self.backend.export(settings, cancel), self.post_message).run()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         message.stop()

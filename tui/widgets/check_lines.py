@@ -7,8 +7,6 @@ from textual.widgets import Static
 
 from tui.backend import CheckResult
 
-_LABELS = {"key": "API key", "scopes": "Scopes", "list": "List"}
-
 
 def render_checks(checks: list[CheckResult]) -> Text:
     """Plain Text, never markup: SendGrid's messages may contain brackets."""
@@ -16,7 +14,7 @@ def render_checks(checks: list[CheckResult]) -> Text:
     for check in checks:
         mark, style = ("PASS", "bold green") if check.ok else ("FAIL", "bold red")
         text.append(f"{mark} ", style=style)
-        text.append(f"{_LABELS.get(check.name, check.name):8} ", style="bold")
+        text.append(f"{check.name:8} ", style="bold")
         text.append(check.message)
         text.append("\n")
     text.rstrip()

@@ -1,0 +1,416 @@
+"""The app's backend over store/ and connector/: workspace, history, keys, SendGrid.
+
+Every method blocks (DuckDB, SQLite, keyring, HTTP) and is called from a
+thread worker; HTTP calls run on a private event loop with `asyncio.run`.
+Heavy modules are imported inside the methods, so importing this module
+costs nothing before the first screen is up. Results are converted to the
+plain dataclasses of `tui.backend`; no ORM object or key reaches a widget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tui.backend import (
+    BackendError,
+    BatchInfo,
+    CheckResult,
+    ColumnInfo,
+    Consent,
+    DestinationForm,
+    DestinationInfo,
+    ExportSettings,
+    ListInfo,
+    MappingDraft,
+    RejectedInfo,
+    RunDetail,
+    RunInfo,
+    SegmentCountInfo,
+    SegmentInfo,
+)
+
+if TYPE_CHECKING:
+    from connector.client import SendGridClient
+    from connector.events import Event
+    from store.history import History
+    from store.secrets import KeyStore
+    from store.workspace import Workspace
+
+T = TypeVar("T")
+REJECTED_SHOWN = 200
+"""Rejected rows a run's detail shows; the CSV export writes all of them."""
+
+
+class LocalBackend:
+    """One workspace and one state directory, opened on first use."""
+
+    def __init__(self, *, workspace: Path | None, state_dir: Path | None) -> None:
+        self._workspace_path = workspace
+        self._state_dir_arg = state_dir
+        self._lock = threading.Lock()
+        self._workspace: Workspace | None = None
+        self._history: History | None = None
+        self._keys: KeyStore | None = None
+        self._state: Path | None = None
+
+    @property
+    def workspace_label(self) -> str:
+        path = self._workspace_path or Path.cwd()
+        return path.name or str(path)
+
+    # -- lazily opened stores ------------------------------------------------
+
+    def _state_dir(self) -> Path:
+        with self._lock:
+            if self._state is None:
+                from store.paths import state_dir
+
+                self._state = state_dir(self._state_dir_arg)
+            return self._state
+
+    def _hist(self) -> History:
+        state = self._state_dir()
+        with self._lock:
+            if self._history is None:
+                from store.history import History
+                from store.paths import history_path
+
+                self._history = History(history_path(state))
+            return self._history
+
+    def _keystore(self) -> KeyStore:
+        state = self._state_dir()
+        with self._lock:
+            if self._keys is None:
+                from store.secrets import KeyStore
+
+                self._keys = KeyStore(state)
+            return self._keys
+
+    def _ws(self) -> Workspace:
+        with self._lock:
+            if self._workspace is None:
+                from store.workspace import Workspace, WorkspaceError
+
+                try:
+                    self._workspace = Workspace.open(self._workspace_path or Path.cwd())
+                except WorkspaceError as error:
+                    raise BackendError(
+                        f"{error} Start segsync with --workspace DIR pointing at a folder "
+                        "with segments.toml."
+                    ) from None
+            return self._workspace
+
+    def _key_for(self, destination_id: int) -> Any:
+        dest = self._hist().get_destination(destination_id)
+        try:
+            return self._keystore().load(dest.id, dest.api_key_env, dest.name)
+        except LookupError as error:
+            raise BackendError(str(error)) from None
+
+    def _sendgrid(
+        self, key: Any, base_url: str, call: Callable[[SendGridClient], Awaitable[T]]
+    ) -> T:
+        """Run one client call on a private loop; SendGrid's errors become BackendError."""
+        from connector.client import SendGridClient
+        from connector.errors import SendGridError
+
+        async def main() -> T:
+            async with SendGridClient(key, base_url, max_total_wait=30.0) as client:
+                return await call(client)
+
+        try:
+            return asyncio.run(main())
+        except SendGridError as error:
+            raise BackendError(str(error)) from None
+
+    # -- destinations ----------------------------------------------------------
+
+    def destinations(self) -> list[DestinationInfo]:
+        history = self._hist()
+        result = []
+        for dest in history.list_destinations():
+            last = history.list_runs(destination=dest.id, limit=1)
+            result.append(self._info(dest, last[0] if last else None))
+        return result
+
+    def _info(self, dest: Any, last: Any | None) -> DestinationInfo:
+        try:
+            hint = str(self._keystore().load(dest.id, dest.api_key_env, dest.name))
+        except LookupError:
+            hint = "no key stored"
+        consent = (
+            Consent(dest.consent_by or "", dest.consent_at, dest.consent_text or "")
+            if dest.consent_at is not None
+            else None
+        )
+        return DestinationInfo(
+            id=dest.id,
+            name=dest.name,
+            list_id=dest.list_id or "",
+            list_name=dest.list_name or "",
+            base_url=dest.base_url,
+            cap=dest.cap,
+            key_hint=hint,
+            consent=consent,
+            last_run_at=last.started_at if last else None,
+            last_run_status=last.status if last else None,
+        )
+
+    def list_contact_count(self, destination_id: int) -> int:
+        dest = self._hist().get_destination(destination_id)
+        if not dest.list_id:
+            raise BackendError(f"{dest.name} has no list yet: edit it (e) and pick one.")
+        key = self._key_for(destination_id)
+        return self._sendgrid(key, dest.base_url, lambda c: c.list_contact_count(dest.list_id))
+
+    def _form_key(self, form: DestinationForm) -> Any:
+        if form.api_key:
+            from store.secrets import Secret
+
+            return Secret(form.api_key)
+        if form.id is not None:
+            return self._key_for(form.id)
+        raise BackendError("Enter the SendGrid API key first (it starts with SG.).")
+
+    def account_lists(self, form: DestinationForm) -> list[ListInfo]:
+        lists = self._sendgrid(self._form_key(form), form.base_url, lambda c: c.lists())
+        return [ListInfo(x.id, x.name, x.contact_count or 0) for x in lists]
+
+    def test_connection(self, form: DestinationForm) -> list[CheckResult]:
+        from connector.destinations import test_connection
+
+        checks = asyncio.run(test_connection(self._form_key(form), form.base_url, form.list_id))
+        return [CheckResult(c.name, c.ok, c.detail) for c in checks]
+
+    def save_destination(self, form: DestinationForm) -> DestinationInfo:
+        """Verify key and list against SendGrid (creating the list when asked),
+        then store the destination and its key; nothing is saved if SendGrid
+        says no."""
+        from connector.destinations import verify_destination
+        from connector.errors import SendGridError
+        from store.history import HistoryError
+
+        key = self._form_key(form)
+        try:
+            found = asyncio.run(
+                verify_destination(
+                    key, form.base_url, list_id=form.list_id, create_list=form.new_list_name
+                )
+            )
+        except SendGridError as error:
+            raise BackendError(str(error)) from None
+        history = self._hist()
+        values = {
+            "name": form.name,
+            "list_id": found.id,
+            "list_name": found.name,
+            "base_url": form.base_url,
+            "cap": form.cap,
+        }
+        try:
+            if form.id is None:
+                dest = history.add_destination(key_storage="pending", **values)
+            else:
+                dest = history.update_destination(form.id, **values)
+            if form.api_key:
+                storage = self._keystore().save(dest.id, key)
+                dest = history.update_destination(dest.id, key_storage=storage, api_key_env=None)
+        except HistoryError as error:
+            raise BackendError(str(error)) from None
+        last = history.list_runs(destination=dest.id, limit=1)
+        return self._info(dest, last[0] if last else None)
+
+    def record_consent(self, destination_id: int, wording: str) -> Consent:
+        from connector.destinations import operator
+
+        dest = self._hist().record_consent(destination_id, operator(), wording)
+        return Consent(dest.consent_by or "", dest.consent_at, dest.consent_text or "")
+
+    def remove_destination(self, destination_id: int) -> None:
+        self._hist().remove_destination(destination_id)
+        self._keystore().forget(destination_id)
+
+    # -- segments --------------------------------------------------------------
+
+    def segments(self) -> list[SegmentInfo]:
+        return [SegmentInfo(s.name, s.where, s.description) for s in self._ws().segments()]
+
+    def segment_counts(self) -> list[SegmentCountInfo]:
+        return [SegmentCountInfo(c.segment, c.count, c.error) for c in self._ws().count_segments()]
+
+    def union_count(self, names: tuple[str, ...]) -> int:
+        from store.workspace import WorkspaceError
+
+        try:
+            return self._ws().union_count(names)
+        except WorkspaceError as error:
+            raise BackendError(str(error)) from None
+
+    def saved_selection(self, destination_id: int) -> tuple[str, ...]:
+        return tuple(self._hist().get_segments(destination_id))
+
+    # -- mapping ---------------------------------------------------------------
+
+    def columns(self) -> list[ColumnInfo]:
+        return [ColumnInfo(c.name, c.type) for c in self._ws().columns()]
+
+    def custom_fields(self, destination_id: int) -> list[str]:
+        dest = self._hist().get_destination(destination_id)
+        custom, _reserved = self._sendgrid(
+            self._key_for(destination_id), dest.base_url, lambda c: c.field_definitions()
+        )
+        return sorted(f.name for f in custom)
+
+    def mapping(self, destination_id: int) -> MappingDraft:
+        saved = self._hist().get_mapping(destination_id)
+        return _draft(saved) if saved is not None else self.suggested_mapping(destination_id)
+
+    def suggested_mapping(self, destination_id: int) -> MappingDraft:
+        from store.plan import suggest_mapping
+
+        try:
+            custom = self.custom_fields(destination_id)
+        except Exception:  # suggestions for reserved fields still help offline
+            custom = []
+        return _draft(suggest_mapping(self._ws().columns(), custom))
+
+    def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:
+        from store.plan import FieldMapping, MappingError, validate_mapping
+
+        if not mapping.email:
+            raise BackendError("Map a column to email: it is how SendGrid identifies a contact.")
+        field_mapping = FieldMapping(
+            email=mapping.email,
+            reserved=dict(mapping.reserved),
+            custom=dict(mapping.custom),
+            consent_column=mapping.consent_column,
+        )
+        try:
+            validate_mapping(field_mapping, self._ws().columns())
+        except MappingError as error:
+            raise BackendError(str(error)) from None
+        self._hist().set_mapping(destination_id, field_mapping)
+
+    def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]:
+        from store.workspace import quote_ident
+
+        if not columns:
+            return []
+        select = ", ".join(quote_ident(c) for c in columns)
+        con = self._ws().connect()
+        try:
+            rows = con.execute(f"SELECT {select} FROM profiles LIMIT {int(limit)}").fetchall()
+        finally:
+            con.close()
+        return [dict(zip(columns, row, strict=True)) for row in rows]
+
+    # -- export ----------------------------------------------------------------
+
+    async def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]:
+        from connector.engine import ExportEngine, ExportRefused, ExportRequest
+
+        history = await asyncio.to_thread(self._hist)
+        workspace = await asyncio.to_thread(self._ws)
+        dest = await asyncio.to_thread(history.get_destination, settings.destination_id)
+        if settings.resume_run is None and settings.segments:
+            await asyncio.to_thread(history.set_segments, dest.id, list(settings.segments))
+        engine = ExportEngine(
+            workspace=workspace,
+            history=history,
+            keys=self._keystore(),
+            state_dir=self._state_dir(),
+        )
+        request = ExportRequest(
+            destination=dest.name,
+            segments=() if settings.resume_run else settings.segments,
+            mode=settings.mode,
+            incremental=settings.incremental,
+            dry_run=settings.dry_run,
+            resume_run=settings.resume_run,
+        )
+        try:
+            async for event in engine.run(request, cancel):
+                yield event
+        except ExportRefused as error:
+            raise BackendError(str(error)) from None
+
+    # -- history ---------------------------------------------------------------
+
+    def runs(self) -> list[RunInfo]:
+        return [_run_info(r) for r in self._hist().list_runs(limit=500)]
+
+    def run_detail(self, run_id: int) -> RunDetail:
+        from store.history import NotFound
+
+        history = self._hist()
+        try:
+            run = history.get_run(run_id)
+        except NotFound:
+            raise BackendError(f"There is no run {run_id} in this state directory.") from None
+        rejected = [
+            RejectedInfo(r.key or "", r.email or "", r.reason, r.seq)
+            for r in history.rejected_rows(run_id, limit=REJECTED_SHOWN)
+        ]
+        batches = [
+            BatchInfo(
+                b.seq,
+                b.contacts,
+                b.job_id or "",
+                b.status,
+                b.created or 0,
+                b.updated or 0,
+                b.errored or 0,
+            )
+            for b in run.batches
+        ]
+        return RunDetail(
+            _run_info(run), dict(run.config), batches, rejected, run.rejected, run.host
+        )
+
+    def write_rejected_csv(self, run_id: int, path: Path) -> int:
+        """Same columns as `segsync runs rejected RUN --csv FILE`."""
+        written = 0
+        try:
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["batch", "key", "email", "reason", "source"])
+                for row in self._hist().rejected_rows(run_id):
+                    writer.writerow([row.seq, row.key, row.email, row.reason, row.source])
+                    written += 1
+        except OSError as error:
+            raise BackendError(
+                f"Cannot write {path}: {error.strerror}. Pick another path."
+            ) from None
+        return written
+
+
+def _draft(mapping: Any) -> MappingDraft:
+    return MappingDraft(
+        email=mapping.email or None,
+        reserved=dict(mapping.reserved),
+        custom=dict(mapping.custom),
+        consent_column=mapping.consent_column,
+    )
+
+
+def _run_info(run: Any) -> RunInfo:
+    return RunInfo(
+        id=run.id,
+        destination=run.destination_name,
+        segments=tuple(run.segments),
+        mode=run.mode,
+        dry_run=run.dry_run,
+        status=run.status,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        operator=run.operator,
+        counts={k: int(v) for k, v in (run.counts or {}).items() if isinstance(v, int | float)},
+        destination_id=run.destination_id,
+        incremental=run.incremental,
+    )
