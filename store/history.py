@@ -23,7 +23,7 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,14 +196,37 @@ def current_operator() -> str:
     return f"{user} (ssh from {ssh[0]})" if ssh else user
 
 
-def _pid_alive(pid: int) -> bool:
+def _process_start(pid: int) -> datetime | None:
+    """When process ``pid`` started (Linux /proc), or None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: starttime
+        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _run_process_alive(pid: int, started_at: datetime) -> bool:
+    """Is the process that started a run at ``started_at`` still running?
+
+    A live pid is not enough: containers hand out small pids again and again,
+    so a later process can wear a dead export's pid. If that process started
+    after the run did (btime has 1 s resolution, hence the margin), it is not
+    the run's process.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    began = _process_start(pid)
+    return began is None or began <= started_at + timedelta(seconds=2)
 
 
 def _row(cls: type, row: Any, **overrides: Any) -> Any:
@@ -255,22 +278,22 @@ class History:
     """The history database at ``db_path`` (created if missing).
 
     Opening it creates or upgrades the schema (backing the file up first) and
-    marks runs of dead processes on this host as interrupted.
+    marks runs of dead processes on this host as interrupted. ``path`` is the
+    file; ``upgrade_backup`` the copy taken before an upgrade at this open, if any.
     """
 
     def __init__(self, db_path: Path) -> None:
         self.path = Path(db_path)
         if not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, mode=0o700)
+        # Created 0600 before SQLite opens it; SQLite then gives -wal and -shm
+        # the database file's permissions. (No umask games: the umask is
+        # process-wide and would change files other threads create meanwhile.)
         _private_file(self.path)
-        old_umask = os.umask(0o077)  # -wal/-shm created while connecting stay private
-        try:
-            self._engine = _make_engine(self.path)
-            self._writer = self._engine.execution_options(sqlite_begin="IMMEDIATE")
-            self.upgrade_backup = prepare_schema(self._engine, self.path)
-        finally:
-            os.umask(old_umask)
-        for suffix in ("-wal", "-shm"):
+        self._engine = _make_engine(self.path)
+        self._writer = self._engine.execution_options(sqlite_begin="IMMEDIATE")
+        self.upgrade_backup = prepare_schema(self._engine, self.path)
+        for suffix in ("-wal", "-shm"):  # left behind by an older, laxer file
             companion = self.path.with_name(self.path.name + suffix)
             if companion.exists():
                 os.chmod(companion, 0o600)
@@ -466,6 +489,8 @@ class History:
         if mode not in MODES:
             raise HistoryError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         dest = self.get_destination(destination_id)
+        if dest.removed_at is not None:
+            raise HistoryError(f"destination {dest.name!r} was removed; add it again to export")
         if resumed_from is not None:
             self.get_run(resumed_from)
         with self._write() as conn:
@@ -531,13 +556,17 @@ class History:
         status: str | None = None,
         limit: int | None = 200,
     ) -> list[Run]:
-        """Runs, newest first; ``destination`` is an id or a name (as it was at the
-        time of the run, so runs of removed destinations can be found too)."""
+        """Runs, newest first; ``destination`` is an id or a name: its current
+        name or the one it had at the time of the run (so runs of renamed and
+        removed destinations are found too)."""
         query = select(_RUN).order_by(_RUN.c.started_at.desc(), _RUN.c.id.desc()).limit(limit)
         if isinstance(destination, int):
             query = query.where(_RUN.c.destination_id == destination)
         elif destination is not None:
-            query = query.where(_RUN.c.destination_name == destination)
+            renamed = select(_T.c.id).where(_T.c.name == destination)
+            query = query.where(
+                (_RUN.c.destination_name == destination) | _RUN.c.destination_id.in_(renamed)
+            )
         if status is not None:
             query = query.where(_RUN.c.status == status)
         with self._read() as conn:
@@ -583,11 +612,15 @@ class History:
         we cannot tell whether they are alive."""
         with self._read() as conn:
             candidates = conn.execute(
-                select(_RUN.c.id, _RUN.c.pid).where(
+                select(_RUN.c.id, _RUN.c.pid, _RUN.c.started_at).where(
                     _RUN.c.status == "running", _RUN.c.host == self.host
                 )
             ).all()
-        dead = [(run_id, pid) for run_id, pid in candidates if not _pid_alive(pid)]
+        dead = [
+            (run_id, pid)
+            for run_id, pid, started_at in candidates
+            if not _run_process_alive(pid, started_at)
+        ]
         for run_id, pid in dead:
             with self._write() as conn:
                 conn.execute(

@@ -321,6 +321,34 @@ def test_only_dead_local_processes_are_marked_interrupted(history: History) -> N
     assert history.get_run(elsewhere).status == "running"
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times need /proc")
+def test_a_dead_exports_pid_reused_by_a_later_process_is_still_interrupted(
+    history: History,
+) -> None:
+    """In a container the next process often gets the same small pid."""
+    dest = add(history)
+    stale = history.start_run(dest.id, ["s"])
+    with sqlite3.connect(history.path) as conn:  # our pid, but a run older than this process
+        conn.execute(
+            "UPDATE run SET started_at = '2000-01-01 00:00:00.000000' WHERE id = ?", (stale,)
+        )
+    assert history.mark_interrupted_runs() == [stale]
+    assert history.get_run(stale).status == "interrupted"
+
+
+def test_runs_are_found_by_current_and_former_name(history: History) -> None:
+    dest = add(history, "daily")
+    before = history.start_run(dest.id, ["s"])
+    history.update_destination(dest.id, name="weekly")
+    after = history.start_run(dest.id, ["s"])
+    assert [r.id for r in history.list_runs(destination="weekly")] == [after, before]
+    assert [r.id for r in history.list_runs(destination="daily")] == [before]
+    assert history.get_run(before).destination_name == "daily"
+    history.remove_destination("weekly")
+    with pytest.raises(HistoryError, match="removed"):
+        history.start_run(dest.id, ["s"])
+
+
 def test_a_hundred_thousand_rejected_rows(history: History) -> None:
     run_id = history.start_run(add(history).id, ["all"])
     rows = ((None, f"c-{i}", f"user{i}@bad", "invalid_email", "plan") for i in range(100_000))
