@@ -62,7 +62,8 @@ __all__ = [
 ]
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "cancelled", "interrupted", "dry_run")
-BATCH_STATUSES = ("prepared", "sent", "completed", "errored", "failed")
+FINAL_BATCH_STATUSES = ("completed", "errored", "failed")  # the import job's end
+BATCH_STATUSES = ("prepared", "sent", *FINAL_BATCH_STATUSES)
 # "pending": the destination is being set up and its key is not stored yet.
 KEY_STORAGES = ("keyring", "file", "env", "pending")
 MODES = ("upsert", "mirror")
@@ -672,7 +673,7 @@ class History:
         errored: int | None = None,
     ) -> None:
         """The import job reached a terminal status: completed, errored or failed."""
-        if status not in ("completed", "errored", "failed"):
+        if status not in FINAL_BATCH_STATUSES:
             raise HistoryError(f"{status!r} is not a final batch status")
         self._update_batch(
             run_id,

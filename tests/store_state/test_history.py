@@ -355,8 +355,9 @@ def test_a_hundred_thousand_rejected_rows(history: History) -> None:
     started = time.perf_counter()
     assert history.add_rejected(run_id, rows) == 100_000
     elapsed = time.perf_counter() - started
-    # About 0.6 s on a loaded 2-core machine; row-by-row ORM inserts take 20x that.
-    assert elapsed < 5, elapsed
+    # 0.6 s on an idle 2-core machine, under 2 s with the machine busy; ORM
+    # objects per row take tens of seconds. Generous: this guards the method.
+    assert elapsed < 10, elapsed
     assert history.get_run(run_id).rejected == 100_000
     emails = [r.email for r in history.rejected_rows(run_id)]
     assert len(emails) == 100_000
