@@ -404,16 +404,11 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint = f"{self.command} {route.template if route else path}"
         req = Request(self.command, path, query, body, params)
         status, payload, headers = emu.respond(route, req, self.headers.get("Authorization"))
-        if status == 0:  # dropped: no answer at all
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(2)
-        else:
-            if route is None:
-                status = 405 if path_known else 404
-                message = "method not allowed" if path_known else "resource not found"
-                payload = {"errors": [{"field": None, "message": message}]}
-            self._send(status, payload, headers)
+        if status and route is None:
+            status = 405 if path_known else 404
+            message = "method not allowed" if path_known else "resource not found"
+            payload = {"errors": [{"field": None, "message": message}]}
+        # Recorded before answering, so a test that has its response sees its record.
         contacts = 0
         if route is not None and route.template == "/v3/marketing/contacts":
             contacts = body.count(b'"email"')
@@ -430,6 +425,12 @@ class _Handler(BaseHTTPRequestHandler):
                     payload if status else None,
                 )
             )
+        if status == 0:  # dropped: no answer at all
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(2)
+        else:
+            self._send(status, payload, headers)
 
 
 def _maybe_json(body: bytes) -> Any:
