@@ -148,9 +148,11 @@ def test_a_million_contacts_pack_quickly():
     assert 180 <= size / 1_000_000 <= 230
     best = float("inf")
     for _ in range(2):
-        started = time.perf_counter()
+        # CPU time, not wall time: other test processes on a small box must not fail this
+        started = time.process_time()
         total = sum(body.count for body in pack_bodies(batches, LIST_IDS))
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     assert total == 1_000_000
-    # Measured ~0.15 s on a 2-core machine; the bound leaves room for a busy CI box.
-    assert best < 1.5
+    # Measured 0.17-0.25 s CPU on a 2-core machine; just listing the column in Python
+    # and joining it (no cut logic at all) takes ~0.97 s.
+    assert best < 0.6
