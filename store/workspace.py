@@ -105,7 +105,9 @@ def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as err:
-        raise PredicateError(_describe(err)) from None
+        raise PredicateError(
+            f"the predicate must be a single SQL expression: {_describe(err)}"
+        ) from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise PredicateError("the predicate must be a single SQL expression (found a ';')")
     if _serialized_node(con, sql) != _serialized_node(con, _TEMPLATE_TRUE):
