@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -265,6 +266,34 @@ def test_every_write_is_visible_at_once_to_another_reader(history: History) -> N
     assert reader.execute("SELECT status, job_id FROM run_batch").fetchall() == [("sent", "job-0")]
     assert reader.execute("SELECT status FROM run").fetchall() == [("running",)]
     reader.close()
+
+
+def test_two_writers_at_once_wait_for_each_other_instead_of_failing(tmp_path: Path) -> None:
+    """The TUI and a cron export share the file; neither may get 'database is locked'."""
+    db = tmp_path / "history.db"
+    with History(db) as setup:
+        dest_id = add(setup).id
+    errors: list[BaseException] = []
+
+    def export(seqs: range) -> None:
+        try:
+            with History(db) as h:
+                run_id = h.start_run(dest_id, ["s"])
+                for seq in seqs:
+                    h.add_batch(run_id, seq, 1, 10, "a@x.io", "b@x.io")
+                    h.add_rejected(run_id, [(seq, None, "c@x.io", "bounce", "sendgrid")])
+                    h.list_runs()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(range(25),)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with History(db) as h:
+        assert [h.get_run(r.id).rejected for r in h.list_runs()] == [25, 25, 25]
 
 
 def test_a_killed_export_shows_as_interrupted_with_its_batches(tmp_path: Path) -> None:
