@@ -298,7 +298,7 @@ class ExportEngine:
     ) -> SendGridClient | None:
         """Open a client and check the key; a dry-run may go on without one."""
         try:
-            key = self.keys.load(destination.id, destination.api_key_env)
+            key = self.keys.load(destination.id, destination.api_key_env, destination.name)
         except Exception as exc:
             if request.dry_run:
                 return None

@@ -90,7 +90,7 @@ def cmd_destinations(args: argparse.Namespace) -> int:
 
 def _masked_key(keys: Any, dest: Any) -> str:
     try:
-        return str(keys.load(dest.id, dest.api_key_env))
+        return str(keys.load(dest.id, dest.api_key_env, dest.name))
     except Exception as exc:
         return f"(not available: {exc})"
 
@@ -166,7 +166,7 @@ def _test(keys: Any, dest: Any) -> int:
     from connector.destinations import test_connection
 
     try:
-        key = keys.load(dest.id, dest.api_key_env)
+        key = keys.load(dest.id, dest.api_key_env, dest.name)
     except Exception as exc:
         raise CliError(str(exc)) from exc
     checks = asyncio.run(test_connection(key, dest.base_url, dest.list_id))
@@ -237,7 +237,9 @@ def _create_fields(keys: Any, dest: Any, mapping: Any, columns: list[Any]) -> No
 
     async def create() -> list[str]:
         made = []
-        async with SendGridClient(keys.load(dest.id, dest.api_key_env), dest.base_url) as client:
+        async with SendGridClient(
+            keys.load(dest.id, dest.api_key_env, dest.name), dest.base_url
+        ) as client:
             custom, _reserved = await client.field_definitions()
             existing = {f.name.lower() for f in custom}
             for name, column in mapping.custom.items():
