@@ -116,14 +116,17 @@ def _check_url(raw: str) -> httpx.URL:
 
 def _reveal(api_key: str | SecretLike) -> str:
     key = api_key if isinstance(api_key, str) else api_key.reveal()
-    key = key.strip()
+    return key.strip()
+
+
+def _key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an API key, checked before anything is sent: httpx
+    would otherwise fail with a message that quotes the header value."""
     if not key:
-        raise BadApiKey(problem="The API key is empty.")
+        return "The API key is empty."
     if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-        # Checked here because httpx would otherwise fail with a message that
-        # quotes the header value, key included.
-        raise BadApiKey(problem="The API key contains spaces or characters no key has.")
-    return key
+        return "The API key contains spaces or characters no key has."
+    return None
 
 
 def _sendgrid_errors(body: bytes) -> list[tuple[str | None, str]]:
@@ -266,8 +269,14 @@ class SendGridClient:
         )
         self._on_retry = on_retry
         self._sleep = sleep
+        key = _reveal(api_key)
+        problem = _key_problem(key)
+        if problem:
+            del key, api_key  # a traceback printed with locals must not show it
+            raise BadApiKey(problem=problem)
         # The key lives only inside the auth hook, whose repr hides it.
-        self._auth = _BearerAuth(_reveal(api_key))
+        self._auth = _BearerAuth(key)
+        del key
         self._http = httpx.AsyncClient(
             base_url=self._base,
             timeout=timeout,

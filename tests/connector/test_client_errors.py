@@ -169,12 +169,18 @@ async def test_https_and_loopback_are_accepted(url: str):
         assert client.base_url.startswith(url.split(":")[0])
 
 
-@pytest.mark.parametrize("key", ["", "   ", "SG.abc def", "SG.abc\r\nX-Evil: 1"])
+@pytest.mark.parametrize(
+    "key",
+    ["", "   ", "SG.abcdefghij klmnopqrstuvwxyz0123", "SG.abcdefghijklmnopqrstuvwxyz\r\nX-Evil: 1"],
+)
 def test_malformed_key_is_refused_without_echoing_it(key: str):
     with pytest.raises(BadApiKey) as info:
         SendGridClient(key, GLOBAL_URL)
     if key.strip():
-        assert key.strip() not in str(info.value)
+        exc = info.value
+        # from the client's frames on: this test's own frame holds the key, of course
+        exc.with_traceback(exc.__traceback__.tb_next)
+        assert_key_absent(exc, key.strip())
 
 
 async def test_key_never_in_repr_of_client():
