@@ -32,6 +32,10 @@ class SendGridError(Exception):
         return f"{type(self).__name__}({self.message!r}, status={self.status!r})"
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt{'' if n == 1 else 's'}"
+
+
 def _quote(sendgrid_message: str | None) -> str:
     return f' SendGrid said: "{sendgrid_message}".' if sendgrid_message else ""
 
@@ -132,7 +136,7 @@ class RateLimited(SendGridError):
     ) -> None:
         self.endpoint = endpoint
         super().__init__(
-            f"SendGrid kept rate limiting {endpoint}: {attempts} attempts over {waited:.0f} s"
+            f"SendGrid kept rate limiting {endpoint}: {_attempts(attempts)} over {waited:.0f} s"
             " of waiting did not get through."
             + _quote(sendgrid_message)
             + " Another tool may be using the same account's limits; wait a few minutes"
@@ -155,8 +159,8 @@ class SendGridUnavailable(SendGridError):
     ) -> None:
         self.endpoint = endpoint
         super().__init__(
-            f"SendGrid answered {endpoint} with a server error ({status}) on each of"
-            f" {attempts} attempts over {waited:.0f} s."
+            f"SendGrid answered {endpoint} with a server error ({status});"
+            f" {_attempts(attempts)} over {waited:.0f} s did not get through."
             + _quote(sendgrid_message)
             + " SendGrid may be having trouble (see status.sendgrid.com); run again later"
             " (a resumed run skips the batches already confirmed).",
@@ -173,7 +177,8 @@ class NetworkError(SendGridError):
         self.endpoint = endpoint
         self.reason = reason
         super().__init__(
-            f"Could not talk to {host} for {endpoint} ({reason}; {attempts} attempts)."
+            f"Could not talk to {host} for {endpoint}"
+            f" ({reason.rstrip('.')}; {_attempts(attempts)})."
             " Check the network connection, proxy and firewall, and that the address is"
             " right; then run again.",
         )

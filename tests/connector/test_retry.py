@@ -121,7 +121,7 @@ async def test_a_wait_beyond_the_budget_is_not_started(emulator: Emulator):
         with pytest.raises(RateLimited) as info:
             await client.contact_count()
     assert clock.log == []  # no notice for a wait that will not happen
-    assert "1 attempts" in str(info.value)
+    assert "1 attempt over 0 s" in str(info.value)
     assert requests_to(emulator, "GET /v3/marketing/contacts/count", 1) == 1
 
 
