@@ -74,7 +74,7 @@ class MissingScope(SendGridError):
             what = f"The API key lacks the permission{'s' if len(self.scopes) > 1 else ''} "
             what += ", ".join(repr(s) for s in self.scopes) + f" needed{doing}."
         else:
-            what = f"SendGrid refused the API key permission{doing} (403)."
+            what = f"SendGrid did not allow the API key{doing} (403)."
         super().__init__(
             what
             + _quote(sendgrid_message)
