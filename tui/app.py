@@ -7,6 +7,7 @@ imported by the backend inside worker threads, after the first paint.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -64,8 +65,10 @@ class SegsyncApp(App[None]):
         first_screen: str = "destinations",
         destination: str | None = None,
         demo: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
+        self.clock = clock  # timestamps progress (rows/s, ETA); tests pass a fixed one
         if demo:
             self.title = "segsync demo · local emulator"
         self.backend = backend

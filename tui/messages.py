@@ -290,9 +290,11 @@ class ExportRunner:
         self,
         events: Callable[[asyncio.Event], AsyncIterator[Event]],
         post: Callable[[Message], object],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._events = events
         self._post = post
+        self._clock = clock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cancel: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -309,7 +311,7 @@ class ExportRunner:
             self._cancel.set()
         self._ready.set()
         try:
-            await relay_events(self._events(self._cancel), self._post)
+            await relay_events(self._events(self._cancel), self._post, self._clock)
         except Exception as error:  # shown in the app, never as a traceback
             self._post(
                 ExportEnded(

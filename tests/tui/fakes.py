@@ -267,7 +267,7 @@ class FakeBackend:
         ok = form.api_key == "SG.good"
         return [
             CheckResult(
-                "key",
+                "API key",
                 ok,
                 "key accepted"
                 if ok

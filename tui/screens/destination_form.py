@@ -178,7 +178,7 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
             self._fetch_lists(form)
 
     def action_test(self) -> None:
-        form = self._form_or_error()
+        form = self._form_or_error(require_list=False)
         if form is not None:
             self.query_one(CheckLines).show_running()
             self._test(form)

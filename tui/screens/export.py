@@ -127,7 +127,9 @@ class ExportScreen(SegsyncScreen):
             Text(f"{verb} of {', '.join(settings.segments)}…")
         )
         self.runner = ExportRunner(
-            lambda cancel: self.backend.export(settings, cancel), self.post_message
+            lambda cancel: self.backend.export(settings, cancel),
+            self.post_message,
+            self.segsync.clock,
         )
         self._run(self.runner)
         self.refresh_bindings()
