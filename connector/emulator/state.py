@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
 import queue
 import re
 import secrets
@@ -285,7 +286,7 @@ class EmulatorState:
 
     def list_sample(self, list_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            emails = sorted(self.members[list_id])[:CONTACT_SAMPLE_SIZE]
+            emails = heapq.nsmallest(CONTACT_SAMPLE_SIZE, self.members[list_id])
             return [self.contact(email) for email in emails]
 
     # ------------------------------------------------------------- contacts
@@ -375,7 +376,7 @@ class EmulatorState:
                             ok = False
                         elif not value.keys() <= known_fields:
                             bad_fields.update(value.keys() - known_fields)
-                    elif name != "alternate_emails":
+                    elif name != "alternate_emails" or not _valid_alternates(value):
                         ok = False
                 elif type(value) is not str or len(value) > limit:
                     ok = False
@@ -629,6 +630,14 @@ class EmulatorState:
 _STRING_LIMITS = {name: limit or 1 << 62 for name, limit in RESERVED_FIELD_LIMITS.items()}
 
 
+def _valid_alternates(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= 5
+        and all(isinstance(e, str) and len(e) <= 254 for e in value)
+    )
+
+
 def _explain_contact(n: int, contact: Any) -> None:
     """Raise the 400 that says what is wrong with contact number `n`."""
     where = f"contacts[{n}]"
@@ -650,7 +659,10 @@ def _explain_contact(n: int, contact: Any) -> None:
             if not isinstance(value, dict):
                 raise ApiError(400, "custom_fields must be an object", f"{where}.custom_fields")
         elif name == "alternate_emails":
-            continue
+            if not _valid_alternates(value):
+                raise ApiError(
+                    400, "alternate_emails must be an array of at most 5 emails", f"{where}.{name}"
+                )
         elif not isinstance(value, str):
             raise ApiError(400, f"{name} must be a string", f"{where}.{name}")
         elif len(value) > _STRING_LIMITS[name]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -226,6 +229,7 @@ def test_job_fails_when_every_row_fails(http: httpx.Client, list_id: str) -> Non
             400,
             "invalid custom field ids supplied - loyalty_tier",
         ),
+        ({"contacts": [{"email": "a@example.com", "alternate_emails": "b@x.com"}]}, 400, "array"),
         ({"list_ids": ["no-such-list"], "contacts": [{"email": "a@example.com"}]}, 404, "list"),
     ],
 )
@@ -447,3 +451,23 @@ def test_state_can_be_driven_without_http() -> None:
     state.drain()
     assert state.job(job_id).status() == "completed"
     assert state.list_members(list_id) == {"a@b.co"}
+
+
+def test_command_serves_the_demo_account_and_saves_on_interrupt(tmp_path: Path) -> None:
+    """`python -m connector.emulator` (what `segsync emulator` runs) until Ctrl-C."""
+    path = tmp_path / "emulator.json"
+    cmd = [sys.executable, "-m", "connector.emulator", "--port", "0", "--state-file", str(path)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stderr.readline() for _ in range(3)]
+        url = lines[0].split()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        assert lines[1].strip().endswith(demo_api_key())  # the demo key, said to be no secret
+        headers = {"Authorization": f"Bearer {demo_api_key()}"}
+        lists = httpx.get(f"{url}/v3/marketing/lists", headers=headers).json()["result"]
+        assert [lst["name"] for lst in lists] == ["segsync demo"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert "segsync demo" in path.read_text()
