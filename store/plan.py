@@ -256,14 +256,14 @@ class Plan:
         unless replaced by a new row or removed; an errored contact keeps its old
         row, so an incremental run will try it again.
         """
-        fresh = self._con.execute(
+        fresh = self._con.sql(
             f"SELECT email, hash FROM plan_rows WHERE status IN {_KEPT}"
         ).to_arrow_table()
         fresh = fresh.cast(LEDGER_SCHEMA)
         errored = pa.array(sorted(_normalise(errored_emails)), pa.string())
         removed = pa.array(sorted(_normalise(removed_emails)), pa.string())
         fresh = fresh.filter(pc.invert(pc.is_in(fresh["email"], value_set=errored)))
-        old = self._con.execute("SELECT email, hash FROM ledger").to_arrow_table()
+        old = self._con.sql("SELECT email, hash FROM ledger").to_arrow_table()
         old = old.cast(LEDGER_SCHEMA)
         gone = pa.concat_arrays([fresh["email"].combine_chunks(), removed])
         old = old.filter(pc.invert(pc.is_in(old["email"], value_set=gone)))

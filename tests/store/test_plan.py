@@ -1,0 +1,326 @@
+"""Planning an export: exclusions, payloads, incremental/mirror against the ledger, resume."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from store.plan import (
+    EXCLUSIONS,
+    LEDGER_SCHEMA,
+    FieldMapping,
+    MappingError,
+    Plan,
+    PlanRequest,
+    RejectedRow,
+    plan_export,
+    suggest_mapping,
+    validate_mapping,
+)
+from store.workspace import PredicateError, Workspace
+
+MAPPING = FieldMapping(
+    email="email",
+    reserved={"first_name": "first_name", "last_name": "last_name", "country": "country",
+              "city": "city"},
+    custom={"ltv": "lifetime_value", "signup": "signup_date", "tier": "tier"},
+    consent_column="email_opt_in",
+)  # fmt: skip
+IDS = {"ltv": "e1_N"}  # "signup" and "tier" have no id yet: sent under their names
+
+# Worked out by hand from fixtures/profiles.csv, one line per row (key -> category).
+EXPECTED_CATEGORY = {
+    "1": None, "30": "duplicate", "3": None, "4": "no_consent", "5": "no_consent",
+    "6": "no_email", "7": "no_email", "8": "invalid_email", "9": "invalid_email",
+    "10": "invalid_email", "11": "invalid_email", "12": "too_long", "13": None,
+    "14": "invalid_email", "15": "no_consent", "16": "duplicate", "17": "no_consent",
+    "18": "too_long", "19": None, "20": "no_consent", "21": "no_consent",
+}  # fmt: skip
+EXPECTED_COUNTS = {
+    "selected": 21, "no_consent": 6, "no_email": 2, "invalid_email": 5, "too_long": 2,
+    "duplicate": 2, "unchanged": 0, "skipped": 0, "to_send": 4, "to_remove": 0,
+}  # fmt: skip
+EXPECTED_CONTACTS = [
+    {"email": "ana@example.com", "first_name": "Ana", "last_name": "Silva", "country": "PT",
+     "city": "Lisboa", "custom_fields": {"e1_N": 120.5, "signup": "2024-01-10", "tier": "gold"}},
+    {"email": "bob@example.com", "first_name": "Robert", "last_name": "Stone", "country": "US",
+     "city": "Austin", "custom_fields": {"e1_N": 300, "signup": "2022-02-02", "tier": "gold"}},
+    {"email": "kim@example.com", "first_name": "Кирилл", "last_name": "Ким", "country": "BG",
+     "city": "София", "custom_fields": {"e1_N": 250, "signup": "2020-12-12", "tier": "gold"}},
+    {"email": "mo@example.com", "first_name": "Mo"},
+]  # fmt: skip
+
+
+def _plan(ws: Workspace, segments: tuple[str, ...] = ("everyone",), **kw: object) -> Plan:
+    return plan_export(
+        ws, PlanRequest(segments=segments, mapping=MAPPING, custom_field_ids=IDS, **kw)
+    )
+
+
+def _contacts(plan: Plan, rows_per_batch: int = 10_000) -> list[dict]:
+    out = []
+    for batch in plan.contacts(rows_per_batch=rows_per_batch):
+        for email, h, contact in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True):
+            parsed = orjson.loads(contact)
+            assert parsed["email"] == email
+            assert isinstance(h, int)
+            out.append(parsed)
+    return out
+
+
+def _hashes(plan: Plan) -> dict[str, int]:
+    return {
+        e: h
+        for b in plan.contacts()
+        for e, h in zip(b.column("email").to_pylist(), b.column("hash").to_pylist(), strict=True)
+    }
+
+
+@pytest.fixture
+def ws(make_workspace: Callable[..., Path]) -> Workspace:
+    return Workspace.open(make_workspace("csv"))
+
+
+def test_exact_exclusion_counts_for_every_source(
+    make_workspace: Callable[..., Path], source_kind: str
+) -> None:
+    with _plan(Workspace.open(make_workspace(source_kind))) as plan:
+        assert plan.counts == EXPECTED_COUNTS
+        rejected = {r.key: r.category for r in plan.rejected()}
+        assert rejected == {k: v for k, v in EXPECTED_CATEGORY.items() if v is not None}
+        assert _contacts(plan) == EXPECTED_CONTACTS
+
+
+def test_counts_partition_the_selection(ws: Workspace) -> None:
+    with _plan(ws) as plan:
+        c = plan.counts
+        parts = c["to_send"] + c["unchanged"] + c["skipped"] + sum(c[e] for e in EXCLUSIONS)
+        assert parts == c["selected"]
+
+
+def test_union_of_segments_counts_each_row_once_and_dedupes_within_it(ws: Workspace) -> None:
+    # us = 30,3,8,9,17,20,21; big_spenders = 1,3,8,13 -> 9 distinct rows
+    with _plan(ws, ("us", "big_spenders")) as plan:
+        assert plan.counts["selected"] == 9
+        assert plan.counts["to_send"] == 3  # 1, 3, 13 (16, ana's duplicate, is not selected)
+        assert plan.counts["duplicate"] == 1  # 30 loses to key 3
+        assert plan.counts["invalid_email"] == 2
+        assert plan.counts["no_consent"] == 3
+
+
+def test_rejected_rows_explain_themselves(ws: Workspace) -> None:
+    with _plan(ws) as plan:
+        by_key = {r.key: r for r in plan.rejected()}
+        assert by_key["30"] == RejectedRow(
+            "30", " BOB@Example.com ", "duplicate", "same email as the row with key 3"
+        )
+        assert by_key["16"].detail == "same email as the row with key 1"
+        assert by_key["12"].detail == "first_name has 51 characters (max 50)"
+        assert by_key["18"].detail == "city has 63 characters (max 60)"
+        assert by_key["4"].detail == "email_opt_in is not true"
+        assert by_key["14"].email == "løvé@example.com"  # unicode local part: refused
+        assert by_key["6"].email is None
+        assert [r.key for r in plan.sample_rejected] == [r.key for r in plan.rejected()]
+
+
+def test_samples_and_batches(ws: Workspace) -> None:
+    with _plan(ws) as plan:
+        assert plan.sample_contacts == EXPECTED_CONTACTS
+        batches = list(plan.contacts(rows_per_batch=3))
+        assert all(b.num_rows <= 3 for b in batches)
+        assert sum(b.num_rows for b in batches) == 4
+        assert batches[0].schema.field("hash").type == pa.uint64()
+        assert _contacts(plan, rows_per_batch=3) == EXPECTED_CONTACTS
+
+
+def test_hash_is_stable_and_follows_the_payload(ws: Workspace) -> None:
+    with _plan(ws) as first, _plan(ws) as second:
+        assert _hashes(first) == _hashes(second)
+        ids = {"ltv": "e9_N"}
+        with plan_export(ws, PlanRequest(("everyone",), MAPPING, custom_field_ids=ids)) as renamed:
+            assert _hashes(renamed)["ana@example.com"] != _hashes(first)["ana@example.com"]
+
+
+def test_no_consent_column_means_everyone_consented(ws: Workspace) -> None:
+    mapping = FieldMapping(email="email")
+    with plan_export(ws, PlanRequest(("everyone",), mapping)) as plan:
+        assert plan.counts["no_consent"] == 0
+        # without consent filtering, 21 (no email) and 20 (bad@@) surface under later checks
+        assert plan.counts["no_email"] == 3
+        assert plan.counts["invalid_email"] == 6
+        # names are not mapped, so 12 and 18 are not too long for anything
+        assert plan.counts["too_long"] == 0
+        # ana x3 (1, 15, 16) and bob x2 (3, 30) collapse to one each
+        assert plan.counts["duplicate"] == 3
+        assert plan.counts["to_send"] == 21 - 3 - 6 - 3
+
+
+def test_bad_segment_in_a_plan_names_the_segment(ws: Workspace) -> None:
+    with pytest.raises(PredicateError, match=r"segment 'broken'.*no_such_column"):
+        _plan(ws, ("everyone", "broken"))
+
+
+# ------------------------------------------------------------------ mappings
+
+
+def test_unknown_mapped_column_is_named(ws: Workspace) -> None:
+    bad = FieldMapping(email="email", reserved={"first_name": "given"})
+    with pytest.raises(MappingError, match="first_name: column 'given' is not in the profiles"):
+        plan_export(ws, PlanRequest(("everyone",), bad))
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (FieldMapping(email=""), "email: a profile column for the email address is required"),
+        (FieldMapping(email="emial"), "email: column 'emial'"),
+        (FieldMapping(email="email", reserved={"nickname": "first_name"}), "'nickname' is not"),
+        (FieldMapping(email="email", custom={"1st": "tier"}), "custom field '1st'"),
+        (FieldMapping(email="email", custom={"bad-name": "tier"}), "custom field 'bad-name'"),
+        (FieldMapping(email="email", custom={"First_Name": "tier"}), "clashes with a reserved"),
+        (FieldMapping(email="email", custom={"x": "nope"}), "custom field 'x': column 'nope'"),
+        (FieldMapping(email="email", consent_column="optin"), "consent: column 'optin'"),
+    ],
+)
+def test_validate_mapping_errors(mapping: FieldMapping, message: str) -> None:
+    columns = ["customer_id", "email", "first_name", "tier"]
+    with pytest.raises(MappingError, match=message):
+        validate_mapping(mapping, columns)
+
+
+def test_suggest_mapping_from_common_column_names() -> None:
+    columns = ["ID", "E-Mail", "Given_Name", "Surname", "Zip", "Town", "State", "Phone",
+               "Address", "Opt_In", "Tier", "Country"]  # fmt: skip
+    mapping = suggest_mapping(columns, custom_field_names=["tier", "birthday"])
+    assert mapping == FieldMapping(
+        email="E-Mail",
+        reserved={"first_name": "Given_Name", "last_name": "Surname",
+                  "address_line_1": "Address", "city": "Town", "state_province_region": "State",
+                  "country": "Country", "postal_code": "Zip", "phone_number": "Phone"},
+        custom={"tier": "Tier"},
+        consent_column="Opt_In",
+    )  # fmt: skip
+    validate_mapping(mapping, columns)
+
+
+def test_suggest_mapping_without_an_email_column_asks_for_one() -> None:
+    mapping = suggest_mapping(["name", "zipcode"])
+    assert mapping.email == ""
+    assert mapping.reserved == {"postal_code": "zipcode"}
+    with pytest.raises(MappingError, match="email"):
+        validate_mapping(mapping, ["name", "zipcode"])
+
+
+# --------------------------------------------------- incremental, mirror, resume
+
+
+def _write_ledger(path: Path, rows: dict[str, int]) -> None:
+    table = pa.table(
+        {"email": list(rows), "hash": pa.array(list(rows.values()), pa.uint64())},
+        schema=LEDGER_SCHEMA,
+    )
+    pq.write_table(table, path)
+
+
+def _read_ledger(path: Path) -> dict[str, int]:
+    table = pq.read_table(path)
+    assert table.schema == LEDGER_SCHEMA
+    emails = table.column("email").to_pylist()
+    assert emails == sorted(emails)
+    return dict(zip(emails, table.column("hash").to_pylist(), strict=True))
+
+
+def test_ledger_round_trip_then_incremental_sends_nothing(ws: Workspace, tmp_path: Path) -> None:
+    ledger = tmp_path / "state" / "dest.parquet"
+    with _plan(ws, ledger=ledger, incremental=True) as first:
+        assert first.counts["to_send"] == 4  # no ledger yet
+        hashes = _hashes(first)
+        first.write_ledger(ledger, errored_emails=set(), removed_emails=set())
+    assert _read_ledger(ledger) == hashes
+    assert [p.name for p in ledger.parent.iterdir()] == ["dest.parquet"]  # no temp left
+    with _plan(ws, ledger=ledger, incremental=True) as second:
+        assert second.counts["unchanged"] == 4
+        assert second.counts["to_send"] == 0
+        assert list(second.contacts()) == []
+    with _plan(ws, ledger=ledger) as full:  # not incremental: everything again
+        assert full.counts["to_send"] == 4
+
+
+def test_incremental_resends_only_changed_contacts(ws: Workspace, tmp_path: Path) -> None:
+    with _plan(ws) as plan:
+        hashes = _hashes(plan)
+    ledger = tmp_path / "ledger.parquet"
+    _write_ledger(ledger, {**hashes, "ana@example.com": 12345})
+    with _plan(ws, ledger=ledger, incremental=True) as plan:
+        assert plan.counts["unchanged"] == 3
+        assert [c["email"] for c in _contacts(plan)] == ["ana@example.com"]
+
+
+def test_mirror_removes_ledger_emails_no_longer_selected(ws: Workspace, tmp_path: Path) -> None:
+    with _plan(ws) as plan:
+        hashes = _hashes(plan)
+    ledger = tmp_path / "ledger.parquet"
+    # carol is still a profile but withdrew consent; gone@ is no longer in the data.
+    _write_ledger(ledger, {**hashes, "carol@example.com": 1, "gone@example.com": 2})
+    with _plan(ws, ledger=ledger, mirror=True) as plan:
+        assert plan.removals() == ["carol@example.com", "gone@example.com"]
+        assert plan.counts["to_remove"] == 2
+    with _plan(ws, ("us",), ledger=ledger, mirror=True, incremental=True) as plan:
+        # only bob (key 3) passes in "us"; ana, kim and mo left the selection
+        assert plan.counts["unchanged"] == 1
+        assert plan.removals() == sorted(
+            ["ana@example.com", "kim@example.com", "mo@example.com", "carol@example.com",
+             "gone@example.com"]
+        )  # fmt: skip
+    with _plan(ws, ledger=ledger) as plan:
+        assert plan.removals() == []
+        assert plan.counts["to_remove"] == 0
+
+
+def test_write_ledger_after_a_run(ws: Workspace, tmp_path: Path) -> None:
+    with _plan(ws) as plan:
+        hashes = _hashes(plan)
+    ledger = tmp_path / "ledger.parquet"
+    old = {"ana@example.com": 111, "bob@example.com": hashes["bob@example.com"],
+           "gone@example.com": 222, "zed@example.com": 333}  # fmt: skip
+    _write_ledger(ledger, old)
+    with _plan(ws, ledger=ledger, incremental=True, mirror=True) as plan:
+        assert plan.counts["unchanged"] == 1
+        assert plan.removals() == ["gone@example.com", "zed@example.com"]
+        # kim failed at SendGrid; only gone@ was confirmed removed
+        plan.write_ledger(ledger, {"kim@example.com"}, {"gone@example.com"})
+        assert _read_ledger(ledger) == {
+            "ana@example.com": hashes["ana@example.com"],
+            "bob@example.com": hashes["bob@example.com"],
+            "mo@example.com": hashes["mo@example.com"],
+            "zed@example.com": 333,
+        }
+        # an errored contact that was on the list keeps its old row (so it is retried)
+        _write_ledger(ledger, old)
+        plan.write_ledger(ledger, {"ana@example.com"}, set())
+        assert _read_ledger(ledger)["ana@example.com"] == 111
+
+
+def test_skip_ranges_are_not_sent_again(ws: Workspace, tmp_path: Path) -> None:
+    ranges = (("ana@example.com", "bob@example.com"),)
+    with _plan(ws, skip_ranges=ranges) as plan:
+        assert plan.counts["skipped"] == 2
+        assert plan.counts["to_send"] == 2
+        assert [c["email"] for c in _contacts(plan)] == ["kim@example.com", "mo@example.com"]
+        ledger = tmp_path / "ledger.parquet"
+        plan.write_ledger(ledger, set(), set())
+        assert set(_read_ledger(ledger)) == {
+            "ana@example.com", "bob@example.com", "kim@example.com", "mo@example.com"
+        }  # fmt: skip
+
+
+def test_unreadable_ledger_is_a_clear_error(ws: Workspace, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.parquet"
+    ledger.write_bytes(b"not parquet")
+    with pytest.raises(Exception, match=r"ledger\.parquet: cannot read the ledger"):
+        _plan(ws, ledger=ledger, incremental=True)
