@@ -61,6 +61,7 @@ class Request:
     query: dict[str, list[str]]
     body: bytes
     params: dict[str, str]
+    size: int  # declared body size (a huge body is not read, but still counts)
     scopes: tuple[str, ...] = ()
 
     def json(self) -> Any:
@@ -225,7 +226,7 @@ def delete_list_contacts(emu: Emulator, req: Request) -> tuple[int, Any]:
 
 
 def put_contacts(emu: Emulator, req: Request) -> tuple[int, Any]:
-    if len(req.body) > MAX_BODY_BYTES:
+    if req.size > MAX_BODY_BYTES:
         # Unconfirmed: SendGrid's exact answer to an oversized body.
         raise ApiError(413, f"request body must be at most {MAX_BODY_BYTES} bytes")
     if emu.faults.discard:
@@ -402,7 +403,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route, params, path_known = find_route(self.command, path)
         endpoint = f"{self.command} {route.template if route else path}"
-        req = Request(self.command, path, query, body, params)
+        size = max(len(body), int(self.headers.get("Content-Length") or 0))
+        req = Request(self.command, path, query, body, params, size)
         status, payload, headers = emu.respond(route, req, self.headers.get("Authorization"))
         if status and route is None:
             status = 405 if path_known else 404
