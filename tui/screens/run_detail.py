@@ -43,7 +43,7 @@ class RunDetailScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
-        yield Static(Text(f"Run {self.run_id}: loading…"), id="run-title", classes="status")
+        yield Static(Text(f"Run {self.run_id}: loading…"), id="run-title")
         with TabbedContent(id="run-views"):
             with TabPane("Summary", id="summary"):
                 yield CountsTable(id="run-counts")

@@ -1,0 +1,62 @@
+"""SVG snapshots of each main screen at 80x24: fixed data (FakeBackend),
+fixed clock (TickingClock), no clock in the header, cursor blink off.
+
+Update after an intended change with `pytest tests/tui --snapshot-update`
+and review the SVGs in __snapshots__/ before committing them."""
+
+from __future__ import annotations
+
+from textual.widgets import Input
+
+from tests.tui.conftest import SIZE, settle
+
+
+def keys(*pressed: str):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
+        await settle(pilot)
+
+    return run_before
+
+
+def test_destinations(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys())
+
+
+def test_destination_form(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("e"))
+
+
+def test_segments(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=SIZE, run_before=keys("enter", "2", "space", "down", "down")
+    )
+
+
+def test_mapping(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=SIZE, run_before=keys("enter", "3", "down", "down")
+    )
+
+
+def test_preview(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("enter", "2", "space", "4"))
+
+
+def test_export_finished(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=SIZE, run_before=keys("enter", "2", "space", "4", "x", "y")
+    )
+
+
+def test_history(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("6"))
+
+
+def test_run_detail(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("6", "o", "v", "v"))

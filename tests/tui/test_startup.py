@@ -1,0 +1,32 @@
+"""Start-up stays light: the app's modules import no DuckDB, SQLModel,
+pyarrow or httpx (they load in workers, after the first screen is up)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("duckdb", "sqlmodel", "sqlalchemy", "pyarrow", "httpx")
+
+
+def test_importing_the_app_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, tui.app, tui.local_backend;"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_consent_wording_matches_what_the_command_line_records() -> None:
+    from connector.destinations import CONSENT_STATEMENT
+    from tui.backend import CONSENT_WORDING
+
+    assert CONSENT_WORDING == CONSENT_STATEMENT
+
+
+def test_field_limits_match_the_plan() -> None:
+    from store.plan import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
+    from tui.backend import FIELD_LIMITS
+
+    assert FIELD_LIMITS == {"email": EMAIL_MAX_LENGTH, **RESERVED_FIELD_LIMITS}
