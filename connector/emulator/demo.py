@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from connector.emulator.faults import Faults
+from connector.emulator.rules import FULL_SCOPES
 from connector.emulator.server import Emulator
-from connector.emulator.state import FULL_SCOPES, EmulatorState, make_api_key
+from connector.emulator.state import EmulatorState, make_api_key
 
 DEMO_LIST_NAME = "segsync demo"
 DEMO_FIELDS = (("loyalty_tier", "Text"), ("lifetime_value", "Number"), ("signup_date", "Date"))

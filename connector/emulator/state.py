@@ -7,17 +7,14 @@ upsert work itself runs on a worker thread so a PUT answers 202 at once, as
 SendGrid does, and the job stays `pending` until it is processed and its
 configured delay has passed.
 
-Rules follow ../shared/docs/sendgrid-api.md; where no source settles a
-behaviour the choice made here is marked "unconfirmed".
+The rules themselves (limits, valid values, error bodies) are in `rules.py`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import heapq
 import queue
-import re
 import secrets
 import threading
 import time
@@ -29,103 +26,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.emulator.faults import FaultInjector
+from connector.emulator.rules import (
+    CONTACT_SAMPLE_SIZE,
+    EMAIL_RE,
+    FIELD_NAME_RE,
+    FIELD_PREFIX,
+    FIELD_TYPES,
+    FULL_SCOPES,
+    IDENTIFIERS,
+    MAX_CONTACTS_PER_REQUEST,
+    MAX_CUSTOM_FIELDS,
+    MAX_LISTS,
+    MAX_SEARCH_EMAILS,
+    RESERVED_FIELDS,
+    ApiError,
+    check_contacts,
+    custom_value_problem,
+)
 
 _APPLY_CHUNK = 5_000
-MAX_CONTACTS_PER_REQUEST = 30_000
-MAX_BODY_BYTES = 6_000_000  # SendGrid says "6MB"; the stricter decimal reading is used
-MAX_LISTS = 1_000
-MAX_CUSTOM_FIELDS = 500
-MAX_SEARCH_EMAILS = 100
-CONTACT_SAMPLE_SIZE = 50
-
-READ_SCOPE = "marketing.read"
-# Which scope gates marketing writes is unconfirmed (see the API notes); the
-# emulator uses this one so a read-only key gets SendGrid's 403 on writes.
-WRITE_SCOPE = "marketing.write"
-FULL_SCOPES = ("marketing.automation.read", READ_SCOPE, WRITE_SCOPE, "scopes.read")
-READ_ONLY_SCOPES = (READ_SCOPE, "scopes.read")
-
-RESERVED_FIELD_LIMITS: dict[str, int | None] = {
-    "first_name": 50,
-    "last_name": 50,
-    "address_line_1": 100,
-    "address_line_2": 100,
-    "city": 60,
-    "state_province_region": 50,
-    "country": 50,
-    "postal_code": None,
-    "phone_number": None,
-    "email": 254,
-    "phone_number_id": None,
-    "external_id": 254,
-    "anonymous_id": 254,
-    "whatsapp": None,
-    "line": None,
-    "facebook": None,
-    "unique_name": None,
-}
-IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
-CONTACT_KEYS = frozenset(RESERVED_FIELD_LIMITS) | {"alternate_emails", "custom_fields"}
-
-# The reserved field definitions SendGrid lists next to the custom ones.
-RESERVED_FIELDS: list[dict[str, Any]] = [
-    {"id": f"_rf{i}_{t}", "name": name, "field_type": {"T": "Text", "D": "Date"}[t]}
-    | ({"read_only": True} if ro else {})
-    for i, (name, t, ro) in enumerate(
-        [
-            ("first_name", "T", False),
-            ("last_name", "T", False),
-            ("email", "T", False),
-            ("alternate_emails", "T", False),
-            ("address_line_1", "T", False),
-            ("address_line_2", "T", False),
-            ("city", "T", False),
-            ("state_province_region", "T", False),
-            ("postal_code", "T", False),
-            ("country", "T", False),
-            ("phone_number", "T", False),
-            ("whatsapp", "T", False),
-            ("line", "T", False),
-            ("facebook", "T", False),
-            ("unique_name", "T", False),
-            ("email_domains", "T", True),
-            ("last_clicked", "D", True),
-            ("last_opened", "D", True),
-            ("last_emailed", "D", True),
-            ("singlesend_id", "T", True),
-            ("automation_id", "T", True),
-            ("created_at", "D", True),
-            ("updated_at", "D", True),
-            ("contact_id", "T", True),
-        ]
-    )
-]
-
-FIELD_TYPES = {"Text": "T", "Number": "N", "Date": "D"}
-_FIELD_PREFIX = {"Text": "e", "Number": "w", "Date": "d"}
-_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Deliberately "reasonable", not RFC 5322: what SendGrid rejects in practice
-# (no spaces, one @, a dotted domain with a 2+ letter TLD, no empty labels).
-EMAIL_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
-)
-_DATE_RE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?|\d{1,2}/\d{1,2}/\d{4})$"
-)
-
-
-class ApiError(Exception):
-    """A request SendGrid would refuse: status plus SendGrid's error body."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-    def body(self) -> dict[str, Any]:
-        return {"errors": [{"field": self.field, "message": self.message}]}
 
 
 def now_iso() -> str:
@@ -305,7 +224,7 @@ class EmulatorState:
 
     # --------------------------------------------------------- field defs
     def create_field(self, name: Any, field_type: Any) -> dict[str, str]:
-        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not _FIELD_NAME.match(name):
+        if not isinstance(name, str) or not 1 <= len(name) <= 100 or not FIELD_NAME_RE.match(name):
             raise ApiError(
                 400,
                 "field names may contain only letters, numbers and underscores "
@@ -323,7 +242,7 @@ class EmulatorState:
             if len(self.fields) >= MAX_CUSTOM_FIELDS:
                 raise ApiError(400, f"you may have at most {MAX_CUSTOM_FIELDS} custom fields")
             self.field_seq += 1
-            fid = f"{_FIELD_PREFIX[field_type]}{self.field_seq}_{FIELD_TYPES[field_type]}"
+            fid = f"{FIELD_PREFIX[field_type]}{self.field_seq}_{FIELD_TYPES[field_type]}"
             definition = {"id": fid, "name": name, "field_type": field_type}
             self.fields.append(definition)
             self.version += 1
@@ -356,38 +275,7 @@ class EmulatorState:
         if missing:
             # Unconfirmed: SendGrid's exact status for unknown list ids; 404 as documented.
             raise ApiError(404, f"list ids do not exist: {', '.join(missing)}", "list_ids")
-        # Fast pass over every contact; a contact that fails it is explained in detail.
-        limits = _STRING_LIMITS
-        bad_fields: set[str] = set()
-        for n, contact in enumerate(contacts):
-            if type(contact) is not dict:
-                _explain_contact(n, contact)
-            ok = bool(
-                contact.get("email")
-                or contact.get("phone_number_id")
-                or contact.get("external_id")
-                or contact.get("anonymous_id")
-            )
-            for name, value in contact.items():
-                limit = limits.get(name)
-                if limit is None:
-                    if name == "custom_fields":
-                        if type(value) is not dict:
-                            ok = False
-                        elif not value.keys() <= known_fields:
-                            bad_fields.update(value.keys() - known_fields)
-                    elif name != "alternate_emails" or not _valid_alternates(value):
-                        ok = False
-                elif type(value) is not str or len(value) > limit:
-                    ok = False
-            if not ok:
-                _explain_contact(n, contact)
-        if bad_fields:
-            raise ApiError(
-                400,
-                f"invalid custom field ids supplied - {', '.join(sorted(bad_fields))}",
-                "custom_fields",
-            )
+        check_contacts(contacts, known_fields)
         return list_ids, contacts
 
     def submit_upsert(self, list_ids: list[str], contacts: list[dict[str, Any]]) -> str:
@@ -500,7 +388,7 @@ class EmulatorState:
                 key = f"{ident}:{contact[ident]}"
             custom = contact.get("custom_fields")
             if custom:
-                problem = _custom_value_problem(custom, types)
+                problem = custom_value_problem(custom, types)
                 if problem:
                     errors.append((email or key, problem))
                     continue
@@ -625,85 +513,3 @@ class EmulatorState:
             self.field_seq = data["field_seq"]
             self.jobs = {j["id"]: Job.from_json(j) for j in data["jobs"]}
             self.version += 1
-
-
-_STRING_LIMITS = {name: limit or 1 << 62 for name, limit in RESERVED_FIELD_LIMITS.items()}
-
-
-def _valid_alternates(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) <= 5
-        and all(isinstance(e, str) and len(e) <= 254 for e in value)
-    )
-
-
-def _explain_contact(n: int, contact: Any) -> None:
-    """Raise the 400 that says what is wrong with contact number `n`."""
-    where = f"contacts[{n}]"
-    if not isinstance(contact, dict):
-        raise ApiError(400, "each contact must be an object", where)
-    unknown = contact.keys() - CONTACT_KEYS
-    if unknown:
-        name = sorted(unknown)[0]
-        raise ApiError(400, f"unknown field '{name}'", f"{where}.{name}")
-    if not any(contact.get(i) for i in IDENTIFIERS):
-        raise ApiError(
-            400,
-            "contact must have at least one identifier: "
-            "email, phone_number_id, external_id or anonymous_id",
-            where,
-        )
-    for name, value in contact.items():
-        if name == "custom_fields":
-            if not isinstance(value, dict):
-                raise ApiError(400, "custom_fields must be an object", f"{where}.custom_fields")
-        elif name == "alternate_emails":
-            if not _valid_alternates(value):
-                raise ApiError(
-                    400, "alternate_emails must be an array of at most 5 emails", f"{where}.{name}"
-                )
-        elif not isinstance(value, str):
-            raise ApiError(400, f"{name} must be a string", f"{where}.{name}")
-        elif len(value) > _STRING_LIMITS[name]:
-            limit = _STRING_LIMITS[name]
-            raise ApiError(400, f"{name} must be at most {limit} characters", f"{where}.{name}")
-
-
-def _custom_value_problem(custom: dict[str, Any], types: dict[str, str]) -> str | None:
-    """Why a custom field value does not fit its field's type (a row error), if it does not."""
-    for fid, value in custom.items():
-        kind = types.get(fid)
-        if kind == "Text" and type(value) is str:
-            continue
-        if value == "" or value is None:
-            continue
-        if kind == "Number":
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                return f"invalid value for Number field {fid}"
-            if isinstance(value, str):
-                try:
-                    float(value)
-                except ValueError:
-                    return f"invalid value for Number field {fid}"
-        elif kind == "Date":
-            if not isinstance(value, str) or not _DATE_RE.match(value):
-                return f"invalid value for Date field {fid}"
-        elif not isinstance(value, str | int | float) or isinstance(value, bool):
-            return f"invalid value for Text field {fid}"
-    return None
-
-
-def encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, _, number = raw.partition(":")
-        if prefix != "o":
-            raise ValueError(raw)
-        return int(number)
-    except ValueError as exc:
-        raise ApiError(400, "invalid page_token", "page_token") from exc
