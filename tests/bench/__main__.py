@@ -1,0 +1,47 @@
+"""`uv run python -m tests.bench [--quick]`: run every scenario, print the table, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from tests.bench import report
+from tests.bench.scenarios import Bench, Config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--small", type=int, default=100_000, help="profiles, small workspace")
+    parser.add_argument("--large", type=int, default=1_000_000, help="profiles, large workspace")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario")
+    parser.add_argument("--startup-repeat", type=int, default=10, help="runs of --version")
+    parser.add_argument("--out", type=Path, default=Path("bench_results"))
+    parser.add_argument("--no-tui", action="store_true", help="skip the TUI start-up probe")
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 and 100,000 profiles, one run each"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.small, args.large, args.repeat, args.startup_repeat = 10_000, 100_000, 1, 3
+    cfg = Config(
+        small=args.small,
+        large=args.large,
+        repeat=args.repeat,
+        startup_repeat=args.startup_repeat,
+        out=args.out,
+        include_tui=not args.no_tui,
+    )
+    command = "uv run python -m tests.bench " + shlex.join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    results = Bench(cfg).run(command.strip())
+    path = report.write_json(results, cfg.out)
+    print(report.render(results))
+    print(f"\nJSON: {path}")
+    return 0 if all(t["pass"] for t in results["targets"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The benchmark scenarios of issue 6, run in one go, each repeated.
+
+Every measured command is a child process (exporter, baseline, limit
+scripts), so its CPU time and peak RSS are its own; the emulator is a
+separate process whose CPU is read with psutil around each export.
+
+Children run with a bytecode cache (PYTHONPYCACHEPREFIX under bench_results/)
+even when the caller's environment sets PYTHONDONTWRITEBYTECODE: without one,
+each start recompiles SQLAlchemy & co. from source (~6 s on this machine),
+which an installed segsync never does. A warm-up run fills the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.bench import report
+from tests.bench.measure import Sample, run_measured, summarise
+from tests.bench.workloads import (
+    BENCH_KEY_ENV,
+    DESTINATION,
+    SEGMENT,
+    EmulatorProcess,
+    StateDir,
+    emulator_process,
+    make_state,
+    make_workspace,
+    segsync_argv,
+)
+
+PUT = "PUT /v3/marketing/contacts"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sizes and repetitions; the smoke test shrinks them all."""
+
+    small: int = 100_000
+    large: int = 1_000_000
+    repeat: int = 3
+    startup_repeat: int = 10
+    out: Path = Path("bench_results")
+    seed: int = 7
+    include_tui: bool = True
+    log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+
+def targets(cfg: Config) -> list[report.Target]:
+    """Issue 6's targets; sizes in the names follow the configuration."""
+    small, large = f"{cfg.small:,}", f"{cfg.large:,}"
+    return [
+        report.Target(f"{small} profiles end to end", "e2e_small", "wall", 2.0),
+        report.Target(f"{large} profiles end to end", "e2e_large", "wall", 12.0),
+        report.Target(f"{large} end to end: peak RSS", "e2e_large", "peak_rss_mb", 400, unit="MB"),
+        report.Target(f"{large} against the discard sink", "discard_large", "wall", 1.5),
+        report.Target(
+            "discard sink within 3x of the serialisation limit",
+            "discard_large",
+            "vs_limit_x",
+            3.0,
+            unit="x",
+        ),
+        report.Target(
+            "speed-up over the official library (wall, discard sink)",
+            "discard_large",
+            "speedup_wall_x",
+            3.0,
+            at_least=True,
+            unit="x",
+        ),
+        report.Target(
+            "speed-up over the official library (CPU, discard sink)",
+            "discard_large",
+            "speedup_cpu_x",
+            3.0,
+            at_least=True,
+            unit="x",
+        ),
+        report.Target(f"dry-run preview of {large}", "dry_run_large", "wall", 1.0),
+        report.Target(
+            f"unchanged incremental re-export of {large}", "incremental_large", "wall", 3.0
+        ),
+        report.Target(
+            "unchanged incremental re-export: upserts sent",
+            "incremental_large",
+            "puts",
+            1,
+            unit="n",
+        ),
+        report.Target("TUI first screen (headless)", "tui_first_screen", "first_screen", 0.45),
+        report.Target("segsync --version", "version", "wall", 0.2),
+    ]
+
+
+class Bench:
+    """One benchmark run: workspaces, scenarios, results."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        cache = (cfg.out / "pycache").resolve()
+        self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        self.env["PYTHONPYCACHEPREFIX"] = str(cache)
+        self.scenarios: dict[str, dict[str, Any]] = {}
+        self.workspaces: dict[str, Path] = {}
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _env(self, state: StateDir | None = None) -> dict[str, str]:
+        env = dict(state.env) if state else dict(self.env)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = self.env["PYTHONPYCACHEPREFIX"]
+        return env
+
+    def _record(self, key: str, title: str, rows: list[dict[str, Any]], **extra: Any) -> None:
+        numeric = [{k: v for k, v in r.items() if isinstance(v, int | float)} for r in rows]
+        summary = {k: s.to_json() for k, s in summarise(numeric).items()}
+        self.scenarios[key] = {"title": title, "reps": rows, "summary": summary, **extra}
+        wall = summary.get("wall") or summary.get("first_screen")
+        shown = (
+            f"{wall['median']:.3f} s (min {wall['min']:.3f}, max {wall['max']:.3f})" if wall else ""
+        )
+        self.cfg.log(f"  {title}: {shown}")
+
+    def _median(self, key: str, metric: str) -> float | None:
+        return self.scenarios.get(key, {}).get("summary", {}).get(metric, {}).get("median")
+
+    def _state(self, emu: EmulatorProcess, workspace: Path) -> StateDir:
+        return make_state(self.cfg.work, emu, workspace, cap=2 * self.cfg.large)
+
+    def _export(self, emu: EmulatorProcess, state: StateDir, *flags: str) -> dict[str, Any]:
+        """One measured `segsync export --json`, with the emulator's side counted apart."""
+        before, cpu_before = emu.stats(), emu.cpu_seconds()
+        argv = segsync_argv("export", DESTINATION, "--segment", SEGMENT, "--json", *flags)
+        sample = run_measured(argv, env=self._env(state))
+        after, cpu_after = emu.stats(), emu.cpu_seconds()
+        out = orjson.loads(sample.stdout)
+        if out["status"] not in ("succeeded", "dry_run"):
+            raise RuntimeError(f"export ended {out['status']}: {out['message']}")
+        counts = out["counts"]
+        return {
+            **_sample_row(sample),
+            "rows_per_s": counts["selected"] / sample.wall,
+            "contacts_per_s": counts["to_send"] / sample.wall,
+            "selected": counts["selected"],
+            "to_send": counts["to_send"],
+            "unchanged": counts.get("unchanged", 0),
+            "requests": after["requests_total"] - before["requests_total"],
+            "puts": after["requests"].get(PUT, 0) - before["requests"].get(PUT, 0),
+            "emulator_cpu": cpu_after - cpu_before,
+            "engine_s": out["seconds"],
+        }
+
+    # -- scenarios ---------------------------------------------------------------
+
+    def prepare(self) -> None:
+        cfg = self.cfg
+        cfg.work.mkdir(parents=True, exist_ok=True)
+        for label, rows in (("small", cfg.small), ("large", cfg.large)):
+            cfg.log(f"workspace of {rows:,} profiles")
+            self.workspaces[label] = make_workspace(cfg.work / f"ws-{rows}", rows, cfg.seed)
+        cfg.log("warm-up (bytecode cache, OS file cache)")
+        with emulator_process() as emu:
+            state = self._state(emu, self.workspaces["small"])
+            self._export(emu, state)
+        run_measured([sys.executable, "-m", "tests.bench.baseline", "--help"], env=self._env())
+        run_measured([sys.executable, "-m", "tests.bench.limit", "--help"], env=self._env())
+
+    def end_to_end(self) -> None:
+        """Scenario 1, then 4 and 5 on the last large run's emulator and ledger."""
+        cfg = self.cfg
+        for label in ("small", "large"):
+            rows = []
+            for rep in range(cfg.repeat):
+                with emulator_process() as emu:
+                    state = self._state(emu, self.workspaces[label])
+                    rows.append(self._export(emu, state))
+                    if label == "large" and rep == cfg.repeat - 1:
+                        self._dry_run_and_incremental(emu, state)
+            size = cfg.small if label == "small" else cfg.large
+            self._record(f"e2e_{label}", f"export {size:,} end to end", rows)
+
+    def _dry_run_and_incremental(self, emu: EmulatorProcess, state: StateDir) -> None:
+        large = f"{self.cfg.large:,}"
+        runs = [self._export(emu, state, "--dry-run") for _ in range(self.cfg.repeat)]
+        self._record("dry_run_large", f"dry-run preview {large}", runs)
+        runs = [self._export(emu, state, "--incremental") for _ in range(self.cfg.repeat)]
+        self._record("incremental_large", f"incremental, unchanged {large}", runs)
+
+    def discard_and_baseline(self) -> None:
+        """Scenarios 2 (discard sink) and 3 (official library), same emulator kinds, same run."""
+        cfg = self.cfg
+        large = f"{cfg.large:,}"
+        workspace = self.workspaces["large"]
+        segsync_rows, base_discard, base_real = [], [], []
+        for _rep in range(cfg.repeat):
+            with emulator_process(discard=True) as emu:
+                segsync_rows.append(self._export(emu, self._state(emu, workspace)))
+                base_discard.append(self._baseline(emu, workspace))
+            with emulator_process() as emu:
+                base_real.append(self._baseline(emu, workspace))
+        self._record("discard_large", f"export {large}, discard sink", segsync_rows)
+        self._record(
+            "baseline_discard_large", f"official library {large}, discard sink", base_discard
+        )
+        self._record("baseline_large", f"official library {large} end to end", base_real)
+
+    def _baseline(self, emu: EmulatorProcess, workspace: Path) -> dict[str, Any]:
+        state = self._state(emu, workspace)  # only for the key in its environment
+        argv = [
+            sys.executable, "-m", "tests.bench.baseline",
+            "--profiles", str(workspace / "profiles.parquet"),
+            "--url", emu.url, "--list-id", emu.list_id, "--key-env", BENCH_KEY_ENV,
+        ]  # fmt: skip
+        before, cpu_before = emu.stats(), emu.cpu_seconds()
+        sample = run_measured(argv, env=self._env(state))
+        after, cpu_after = emu.stats(), emu.cpu_seconds()
+        out = orjson.loads(sample.stdout)
+        selected = self.cfg.large
+        return {
+            **_sample_row(sample),
+            "rows_per_s": selected / sample.wall,
+            "contacts_per_s": out["sent"] / sample.wall,
+            "sent": out["sent"],
+            "too_large": out["too_large"],
+            "jobs_completed": out["jobs"].get("completed", 0),
+            "requests": after["requests_total"] - before["requests_total"],
+            "puts": after["requests"].get(PUT, 0) - before["requests"].get(PUT, 0),
+            "emulator_cpu": cpu_after - cpu_before,
+        }
+
+    def limit(self) -> None:
+        """Scenario 2's floor: the selection to bodies in-process; the emulator's ingest."""
+        workspace = self.workspaces["large"]
+        large = f"{self.cfg.large:,}"
+        titles = {
+            "plan_pack": f"limit: segsync plan + pack {large}, no network",
+            "duckdb_json": f"limit: DuckDB to_json bodies {large}",
+            "arrow_orjson": f"limit: Arrow to_pylist + orjson {large}",
+            "ingest": f"emulator ingest of {large} (in-process)",
+        }
+        for kind, title in titles.items():
+            rows = []
+            repeat = 1 if kind == "ingest" else self.cfg.repeat
+            for _ in range(repeat):
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "tests.bench.limit",
+                    kind,
+                    "--workspace",
+                    str(workspace),
+                ]
+                sample = run_measured(argv, env=self._env())
+                rows.append({**_sample_row(sample), **orjson.loads(sample.stdout)})
+            self._record(f"limit_{kind}", title, rows)
+
+    def startup(self) -> None:
+        """Scenario 6: `segsync --version`, and the TUI's first screen, headless."""
+        segsync = Path(sys.executable).with_name("segsync")
+        rows = [
+            _sample_row(run_measured([str(segsync), "--version"], env=self._env()))
+            for _ in range(self.cfg.startup_repeat)
+        ]
+        self._record("version", "segsync --version", rows)
+        if not self.cfg.include_tui:
+            return
+        with emulator_process() as emu:
+            state = self._state(emu, self.workspaces["small"])
+            env = self._env(state)
+            self._probe_tui(env)  # warm-up: Textual's own modules into the bytecode cache
+            rows = [self._probe_tui(env) for _ in range(max(3, self.cfg.startup_repeat // 2))]
+        self._record("tui_first_screen", "TUI launch to first screen (headless)", rows)
+
+    def _probe_tui(self, env: dict[str, str]) -> dict[str, Any]:
+        env = {**env, "SEGSYNC_BENCH_T0": repr(time.time())}
+        sample = run_measured([sys.executable, "-m", "tests.bench.tui_probe"], env=env)
+        out = orjson.loads(sample.stdout.strip().splitlines()[-1])
+        return {"first_screen": out["first_screen"], **_sample_row(sample)}
+
+    # -- derived numbers -------------------------------------------------------
+
+    def derive(self) -> None:
+        s = self.scenarios
+        discard = self._median("discard_large", "wall")
+        discard_cpu = self._median("discard_large", "cpu")
+        derived: dict[str, float] = {}
+        limit = self._median("limit_plan_pack", "wall")
+        if discard and limit:
+            derived["vs_limit_x"] = discard / limit
+        floor = self._median("limit_duckdb_json", "wall")
+        if discard and floor:
+            derived["vs_duckdb_json_x"] = discard / floor
+        base_wall = self._median("baseline_discard_large", "wall")
+        base_cpu = self._median("baseline_discard_large", "cpu")
+        if discard and base_wall:
+            derived["speedup_wall_x"] = base_wall / discard
+        if discard_cpu and base_cpu:
+            derived["speedup_cpu_x"] = base_cpu / discard_cpu
+        if "discard_large" in s:
+            s["discard_large"]["derived"] = derived
+        e2e = self._median("e2e_large", "wall")
+        base_e2e = self._median("baseline_large", "wall")
+        e2e_cpu = self._median("e2e_large", "cpu")
+        base_e2e_cpu = self._median("baseline_large", "cpu")
+        if e2e and base_e2e and e2e_cpu and base_e2e_cpu and "e2e_large" in s:
+            s["e2e_large"]["derived"] = {
+                "speedup_wall_x": base_e2e / e2e,
+                "speedup_cpu_x": base_e2e_cpu / e2e_cpu,
+            }
+
+    def run(self, command: str) -> dict[str, Any]:
+        started = datetime.now(UTC)
+        load_before = os.getloadavg()
+        t0 = time.perf_counter()
+        self.prepare()
+        steps = (
+            ("end to end, dry-run, incremental", self.end_to_end),
+            ("discard sink and official library", self.discard_and_baseline),
+            ("the limit", self.limit),
+            ("start-up", self.startup),
+        )
+        for title, step in steps:
+            self.cfg.log(title)
+            step()
+        self.derive()
+        results: dict[str, Any] = {
+            "started": started.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": time.perf_counter() - t0,
+            "command": command,
+            "machine": report.machine(),
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+            "config": {
+                "small": self.cfg.small,
+                "large": self.cfg.large,
+                "repeat": self.cfg.repeat,
+                "startup_repeat": self.cfg.startup_repeat,
+            },
+            "scenarios": self.scenarios,
+        }
+        results["targets"] = report.check_targets(results, targets(self.cfg))
+        return results
+
+
+def _sample_row(sample: Sample) -> dict[str, Any]:
+    return {"wall": sample.wall, "cpu": sample.cpu, "peak_rss_mb": sample.peak_rss_mb}
