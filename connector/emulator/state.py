@@ -21,7 +21,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,20 +97,7 @@ class Job:
         return "errored"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "job_type": self.job_type,
-            "started_at": self.started_at,
-            "ready_at": self.ready_at,
-            "requested_count": self.requested_count,
-            "created_count": self.created_count,
-            "updated_count": self.updated_count,
-            "deleted_count": self.deleted_count,
-            "errored_count": self.errored_count,
-            "errors": [list(e) for e in self.errors],
-            "processed": self.processed,
-            "finished_at": self.finished_at,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
