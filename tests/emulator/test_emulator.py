@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connector.emulator import Emulator, EmulatorState, Faults, demo_api_key, seed_demo
 from connector.emulator.server import BAD_KEY_MESSAGE
@@ -471,3 +473,57 @@ def test_command_serves_the_demo_account_and_saves_on_interrupt(tmp_path: Path) 
         proc.wait(timeout=10)
     assert proc.returncode == 0
     assert "segsync demo" in path.read_text()
+
+
+def test_concurrent_upserts_lose_nothing(
+    emulator: Emulator, http: httpx.Client, list_id: str
+) -> None:
+    """Several connections at once (the client uploads in parallel): every row lands."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(batch: int) -> str:
+        contacts = [{"email": f"b{batch}-{n}@example.com"} for n in range(300)]
+        response = http.put(CONTACTS, json={"list_ids": [list_id], "contacts": contacts})
+        return response.json()["job_id"]
+
+    with ThreadPoolExecutor(6) as pool:
+        job_ids = list(pool.map(send, range(12)))
+    emulator.state.drain()
+    assert len(set(job_ids)) == 12
+    assert len(emulator.state.list_members(list_id)) == 12 * 300
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["upsert_a", "upsert_b", "remove_a"]),
+            st.sets(st.integers(0, 15), min_size=1, max_size=6),
+        ),
+        max_size=12,
+    )
+)
+def test_membership_matches_a_simple_model(ops: list[tuple[str, set[int]]]) -> None:
+    """Any sequence of upserts and removals leaves lists as set arithmetic says."""
+    state = EmulatorState()
+    lists = {"a": state.create_list("a")["id"], "b": state.create_list("b")["id"]}
+    model: dict[str, set[str]] = {"a": set(), "b": set()}
+    known: set[str] = set()
+    for op, numbers in ops:
+        emails = {f"P{n}@Example.com".lower() for n in numbers}
+        if op == "remove_a":
+            ids = [state.contact(e)["id"] for e in emails & known]
+            if ids:
+                state.submit_removal(lists["a"], ids)
+                model["a"] -= emails
+        else:
+            name = op[-1]
+            contacts = [{"email": e.upper()} for e in sorted(emails)]
+            state.submit_upsert(
+                *state.validate_upsert({"list_ids": [lists[name]], "contacts": contacts})
+            )
+            model[name] |= emails
+            known |= emails
+        state.drain()
+    assert {k: state.list_members(v) for k, v in lists.items()} == model
+    assert state.contact_count() == len(known)
