@@ -59,6 +59,9 @@ Handler = Callable[["Emulator", Request], tuple[int, Any]]
 
 @dataclass(frozen=True)
 class Route:
+    """One SendGrid endpoint: its path template exactly as the OpenAPI documents
+    spell it (the conformance tests look operations up by it) and the scope it needs."""
+
     method: str
     template: str
     scope: str | None

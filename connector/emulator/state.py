@@ -163,6 +163,7 @@ class EmulatorState:
         with self.lock:
             if len(self.lists) >= MAX_LISTS:
                 raise ApiError(400, f"you may have at most {MAX_LISTS} lists", "name")
+            # Unconfirmed: whether SendGrid refuses a duplicate list name.
             if any(lst["name"] == name for lst in self.lists.values()):
                 raise ApiError(400, "a list with this name already exists", "name")
             list_id = str(uuid.uuid4())
