@@ -59,6 +59,10 @@ def custom_value(column: str, duck_type: str) -> str:
     return _text(col)
 
 
+def _v(index: int) -> str:
+    return quote_ident(f"v_{index}")
+
+
 def _key(name: str) -> str:
     """A JSON object key with its colon, as a SQL literal."""
     return quote_literal(json.dumps(name) + ":")
@@ -87,27 +91,34 @@ class PlanSpec:
         return f"NULLIF(lower(trim(CAST({_col(self.email_column)} AS VARCHAR))), '')"
 
     def payload(self) -> list[tuple[str, str, bool]]:
-        """(JSON key, value expression, is custom) for every mapped field."""
+        """(JSON key, value expression over the source row ``n``, is custom) per field.
+
+        Reserved fields come first, in ``reserved`` order; their values are ``v_0..``.
+        """
         out = [(f, _text(_col(c)), False) for f, c in self.reserved.items()]
         out += [(k, custom_value(c, t), True) for k, c, t in self.custom]
         return out
 
+    def values_sql(self) -> str:
+        """The payload values as columns ``v_<i>``, computed once per row."""
+        return "".join(f", {expr} AS {_v(i)}" for i, (_, expr, _) in enumerate(self.payload()))
+
     def payload_hash(self) -> str:
-        """hash() over the payload values and field keys: changes when the payload does."""
+        """hash() over email, ``v_<i>`` and the field keys: changes when the payload does."""
         signature = quote_literal(json.dumps([k for k, _, _ in self.payload()]))
-        values = [e for _, e, _ in self.payload()]
-        return f"hash({', '.join([self.email_expr, *values, signature])})"
+        values = [_v(i) for i in range(len(self.payload()))]
+        return f"hash({', '.join(['email', *values, signature])})"
 
     def contact_json(self) -> str:
-        """The contact JSON; NULL fields are left out.
+        """The contact JSON over ``email`` and ``v_<i>``; NULL fields are left out.
 
         Built by concatenation rather than ``json_object`` because SendGrid payloads
         must omit empty fields; ``to_json`` does the escaping and keeps numbers numeric.
         """
-        members = ["'\"email\":' || to_json(p.email)"]
+        members = ["'\"email\":' || to_json(email)"]
         custom = []
-        for key, expr, is_custom in self.payload():
-            member = f"CASE WHEN {expr} IS NOT NULL THEN {_key(key)} || to_json({expr}) END"
+        for i, (key, _, is_custom) in enumerate(self.payload()):
+            member = f"CASE WHEN {_v(i)} IS NOT NULL THEN {_key(key)} || to_json({_v(i)}) END"
             (custom if is_custom else members).append(member)
         if custom:
             inner = f"concat_ws(',', {', '.join(custom)})"
@@ -119,13 +130,12 @@ class PlanSpec:
     def too_long(self) -> str:
         """NULL, or which reserved fields exceed SendGrid's length limits and by how much."""
         parts = []
-        for f, c in self.reserved.items():
+        for i, f in enumerate(self.reserved):
             limit = self.limits.get(f)
             if limit is not None:
-                value = _text(_col(c))
                 parts.append(
-                    f"CASE WHEN length({value}) > {limit} THEN "
-                    f"'{f} has ' || length({value}) || ' characters (max {limit})' END"
+                    f"CASE WHEN length({_v(i)}) > {limit} THEN "
+                    f"'{f} has ' || length({_v(i)}) || ' characters (max {limit})' END"
                 )
         return f"NULLIF(concat_ws('; ', {', '.join(parts)}), '')" if parts else "NULL"
 
@@ -176,10 +186,17 @@ def plan_statements(spec: PlanSpec) -> list[str]:
                      WHEN _too_long IS NOT NULL THEN 'too_long'
                 END AS _status
             FROM (
-                SELECT {row} AS _row, {key_order} AS _key_order, {spec.email_expr} AS email,
-                       {spec.consent_ok()} AS _consent, {spec.too_long()} AS _too_long,
-                       {spec.payload_hash()} AS hash
-                FROM {NUMBERED_VIEW} n WHERE {spec.where}
+                -- CASE evaluates only the rows it selects: no hashing for refused consent
+                SELECT _row, _key_order, email, _consent,
+                       CASE WHEN _consent THEN {spec.too_long()} END AS _too_long,
+                       CASE WHEN _consent AND email IS NOT NULL
+                            THEN {spec.payload_hash()} END AS hash
+                FROM (
+                    SELECT {row} AS _row, {key_order} AS _key_order,
+                           {spec.email_expr} AS email, {spec.consent_ok()} AS _consent
+                           {spec.values_sql()}
+                    FROM {NUMBERED_VIEW} n WHERE {spec.where}
+                )
             )
         )
         """,
@@ -227,11 +244,14 @@ def contacts_sql(spec: PlanSpec, limit: int | None = None) -> str:
     """
     top = f"ORDER BY email LIMIT {int(limit)}" if limit is not None else ""
     return f"""
-        SELECT p.email, p.hash, {spec.contact_json()} AS contact
-        FROM (SELECT _row, email, hash FROM plan_rows WHERE status = 'to_send' {top}) p
-        JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
-        WHERE {spec.email_expr} = p.email
-        ORDER BY p.email
+        SELECT email, hash, {spec.contact_json()} AS contact
+        FROM (
+            SELECT p.email, p.hash {spec.values_sql()}
+            FROM (SELECT _row, email, hash FROM plan_rows WHERE status = 'to_send' {top}) p
+            JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
+            WHERE {spec.email_expr} = p.email
+        )
+        ORDER BY email
     """
 
 
