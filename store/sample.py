@@ -373,6 +373,7 @@ def generate_workspace(out_dir: Path, rows: int, seed: int = 7, fmt: str = "parq
         # One thread: the output order and the Parquet row-group layout (so the bytes)
         # must not depend on how many cores the machine has.
         con.execute("SET threads = 1")
+        con.execute("SET enable_progress_bar = false")  # callers own the terminal
         _lookup_tables(con)
         con.execute(
             f"COPY ({_profiles_sql(rows, int(seed))}) TO {quote_literal(str(target))} ({options})"

@@ -268,6 +268,8 @@ class Workspace:
                 )
             paths = [str(self.source), *(str(Path(p).resolve()) for p in allowed_paths)]
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
+            # A progress bar on stderr would scribble over the TUI on long queries.
+            con.execute("SET enable_progress_bar = false")
             con.execute("SET autoinstall_known_extensions = false")
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
