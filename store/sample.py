@@ -210,13 +210,12 @@ def _values(rows: list[tuple]) -> str:
 
 def _lookup_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Small tables the generator joins against, indexed from 0 for ``hash % n`` picks."""
-    countries: list[tuple] = []
-    places: list[tuple] = []
-    for country, weight, culture, spots in PLACES:
-        countries.extend((len(countries), country, culture) for _ in range(weight))
-        places.extend((country, i, *spot) for i, spot in enumerate(spots))
-    # Renumber the weighted country slots 0..n-1.
-    countries = [(i, c, cu) for i, (_, c, cu) in enumerate(countries)]
+    # A country appears in as many slots as its weight, so a uniform pick is weighted.
+    slots = [(country, culture) for country, weight, culture, _ in PLACES for _ in range(weight)]
+    countries = [(i, country, culture) for i, (country, culture) in enumerate(slots)]
+    places = [
+        (country, i, *spot) for country, _, _, spots in PLACES for i, spot in enumerate(spots)
+    ]
     names: list[tuple] = []
     for culture, (firsts, lasts) in NAMES.items():
         names.extend((culture, "first", i, d, a) for i, (d, a) in enumerate(firsts))
