@@ -7,6 +7,7 @@ imported by the backend inside worker threads, after the first paint.
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,12 +27,17 @@ from tui.screens.base import describe_error
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
 from tui.screens.destinations import DestinationsScreen
-from tui.screens.export import ExportScreen
-from tui.screens.history import HistoryScreen
-from tui.screens.mapping import MappingScreen
-from tui.screens.preview import PreviewScreen
-from tui.screens.segments import SegmentsScreen
 from tui.widgets.screen_tabs import SCREENS
+
+
+def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
+    """A factory importing the screen's module on first visit: the widgets
+    only other screens use (tabs, logs, progress bars) stay out of start-up."""
+
+    def make() -> Screen:
+        return getattr(importlib.import_module(f"tui.screens.{module}"), name)()
+
+    return make
 
 
 class SegsyncApp(App[None]):
@@ -39,16 +45,16 @@ class SegsyncApp(App[None]):
     mapping) and routes between screens; screens own their own widgets."""
 
     TITLE = "segsync"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere work
     ENABLE_COMMAND_PALETTE = True
     COMMANDS = App.COMMANDS | {SegsyncCommands}
     MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
         "destinations": DestinationsScreen,
-        "segments": SegmentsScreen,
-        "mapping": MappingScreen,
-        "preview": PreviewScreen,
-        "export": ExportScreen,
-        "history": HistoryScreen,
+        "segments": _lazy_screen("segments", "SegmentsScreen"),
+        "mapping": _lazy_screen("mapping", "MappingScreen"),
+        "preview": _lazy_screen("preview", "PreviewScreen"),
+        "export": _lazy_screen("export", "ExportScreen"),
+        "history": _lazy_screen("history", "HistoryScreen"),
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(
@@ -223,12 +229,16 @@ class SegsyncApp(App[None]):
         """Open the export screen and run `settings` there."""
         await self.switch_mode("export")
         screen = self.screen
+        from tui.screens.export import ExportScreen
+
         if isinstance(screen, ExportScreen):
             screen.start(settings)
 
     async def open_run(self, run_id: int) -> None:
         await self.switch_mode("history")
         screen = self.screen
+        from tui.screens.history import HistoryScreen
+
         if isinstance(screen, HistoryScreen):
             screen.open_run(run_id)
 

@@ -314,12 +314,21 @@ class LocalBackend:
 
     async def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]:
         from connector.engine import ExportEngine, ExportRefused, ExportRequest
+        from connector.events import Warning
 
         history = await asyncio.to_thread(self._hist)
         workspace = await asyncio.to_thread(self._ws)
         dest = await asyncio.to_thread(history.get_destination, settings.destination_id)
         if settings.resume_run is None and settings.segments:
             await asyncio.to_thread(history.set_segments, dest.id, list(settings.segments))
+        if settings.resume_run is None and history.get_mapping(dest.id) is None:
+            draft = await asyncio.to_thread(self.suggested_mapping, dest.id)
+            await asyncio.to_thread(self.save_mapping, dest.id, draft)
+            yield Warning(
+                0,
+                f"{dest.name} had no saved mapping: using the suggested one "
+                f"(email from column {draft.email}). Review it on the Mapping screen (3).",
+            )
         engine = ExportEngine(
             workspace=workspace,
             history=history,

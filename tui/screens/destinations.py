@@ -70,7 +70,9 @@ class DestinationsScreen(SegsyncScreen):
         ):
             table.add_column(label, key=key, width=width)
         table.loading = True
-        self.action_refresh()
+        # after the first paint: opening history imports SQLModel (~0.4 s) in the
+        # worker thread, which would otherwise compete with drawing the screen
+        self.call_after_refresh(self.action_refresh)
 
     # -- loading ---------------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""The app over the real backend (DuckDB workspace, SQLite history, key file)
+against the in-process SendGrid emulator: add a destination, pick, map,
+preview, export, and read the run back from history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from tests.tui.conftest import SIZE, TickingClock, settle
+from tui.app import SegsyncApp
+from tui.local_backend import LocalBackend
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.consent import ConsentScreen
+from tui.screens.destination_form import DestinationFormScreen
+from tui.screens.export import ExportScreen
+from tui.screens.run_detail import RunDetailScreen
+
+SEGMENTS = """
+[profiles]
+path = "profiles.csv"
+key = "customer_id"
+
+[segments.germany]
+description = "Customers in Germany"
+where = "country = 'DE'"
+
+[segments.typo]
+where = "contry = 'DE'"
+"""
+
+
+def write_workspace(folder: Path) -> set[str]:
+    """40 profiles, half in Germany; returns the emails that must reach the list."""
+    lines = ["customer_id,email,first_name,country,email_opt_in"]
+    expected = set()
+    for i in range(40):
+        country = "DE" if i % 2 == 0 else "FR"
+        email = f"Person{i}@Example.com" if i % 10 != 4 else "not-an-email"
+        opt_in = "false" if i % 8 == 6 else "true"
+        lines.append(f"{i},{email},First{i},{country},{opt_in}")
+        if country == "DE" and "@" in email and opt_in == "true":
+            expected.add(email.lower())
+    folder.mkdir()
+    (folder / "profiles.csv").write_text("\n".join(lines) + "\n")
+    (folder / "segments.toml").write_text(SEGMENTS)
+    return expected
+
+
+@pytest.mark.slow
+async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeypatch) -> None:
+    monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
+    expected = write_workspace(tmp_path / "ws")
+    list_id = emulator.state.create_list("newsletter")["id"]
+    backend = LocalBackend(workspace=tmp_path / "ws", state_dir=tmp_path / "state")
+    app = SegsyncApp(backend, clock=TickingClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, DestinationFormScreen)
+        form.query_one("#name", Input).value = "news"
+        form.query_one("#api_key", Input).value = emulator.api_key
+        form.query_one("#base_url", Input).value = emulator.url
+        await pilot.press("ctrl+l")
+        await settle(pilot)
+        form.query_one("#list").value = list_id  # offered from the account's lists
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        checks = str(form.query_one("#checks", Static).render())
+        assert checks.count("PASS") == 3, checks
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert isinstance(app.screen, ConsentScreen)
+        await pilot.press("a")
+        await settle(pilot)
+        assert app.destination is not None and app.destination.consent is not None
+        assert (
+            emulator.api_key not in (tmp_path / "state" / "history.sqlite3").read_bytes()
+            if (tmp_path / "state" / "history.sqlite3").exists()
+            else True
+        )
+
+        await pilot.press("2")
+        await settle(pilot)
+        segments = app.screen.query_one(DataTable)
+        assert [str(segments.get_row_at(r)[2]) for r in range(2)] == ["20", "error"]
+        await pilot.press("space")
+        await settle(pilot)
+        assert "union 17 distinct emails" in str(app.screen.query_one("#union", Static).render())
+
+        await pilot.press("3")
+        await settle(pilot)
+        mapping = app.screen.query_one(DataTable)
+        assert str(mapping.get_row_at(0)[1]) == "email"
+
+        await pilot.press("4")
+        await settle(pilot)
+        counts = app.screen.query_one("#preview-counts", DataTable)
+        rows = {
+            str(counts.get_row_at(r)[0]): str(counts.get_row_at(r)[1])
+            for r in range(counts.row_count)
+        }
+        assert rows["To send"] == f"{len(expected):,}"
+        assert emulator.state.list_members(list_id) == set()  # a dry-run sends nothing
+
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        export = app.screen
+        assert isinstance(export, ExportScreen)
+        for _ in range(100):
+            await settle(pilot)
+            if export.finished is not None:
+                break
+        assert export.finished is not None and export.finished.status == "succeeded"
+        assert emulator.state.list_members(list_id) == expected
+
+        await pilot.press("h")
+        await settle(pilot)
+        detail = app.screen
+        assert isinstance(detail, RunDetailScreen)
+        rejected = detail.query_one("#run-rejected", DataTable)
+        reasons = {str(rejected.get_row_at(r)[2]).split(":")[0] for r in range(rejected.row_count)}
+        assert {"invalid_email", "no_consent"} <= reasons
