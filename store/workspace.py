@@ -382,6 +382,8 @@ def _check_unique(names: Sequence[str], source: Path) -> None:
 def _reword(err: Exception, kind: str) -> str:
     """Put the cause first in DuckDB's messages about unreadable sources."""
     text = _describe(err)
+    if "no files found that match" in text.lower():
+        return "the file does not exist (moved or deleted?)"
     if "not utf-8 encoded" in text.lower():
         lines = text.splitlines()
         return f"the file is not UTF-8 encoded (DuckDB: {lines[0].strip()}); re-save it as UTF-8"
