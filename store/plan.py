@@ -227,12 +227,25 @@ class Plan:
         self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
 
     def contacts(self, rows_per_batch: int = 10_000) -> Iterator[pa.RecordBatch]:
-        """Contacts to send as Arrow batches: ``email`` ascending, ``hash``, ``contact`` JSON."""
+        """Contacts to send as Arrow batches: ``email`` ascending, ``hash``, ``contact`` JSON.
+
+        Payloads are re-read from the source by row number, checked against the planned
+        email. If the source changed since planning, rows no longer match and the
+        iterator raises WorkspaceError at the end instead of silently sending fewer.
+        """
         cur = self._con.cursor()
+        streamed = 0
         try:
-            yield from cur.sql(contacts_sql(self._spec)).to_arrow_reader(rows_per_batch)
+            for batch in cur.sql(contacts_sql(self._spec)).to_arrow_reader(rows_per_batch):
+                streamed += batch.num_rows
+                yield batch
         finally:
             cur.close()
+        if streamed != self.counts["to_send"]:
+            raise WorkspaceError(
+                f"the profile source changed while exporting: planned {self.counts['to_send']} "
+                f"contacts, found {streamed} still matching; plan again"
+            )
 
     def rejected(self, limit: int | None = None) -> Iterator[RejectedRow]:
         """Every excluded row (or the first ``limit``) in source order."""

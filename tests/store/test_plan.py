@@ -22,7 +22,7 @@ from store.plan import (
     suggest_mapping,
     validate_mapping,
 )
-from store.workspace import PredicateError, Workspace
+from store.workspace import PredicateError, Workspace, WorkspaceError
 
 MAPPING = FieldMapping(
     email="email",
@@ -324,3 +324,11 @@ def test_unreadable_ledger_is_a_clear_error(ws: Workspace, tmp_path: Path) -> No
     ledger.write_bytes(b"not parquet")
     with pytest.raises(Exception, match=r"ledger\.parquet: cannot read the ledger"):
         _plan(ws, ledger=ledger, incremental=True)
+
+
+def test_source_changed_after_planning_is_detected(ws: Workspace) -> None:
+    with _plan(ws) as plan:
+        text = ws.source.read_text(encoding="utf-8")
+        ws.source.write_text(text.replace("kim@example.com", "kimberly@example.com"))
+        with pytest.raises(WorkspaceError, match="planned 4 contacts, found 3"):
+            _contacts(plan)
