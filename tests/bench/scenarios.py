@@ -51,6 +51,7 @@ class Config:
     out: Path = Path("bench_results")
     seed: int = 7
     include_tui: bool = True
+    pycache: Path | None = None  # default: out/pycache
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
     @property
@@ -110,7 +111,7 @@ class Bench:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        cache = (cfg.out / "pycache").resolve()
+        cache = (cfg.pycache or cfg.out / "pycache").resolve()
         self.env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         self.env["PYTHONPYCACHEPREFIX"] = str(cache)
         self.scenarios: dict[str, dict[str, Any]] = {}
@@ -208,16 +209,16 @@ class Bench:
         for _rep in range(cfg.repeat):
             with emulator_process(discard=True) as emu:
                 segsync_rows.append(self._export(emu, self._state(emu, workspace)))
-                base_discard.append(self._baseline(emu, workspace))
+                base_discard.append(self._baseline(emu, workspace, cfg.large))
             with emulator_process() as emu:
-                base_real.append(self._baseline(emu, workspace))
+                base_real.append(self._baseline(emu, workspace, cfg.large))
         self._record("discard_large", f"export {large}, discard sink", segsync_rows)
         self._record(
             "baseline_discard_large", f"official library {large}, discard sink", base_discard
         )
         self._record("baseline_large", f"official library {large} end to end", base_real)
 
-    def _baseline(self, emu: EmulatorProcess, workspace: Path) -> dict[str, Any]:
+    def _baseline(self, emu: EmulatorProcess, workspace: Path, rows: int) -> dict[str, Any]:
         state = self._state(emu, workspace)  # only for the key in its environment
         argv = [
             sys.executable, "-m", "tests.bench.baseline",
@@ -228,10 +229,9 @@ class Bench:
         sample = run_measured(argv, env=self._env(state))
         after, cpu_after = emu.stats(), emu.cpu_seconds()
         out = orjson.loads(sample.stdout)
-        selected = self.cfg.large
         return {
             **_sample_row(sample),
-            "rows_per_s": selected / sample.wall,
+            "rows_per_s": rows / sample.wall,
             "contacts_per_s": out["sent"] / sample.wall,
             "sent": out["sent"],
             "too_large": out["too_large"],
