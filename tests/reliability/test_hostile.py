@@ -1,0 +1,364 @@
+"""Hostile input: broken profile files, poisonous values, predicates that try to escape.
+
+A user's data is whatever it is. Every case must end in one of two ways: the
+command refuses with exit 2 and a message naming the problem, or the export
+runs and each bad row is rejected with a reason. Never a traceback, never a
+run left half-written in history (`segsync runs --json` still works and every
+run has a final status).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from store.history import History
+from store.paths import history_path
+from tests.reliability.conftest import (
+    FIGURES,
+    Env,
+    assert_counts_add_up,
+    cli_json,
+    export_json,
+)
+from tests.reliability.profiles import SEGMENTS_TOML, intended_emails, make_columns
+
+COLUMNS = make_columns(300, salt=3)
+INTENDED = intended_emails(COLUMNS, ["everyone"])
+
+
+def csv_bytes(columns: dict[str, list], delimiter: str = ",", newline: str = "\n") -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator=newline)
+    names = list(columns)
+    writer.writerow(names)
+    for row in zip(*(columns[n] for n in names), strict=True):
+        writer.writerow(["" if v is None else v for v in row])
+    return out.getvalue().encode("utf-8")
+
+
+def use_source(env: Env, filename: str, data: bytes, toml: str = SEGMENTS_TOML) -> None:
+    """Point the workspace at a new profile file (the destination's mapping stays)."""
+    (env.workspace / filename).write_bytes(data)
+    (env.workspace / "segments.toml").write_text(
+        toml.replace('path = "profiles.parquet"', f'path = "{filename}"')
+    )
+
+
+def assert_history_whole(env: Env, capsys) -> None:
+    """`segsync runs --json` works and no run is left without a final status."""
+    code, runs = cli_json(capsys, "runs", "--json")
+    assert code == 0
+    assert isinstance(runs, list)
+    assert all(r["status"] != "running" for r in runs), runs
+    assert History(history_path(env.state_dir)).integrity_check() == "ok"
+
+
+def refused(env: Env, capsys, *argv: str) -> str:
+    code, summary, err = export_json(capsys, "news", *argv)
+    assert code == 2, (code, summary, err)
+    assert "Traceback" not in err
+    assert err.startswith("segsync: "), err
+    FIGURES["hostile_inputs_tried"] += 1
+    return err
+
+
+def exported(env: Env, capsys, *argv: str) -> dict:
+    code, summary, err = export_json(capsys, "news", *argv)
+    assert "Traceback" not in err
+    assert code in (0, 3), (code, summary, err)
+    assert_counts_add_up(summary["counts"])
+    FIGURES["hostile_inputs_tried"] += 1
+    return summary
+
+
+# -- broken profile files ------------------------------------------------------
+
+
+def _truncated_parquet() -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.table(COLUMNS), sink)
+    data = sink.getvalue()
+    return data[: len(data) // 2]
+
+
+REFUSED_FILES = {
+    "truncated_parquet": ("profiles.parquet", _truncated_parquet(), "Parquet"),
+    "not_utf8": (
+        "profiles.csv",
+        csv_bytes(COLUMNS).replace(b"First1,", "Jürgen,".encode("latin-1")),
+        "UTF-8",
+    ),
+    "duplicate_columns": (
+        "profiles.csv",
+        csv_bytes(COLUMNS).replace(b"last_name", b"email", 1),
+        "duplicate column",
+    ),
+    "duplicate_columns_differing_in_case": (
+        "profiles.csv",
+        csv_bytes(COLUMNS).replace(b"last_name", b"EMAIL", 1),
+        "duplicate column",
+    ),
+    "missing_mapped_column": (
+        "profiles.csv",
+        csv_bytes({k: v for k, v in COLUMNS.items() if k != "first_name"}),
+        "first_name",
+    ),
+    "missing_consent_column": (
+        "profiles.csv",
+        csv_bytes({k: v for k, v in COLUMNS.items() if k != "email_opt_in"}),
+        "email_opt_in",
+    ),
+    "empty_file": ("profiles.csv", b"", "profiles.csv"),
+    "not_a_profile_file": ("profiles.parquet", b"PAR1 this is not parquet", "Parquet"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_FILES))
+def test_broken_profile_file_is_refused_with_the_problem_named(case: str, env: Env, capsys):
+    env.add_destination("news")
+    filename, data, problem = REFUSED_FILES[case]
+    use_source(env, filename, data)
+    err = refused(env, capsys, "--segment", "everyone")
+    assert problem.lower() in err.lower(), err
+    assert env.members("news") == set()
+    assert_history_whole(env, capsys)
+
+
+ACCEPTED_FILES = {
+    "utf8_bom": ("profiles.csv", b"\xef\xbb\xbf" + csv_bytes(COLUMNS)),
+    "crlf": ("profiles.csv", csv_bytes(COLUMNS, newline="\r\n")),
+    "semicolons": ("profiles.csv", csv_bytes(COLUMNS, delimiter=";")),
+    "pipes": ("profiles.csv", csv_bytes(COLUMNS, delimiter="|")),
+    "tabs": ("profiles.tsv", csv_bytes(COLUMNS, delimiter="\t")),
+    "bom_crlf_semicolons": (
+        "profiles.csv",
+        b"\xef\xbb\xbf" + csv_bytes(COLUMNS, delimiter=";", newline="\r\n"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ACCEPTED_FILES))
+def test_odd_but_valid_csv_exports_exactly(case: str, env: Env, capsys):
+    env.add_destination("news")
+    use_source(env, *ACCEPTED_FILES[case])
+    summary = exported(env, capsys, "--segment", "everyone")
+    assert summary["status"] == "succeeded", summary
+    assert env.members("news") == INTENDED
+    assert summary["counts"]["selected"] == len(COLUMNS["email"])
+    assert_history_whole(env, capsys)
+
+
+def test_truncated_csv_is_refused_or_its_broken_row_rejected(env: Env, capsys):
+    env.add_destination("news")
+    data = csv_bytes(COLUMNS)
+    cut = data[: data.rfind(b"\n", 0, len(data) - 1) + 20]  # mid-way through the last row
+    use_source(env, "profiles.csv", cut)
+    code, summary, err = export_json(capsys, "news", "--segment", "everyone")
+    FIGURES["hostile_inputs_tried"] += 1
+    assert "Traceback" not in err
+    if code == 2:
+        assert "profiles.csv" in err, err
+        assert env.members("news") == set()
+    else:
+        assert code in (0, 3), (code, summary, err)
+        complete = {k: v[:-1] for k, v in COLUMNS.items()}
+        assert env.members("news") == intended_emails(complete, ["everyone"])
+    assert_history_whole(env, capsys)
+
+
+# -- poisonous values ------------------------------------------------------------
+
+LONG = "X" * 10_000
+HOSTILE_ROWS: list[tuple[str | None, str, str, str | None]] = [
+    # (email, first_name, city, expected: None = on the list, else the rejection category)
+    ("", "Empty", "Berlin", "no_email"),
+    ("      ", "Spaces", "Berlin", "no_email"),
+    ("a" * 60 + "@" + "b" * 190 + ".example.com", "Long", "Berlin", "invalid_email"),
+    ("jörg@example.com", "Unicode", "Berlin", "invalid_email"),
+    ("user@bücher.de", "IDN", "Berlin", "invalid_email"),
+    ("user@xn--bcher-kva.de", "Punycode", "Berlin", None),
+    ("o'brien@example.com", "Quote", "Berlin", None),
+    ("x'); DROP TABLE contacts; --@example.com", "Sql", "Berlin", "invalid_email"),
+    ("robert@example.com'; DELETE FROM plan_rows; --", "Sql2", "Berlin", "invalid_email"),
+    ("nul\x00byte@example.com", "Nul", "Berlin", "invalid_email"),
+    ("bell\x07@example.com", "Bell", "Berlin", "invalid_email"),
+    ("line\nbreak@example.com", "Newline", "Berlin", "invalid_email"),
+    ("UPPER.Case@Example.COM", "Upper", "Berlin", None),
+    ("long.first@example.com", LONG, "Berlin", "too_long"),
+    ("long.city@example.com", "City", LONG, "too_long"),
+    ("json.breaker@example.com", 'Quote " back\\slash \u2028 [b]x[/b]', "<i>Köln</i>", None),
+    ("emoji@example.com", "👩‍👩‍👧 مرحبا", "東京", None),
+]
+
+
+def test_poisonous_values_are_sent_verbatim_or_rejected_with_a_reason(env: Env, capsys):
+    env.add_destination("news")
+    n = len(HOSTILE_ROWS)
+    columns = {
+        "customer_id": list(range(n)),
+        "email": [r[0] for r in HOSTILE_ROWS],
+        "first_name": [r[1] for r in HOSTILE_ROWS],
+        "last_name": ["Last"] * n,
+        "country": ["DE"] * n,
+        "city": [r[2] for r in HOSTILE_ROWS],
+        "lifetime_value": [1.0] * n,
+        "email_opt_in": [True] * n,
+    }
+    sink = io.BytesIO()
+    pq.write_table(pa.table(columns), sink)
+    use_source(env, "profiles.parquet", sink.getvalue())
+    summary = exported(env, capsys, "--segment", "everyone")
+    FIGURES["hostile_inputs_tried"] += n - 1
+
+    history = History(history_path(env.state_dir))
+    rejected = {r.key: r for r in history.rejected_rows(summary["run"])}
+    on_list = env.members("news")
+    for i, (email, first, city, expected) in enumerate(HOSTILE_ROWS):
+        if expected is None:
+            address = email.strip().lower()
+            assert address in on_list, (email, rejected.get(str(i)))
+            contact = env.emulator.state.contact(address)
+            assert contact["first_name"] == first and contact["city"] == city
+        else:
+            record = rejected[str(i)]
+            assert record.reason.startswith(expected), (email, record)
+    assert len(on_list) + len(rejected) == n
+    assert summary["counts"]["selected"] == n
+
+
+# -- predicates that try to escape ------------------------------------------------
+
+
+def predicate_cases(tmp: Path) -> dict[str, str]:
+    marker = tmp / "pwned.csv"
+    other = tmp / "other.csv"
+    other.write_text("email\nsecret@example.com\n")
+    return {
+        "invalid_sql": "country = ",
+        "missing_column": "no_such_column = 1",
+        "drop_after_semicolon": "1=1; DROP TABLE profiles",
+        "copy_to_file": f"1=1; COPY profiles TO '{marker}'",
+        "copy_breaking_out_of_parens": f"1=1) ; COPY (SELECT 1) TO '{marker}' ; SELECT (1",
+        "attach": f"1=1; ATTACH '{tmp / 'evil.db'}' AS evil",
+        "install": "1=1; INSTALL httpfs",
+        "load": "1=1; LOAD httpfs",
+        "set_external_access": "1=1; SET enable_external_access = true",
+        "read_csv_of_another_file": f"email IN (SELECT email FROM read_csv('{other}'))",
+        "read_text_of_passwd": "(SELECT count(*) FROM read_text('/etc/passwd')) > 0",
+        "union_fragment": "1=1) UNION ALL SELECT * FROM profiles WHERE (1=1",
+    }
+
+
+def test_escaping_predicates_are_refused_by_segment_name(env: Env, tmp_path: Path, capsys):
+    env.add_destination("news")
+    cases = predicate_cases(tmp_path)
+    toml = SEGMENTS_TOML + "".join(
+        f"\n[segments.evil_{name}]\nwhere = '''{where}'''\n" for name, where in cases.items()
+    )
+    (env.workspace / "segments.toml").write_text(toml)
+
+    code, listed = cli_json(capsys, "segments", "--json")
+    assert code == 1  # documented: some segment has an error
+    by_name = {s["name"]: s for s in listed}
+    assert by_name["germany"]["count"] is not None  # good segments still count
+    for name in cases:
+        assert by_name[f"evil_{name}"]["error"], by_name[f"evil_{name}"]
+
+    for name in cases:
+        err = refused(env, capsys, "--segment", "germany", "--segment", f"evil_{name}")
+        assert f"evil_{name}" in err, err
+    assert not (tmp_path / "pwned.csv").exists()
+    assert not (tmp_path / "evil.db").exists()
+    assert "secret@example.com" not in env.emulator.state.contacts
+    assert env.members("news") == set()
+    assert_history_whole(env, capsys)
+
+
+def test_predicate_failing_at_run_time_fails_the_run_naming_the_segment(env: Env, capsys):
+    """A predicate that binds but fails on some row's value (a bad cast) is only
+    found by evaluating it: the run fails before sending, naming the segment."""
+    env.add_destination("news")
+    toml = SEGMENTS_TOML + "\n[segments.bad_cast]\nwhere = 'CAST(email AS INTEGER) > 0'\n"
+    (env.workspace / "segments.toml").write_text(toml)
+    code, summary, err = export_json(
+        capsys, "news", "--segment", "germany", "--segment", "bad_cast"
+    )
+    FIGURES["hostile_inputs_tried"] += 1
+    assert "Traceback" not in err
+    assert code in (1, 2), (code, summary, err)
+    message = summary.get("message") or err
+    assert "bad_cast" in message, message
+    assert env.emulator.state.stats()["contacts_received"] == 0
+    assert_history_whole(env, capsys)
+
+
+def test_predicate_with_trailing_comment_still_works(env: Env, capsys):
+    env.add_destination("news")
+    toml = SEGMENTS_TOML + "\n[segments.commented]\nwhere = \"country = 'DE' -- Germany\"\n"
+    (env.workspace / "segments.toml").write_text(toml)
+    summary = exported(env, capsys, "--segment", "commented")
+    assert summary["status"] == "succeeded"
+
+
+# -- the workspace disappears --------------------------------------------------------
+
+
+def test_workspace_removed_before_export_is_refused(env: Env, capsys):
+    env.add_destination("news")
+    shutil.rmtree(env.workspace)
+    err = refused(env, capsys, "--segment", "everyone")
+    assert str(env.workspace) in err
+    assert_history_whole(env, capsys)
+
+
+@pytest.mark.parametrize("moment", ["planning", "job completed"])
+def test_workspace_deleted_mid_run_ends_exact_or_fails_cleanly(moment: str, env: Env, capsys):
+    """The run may finish from files it already opened, or fail with a message;
+    either way history is whole and the list ends exact (after a resume)."""
+    env.add_destination("news")
+    columns = make_columns(6000, salt=4)
+    pq.write_table(pa.table(columns), env.workspace / "profiles.parquet")
+    backup = env.workspace.with_name("backup")
+    shutil.copytree(env.workspace, backup)
+    env.emulator.set_faults(latency=0.05, job_delay=0.2)
+    proc = env.start(
+        "export", "news", "--segment", "everyone", "--batch-size", "300", "--concurrency", "1"
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if moment in line:
+            shutil.rmtree(env.workspace)
+            break
+    try:
+        _out, rest = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        raise
+    err = "".join(lines) + rest
+    FIGURES["hostile_inputs_tried"] += 1
+    assert "Traceback" not in err, err
+    assert_history_whole(env, capsys)
+    run = History(history_path(env.state_dir)).list_runs()[0]
+    intended = intended_emails(columns, ["everyone"])
+    if proc.returncode == 0:
+        assert run.status == "succeeded"
+    else:
+        assert proc.returncode in (1, 2), (proc.returncode, err)
+        assert run.status == "failed", run
+        assert "profiles.parquet: the file does not exist" in run.message, run.message
+        shutil.copytree(backup, env.workspace)  # the user puts it back and resumes
+        env.emulator.set_faults(latency=0.0, job_delay=0.0)
+        code, summary, err = export_json(capsys, "news", "--resume", str(run.id))
+        assert code == 0, (summary, err)
+    assert env.members("news") == intended

@@ -1,0 +1,156 @@
+"""`segsync export` killed with SIGKILL at seeded points, then resumed.
+
+Each kill point starts a real `python -m tui export` process, reads its log
+lines and kills it when a given line appeared (plus a delay drawn from a
+seeded RNG), or after a fixed time since start (before any run row exists).
+Latency and slow jobs on the emulator widen the windows so kills land with
+requests in flight and jobs being polled. Afterwards: the history file passes
+SQLite's integrity check, `--resume RUN` (or, with no run recorded, a fresh
+export) ends with exactly the intended list, and no batch confirmed before the
+kill is sent again.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from store.history import History
+from store.paths import history_path
+from tests.reliability.conftest import (
+    FIGURES,
+    Env,
+    assert_counts_add_up,
+    export_json,
+    sent_emails,
+)
+from tests.reliability.profiles import intended_emails, make_columns, write_workspace
+
+ROWS = 12_000
+SEGMENTS = ["everyone"]
+RNG = random.Random(20261128)
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """Kill once `marker` was logged `count` times, `delay` seconds later.
+    `marker=None`: `delay` seconds after the process started."""
+
+    marker: str | None
+    count: int = 1
+    delay: float = 0.0
+    faults: tuple[tuple[str, Any], ...] = ()
+
+
+KILL_POINTS: dict[str, KillPoint] = {
+    "before_the_run_row_exists": KillPoint(None, delay=0.3),
+    "while_planning": KillPoint("planning"),
+    "recording_plan_rejections": KillPoint("planning", delay=RNG.uniform(0.05, 0.3)),
+    "first_request_in_flight": KillPoint("uploading"),
+    "jobs_being_polled": KillPoint("accepted as job", 3),
+    "between_batches": KillPoint("job completed", 4),
+    "mid_upload_random": KillPoint("job completed", 8, RNG.uniform(0.0, 0.4)),
+    "in_a_retry_wait": KillPoint("retrying", 1, faults=(("rate_5xx", 0.2),)),
+    "in_a_rate_limit_wait": KillPoint("waiting", 2, faults=(("rate_429", 0.3),)),
+    "recording_the_run": KillPoint("recording"),
+    "random_1": KillPoint("uploading", 1, RNG.uniform(0.2, 2.5)),
+    "random_2": KillPoint("uploading", 1, RNG.uniform(0.2, 2.5)),
+}
+
+
+@pytest.fixture(scope="module")
+def kill_ws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    columns = make_columns(ROWS, salt=1)
+    folder = write_workspace(tmp_path_factory.mktemp("kills") / "ws", columns)
+    return {"workspace": folder, "intended": intended_emails(columns, SEGMENTS)}
+
+
+def kill_at(proc: subprocess.Popen[str], point: KillPoint) -> list[str]:
+    """Follow the process's log; SIGKILL it at `point`. Returns the lines read."""
+    lines: list[str] = []
+    assert proc.stderr is not None
+    if point.marker is None:
+        time.sleep(point.delay)
+    else:
+        seen = 0
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if point.marker in line:
+                seen += 1
+                if seen >= point.count:
+                    time.sleep(point.delay)
+                    break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the export ended before the kill:\n" + "".join(
+        lines
+    )
+    return lines
+
+
+def in_ranges(email: str, ranges: list[tuple[str, str]]) -> bool:
+    return any(first <= email <= last for first, last in ranges)
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("name", list(KILL_POINTS))
+def test_killed_export_resumes_exact_without_resending(
+    name: str, kill_ws, tmp_path: Path, emulator, monkeypatch, capsys
+) -> None:
+    point = KILL_POINTS[name]
+    env = Env(kill_ws["workspace"], tmp_path / "state", emulator)
+    for var, value in env.variables().items():
+        monkeypatch.setenv(var, value)
+    env.add_destination("news")
+    emulator.set_faults(seed=11, latency=0.05, job_delay=0.3, **dict(point.faults))
+
+    proc = env.start(
+        "export", "news", "--segment", "everyone", "--batch-size", "500", "--concurrency", "2"
+    )
+    lines = kill_at(proc, point)
+    mark = len(emulator.exchanges)
+    emulator.set_faults(rate_5xx=0.0, rate_429=0.0)
+
+    history = History(history_path(env.state_dir))  # a new process marks the dead run
+    assert history.integrity_check() == "ok"
+    runs = history.list_runs()
+    for run in runs:
+        assert run.status != "running", run  # finished or marked interrupted, never half
+    if runs:
+        run = history.get_run(runs[0].id)
+        assert run.status == "interrupted", (run.status, "".join(lines))
+        confirmed = history.confirmed_ranges(run.id)
+        code, summary, err = export_json(capsys, "news", "--resume", str(run.id))
+    else:
+        assert name == "before_the_run_row_exists", "".join(lines)
+        confirmed = []
+        code, summary, err = export_json(
+            capsys, "news", "--segment", "everyone", "--batch-size", "500"
+        )
+    assert code == 0, (summary, err)
+    assert summary["status"] == "succeeded", summary
+
+    intended = kill_ws["intended"]
+    assert env.members("news") == intended
+    resent = [e for e in sent_emails(emulator, mark) if in_ranges(e, confirmed)]
+    assert resent == [], f"{len(resent)} contacts of confirmed batches were sent again"
+    counts = summary["counts"]
+    assert_counts_add_up(counts)
+    assert counts["sent"] == len(intended)
+    assert counts["to_send"] + counts["skipped"] == len(intended)
+    assert History(history_path(env.state_dir)).integrity_check() == "ok"
+
+    FIGURES["kills_survived"] += 1
+    FIGURES["batches_confirmed_before_a_kill"] += len(confirmed)
+    FIGURES["contacts_not_resent_after_a_kill"] += counts["skipped"]
