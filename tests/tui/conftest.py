@@ -39,7 +39,11 @@ def make_app(backend: FakeBackend) -> Callable[..., SegsyncApp]:
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
-    """Wait until workers are done and their messages handled (never a sleep)."""
-    for _ in range(3):
+    """Wait until no worker runs and every message they posted is handled
+    (never a sleep): a handler may start another worker, hence the loop."""
+    for _ in range(20):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+        if not any(worker.is_running for worker in pilot.app.workers):
+            await pilot.pause()
+            return
