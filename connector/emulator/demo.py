@@ -7,8 +7,11 @@ therefore the one key segsync prints in full.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -71,15 +74,24 @@ def run_emulator(
     """
     tune_gc_for_bulk_ingest()
     emulator = Emulator(host, port, faults=faults, state_file=state_file)
-    api_key, list_id = seed_demo(emulator.state)
-    if key:
-        emulator.state.add_key(FULL_SCOPES, key)
-    announce(f"SendGrid emulator listening on {emulator.url}")
-    announce(f"demo API key (not a secret: it opens only this emulator): {api_key}")
-    announce(f"demo list '{DEMO_LIST_NAME}': {list_id}")
-    if state_file is not None:
-        announce(f"state saved in {state_file}")
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (how benchmarks and service managers stop it) ends as Ctrl-C
+        # does: the state file is saved before the process exits.
+        signal.signal(signal.SIGTERM, lambda *_: emulator.request_stop())
     try:
-        emulator.serve_forever()
+        api_key, list_id = seed_demo(emulator.state)
+        if key:
+            emulator.state.add_key(FULL_SCOPES, key)
+        emulator.start()
+        announce(f"SendGrid emulator listening on {emulator.url}")
+        announce(f"demo API key (not a secret: it opens only this emulator): {api_key}")
+        announce(f"demo list '{DEMO_LIST_NAME}': {list_id}")
+        if state_file is not None:
+            announce(f"state saved in {state_file}")
+        emulator.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    with contextlib.suppress(OSError):  # whoever read our stderr may be gone
         announce("emulator stopped")

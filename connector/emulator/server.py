@@ -271,11 +271,14 @@ class Emulator:
         return self
 
     def stop(self) -> None:
+        """Stop serving and save; safe to call twice or without `start()`."""
         self._stop.set()
-        self._server.shutdown()
+        if self._threads:
+            self._server.shutdown()
         self._server.server_close()
         for thread in self._threads:
             thread.join(timeout=5)
+        self._threads.clear()
         self.save()
 
     def __enter__(self) -> Emulator:
@@ -285,13 +288,21 @@ class Emulator:
         self.stop()
 
     def serve_forever(self) -> None:
-        """Block serving until interrupted (the `segsync emulator` command)."""
+        """Block serving until `request_stop()` or Ctrl-C, then stop and save."""
         self.start()
         try:
-            while not self._stop.wait(0.5):
-                pass
+            self.wait()
         finally:
             self.stop()
+
+    def wait(self) -> None:
+        """Block until `request_stop()` is called (wakes twice a second for Ctrl-C)."""
+        while not self._stop.wait(0.5):
+            pass
+
+    def request_stop(self) -> None:
+        """Make `wait`/`serve_forever` return (safe from a signal handler)."""
+        self._stop.set()
 
     def save(self) -> None:
         """Write the account to `state_file` if it changed since the last save."""

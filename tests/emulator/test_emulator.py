@@ -455,8 +455,8 @@ def test_state_can_be_driven_without_http() -> None:
     assert state.list_members(list_id) == {"a@b.co"}
 
 
-def test_command_serves_the_demo_account_and_saves_on_interrupt(tmp_path: Path) -> None:
-    """`python -m connector.emulator` (what `segsync emulator` runs) until Ctrl-C."""
+def test_command_serves_the_demo_account_and_saves_when_stopped(tmp_path: Path) -> None:
+    """`python -m connector.emulator` (what `segsync emulator` runs) until SIGTERM."""
     path = tmp_path / "emulator.json"
     cmd = [sys.executable, "-m", "connector.emulator", "--port", "0", "--state-file", str(path)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
@@ -468,10 +468,11 @@ def test_command_serves_the_demo_account_and_saves_on_interrupt(tmp_path: Path) 
         headers = {"Authorization": f"Bearer {demo_api_key()}"}
         lists = httpx.get(f"{url}/v3/marketing/lists", headers=headers).json()["result"]
         assert [lst["name"] for lst in lists] == ["segsync demo"]
+        proc.stderr.close()  # as the benchmarks do: nobody reads the goodbye line
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
-    assert proc.returncode == 0
+    assert proc.returncode == 0  # stopped cleanly, state saved
     assert "segsync demo" in path.read_text()
 
 
