@@ -27,6 +27,7 @@ from store.workspace import Workspace
 Mode = Literal["upsert", "mirror"]
 TERMINAL_JOB_STATES = frozenset({"completed", "errored", "failed"})
 REMOVE_CHUNK = 100
+DATA_PROBLEMS = ("no_email", "invalid_email", "too_long", "duplicate")
 
 
 class ExportRefused(Exception):
@@ -69,6 +70,7 @@ class _RunState:
     sent: int = 0
     errored_emails: set[str] = field(default_factory=set)
     failed: list[str] = field(default_factory=list)
+    recording: asyncio.Future[None] | None = None  # plan rejections being written
 
 
 class ExportEngine:
@@ -396,7 +398,11 @@ class ExportEngine:
         plan = await asyncio.to_thread(plan_export, self.workspace, plan_request)
         try:
             state.counts = dict(plan.counts)
-            await asyncio.to_thread(self._record_plan_rejections, run_id, plan, previous)
+            # Rows with data problems go to history in the background while the
+            # upload starts; the run is not finished before they are all written.
+            state.recording = asyncio.ensure_future(
+                asyncio.to_thread(self._record_plan_rejections, run_id, plan, previous)
+            )
             emit(ev.PlanReady(run_id, dict(plan.counts), _expected_batches(plan, self.settings)))
             if not request.dry_run and plan.counts["to_send"] > destination.cap:
                 raise ExportRefused(
@@ -415,14 +421,14 @@ class ExportEngine:
                         emit(ev.BatchSkipped(run_id, batch.seq, batch.contacts))
             await self._upload_and_confirm(plan, state, client, emit, cancel)
             if cancel.is_set():
-                self._finish(state, "cancelled", "cancelled by the user", emit, started)
+                await self._finish(state, "cancelled", "cancelled by the user", emit, started)
                 return
             removed: set[str] = set()
             if request.mode == "mirror":
                 removed = await self._remove_departed(plan, state, client, emit, cancel)
             emit(ev.PhaseStarted(run_id, "recording"))
             if state.failed:
-                self._finish(state, "failed", "; ".join(state.failed), emit, started)
+                await self._finish(state, "failed", "; ".join(state.failed), emit, started)
                 return
             await asyncio.to_thread(plan.write_ledger, ledger, state.errored_emails, removed)
             status: ev.RunStatus = "partial" if state.errored_emails else "succeeded"
@@ -432,16 +438,25 @@ class ExportEngine:
                 if state.errored_emails
                 else ""
             )
-            self._finish(state, status, message, emit, started)
+            await self._finish(state, status, message, emit, started)
         finally:
-            plan.close()
+            try:
+                if state.recording is not None:
+                    await asyncio.shield(state.recording)
+            finally:
+                plan.close()
 
     def _record_plan_rejections(self, run_id: int, plan: Plan, previous: Any) -> None:
-        """Store every row excluded by the plan (once per run, not again on resume)."""
+        """Store the rows excluded for a data problem (once per run, not on resume).
+
+        Rows left out for lack of consent are counted, not stored row by row:
+        they are the user's own filter working as intended, not a problem to
+        fix, and on real data they can be a large share of every run.
+        """
         if previous is not None:
             return
         rows: list[tuple[int | None, str | None, str | None, str, str]] = []
-        for row in plan.rejected():
+        for row in plan.rejected(categories=DATA_PROBLEMS):
             reason = row.category if not row.detail else f"{row.category}: {row.detail}"
             rows.append((None, row.key, row.email, reason, "plan"))
             if len(rows) >= 50_000:
@@ -464,7 +479,7 @@ class ExportEngine:
                 tuple(plan.removals()[:20]),
             )
         )
-        self._finish(state, "dry_run", "dry-run: nothing was sent", emit, started)
+        await self._finish(state, "dry_run", "dry-run: nothing was sent", emit, started)
 
     def _first_body(self, plan: Plan, list_id: str, limit: int = 4000) -> str:
         """The first request body as it would be sent (the key is never in a body)."""
@@ -480,7 +495,7 @@ class ExportEngine:
         text = body.data[: limit + 1].decode("utf-8", errors="replace")
         return text if len(body.data) <= limit else text[:limit] + " …"
 
-    def _finish(
+    async def _finish(
         self,
         state: _RunState,
         status: ev.RunStatus,
@@ -488,6 +503,8 @@ class ExportEngine:
         emit: Callable[[ev.Event], None],
         started: float,
     ) -> None:
+        if state.recording is not None:
+            await asyncio.shield(state.recording)
         counts = self._final_counts(state)
         self.history.finish_run(state.run_id, status, counts, message)
         emit(ev.PhaseStarted(state.run_id, "done"))

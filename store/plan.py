@@ -247,11 +247,17 @@ class Plan:
                 f"contacts, found {streamed} still matching; plan again"
             )
 
-    def rejected(self, limit: int | None = None) -> Iterator[RejectedRow]:
-        """Every excluded row (or the first ``limit``) in source order."""
+    def rejected(
+        self, limit: int | None = None, categories: Sequence[str] = EXCLUSIONS
+    ) -> Iterator[RejectedRow]:
+        """Every excluded row (or the first ``limit``) in source order, optionally
+        only those of some exclusion ``categories``."""
+        unknown = set(categories) - set(EXCLUSIONS)
+        if unknown:
+            raise ValueError(f"unknown exclusion categories: {sorted(unknown)}")
         cur = self._con.cursor()
         try:
-            cur.execute(rejected_sql(self._spec, EXCLUSIONS, limit))
+            cur.execute(rejected_sql(self._spec, tuple(categories), limit))
             while batch := cur.fetchmany(10_000):
                 yield from (RejectedRow(*row) for row in batch)
         finally:
