@@ -100,13 +100,6 @@ class FaultInjector:
     def faults(self) -> Faults:
         return self._faults
 
-    def set(self, faults: Faults) -> None:
-        """Replace all settings at once (and reseed when a seed is given)."""
-        faults.validate()
-        with self._lock:
-            self._faults = faults
-            self._rng = random.Random(faults.seed)
-
     def update(self, **changes: Any) -> Faults:
         """Change some settings, keep the others."""
         with self._lock:

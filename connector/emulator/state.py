@@ -236,10 +236,6 @@ class EmulatorState:
             self.version += 1
             return dict(definition)
 
-    def field_types(self) -> dict[str, str]:
-        with self.lock:
-            return {f["id"]: f["field_type"] for f in self.fields}
-
     # -------------------------------------------------------------- upsert
     def validate_upsert(self, payload: Any) -> tuple[list[str], list[dict[str, Any]]]:
         """Request-level checks SendGrid makes before it queues a job (4xx on failure)."""
