@@ -16,3 +16,10 @@ def emulator() -> Iterator[Emulator]:
     Records exchanges (`.exchanges`) so any test can check conformance."""
     with Emulator(record=True) as emu:
         yield emu
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """No test touches the developer's real keyring or state directory."""
+    monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
+    monkeypatch.setenv("SEGSYNC_STATE_DIR", str(tmp_path_factory.mktemp("state")))
