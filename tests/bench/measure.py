@@ -1,9 +1,13 @@
 """Time a child process: wall clock, CPU seconds and peak RSS of that child alone.
 
-`os.wait4` returns the resource usage of exactly the process it reaped (and of
-the descendants that process itself waited for), so the exporter is measured
-apart from the benchmark driver and from the emulator, which runs in a
-process of its own that is not a child of the exporter.
+CPU comes from `os.wait4`, the usage of exactly the process reaped, so the
+exporter is measured apart from the benchmark driver and from the emulator
+(a process of its own). Peak RSS does not: Python starts children with
+vfork, and Linux folds the *parent's* high-water mark into the child's
+`ru_maxrss` at exec, so every child would seem at least as big as the
+driver. The child's own `VmHWM` (/proc/PID/status, reset at exec) is polled
+instead; it only grows, so the last reading before exit is the peak, short
+of growth in the final few milliseconds.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,8 +56,10 @@ def run_measured(
         proc = subprocess.Popen(
             list(argv), stdout=out, stderr=err, env=dict(env) if env else None, cwd=cwd
         )
+        peak = _PeakRss(proc.pid)
         _pid, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
+        peak.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -61,7 +68,7 @@ def run_measured(
     sample = Sample(
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,
-        peak_rss_mb=usage.ru_maxrss * 1024 / 1e6,  # Linux reports kilobytes
+        peak_rss_mb=peak.kilobytes * 1024 / 1e6,
         returncode=proc.returncode,
         stdout=stdout,
         stderr=stderr,
@@ -71,6 +78,39 @@ def run_measured(
             f"{' '.join(map(str, argv))} exited {sample.returncode}:\n{stderr[-2000:]}"
         )
     return sample
+
+
+class _PeakRss:
+    """Polls a process's VmHWM on a thread until stopped; keeps the last value read."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.kilobytes = 0
+        self._path = f"/proc/{pid}/status"
+        self._interval = interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> int | None:
+        try:
+            with open(self._path, "rb") as status:
+                for line in status:
+                    if line.startswith(b"VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None  # gone, or a zombie whose memory is already released
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            value = self._read()
+            if value is not None:
+                self.kilobytes = max(self.kilobytes, value)
+            self._done.wait(self._interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 @dataclass(frozen=True)

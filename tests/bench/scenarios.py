@@ -12,6 +12,7 @@ which an installed segsync never does. A warm-up run fills the cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -52,6 +53,9 @@ class Config:
     seed: int = 7
     include_tui: bool = True
     pycache: Path | None = None  # default: out/pycache
+    # A scenario stops repeating (after two runs) once it has taken this long,
+    # so one slow build cannot push a full run far past ten minutes.
+    budget_s: float = 60.0
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
     @property
@@ -179,25 +183,42 @@ class Bench:
         run_measured([sys.executable, "-m", "tests.bench.baseline", "--help"], env=self._env())
         run_measured([sys.executable, "-m", "tests.bench.limit", "--help"], env=self._env())
 
+    def _repeat(self, once: Callable[[], dict[str, Any]]) -> list[dict[str, Any]]:
+        """`cfg.repeat` runs of `once`, or fewer (at least two) past the time budget."""
+        rows: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        for _ in range(self.cfg.repeat):
+            rows.append(once())
+            if len(rows) >= 2 and time.perf_counter() - started > self.cfg.budget_s:
+                break
+        return rows
+
     def end_to_end(self) -> None:
         """Scenario 1, then 4 and 5 on the last large run's emulator and ledger."""
-        cfg = self.cfg
-        for label in ("small", "large"):
-            rows = []
-            for rep in range(cfg.repeat):
-                with emulator_process() as emu:
-                    state = self._state(emu, self.workspaces[label])
-                    rows.append(self._export(emu, state))
-                    if label == "large" and rep == cfg.repeat - 1:
-                        self._dry_run_and_incremental(emu, state)
-            size = cfg.small if label == "small" else cfg.large
-            self._record(f"e2e_{label}", f"export {size:,} end to end", rows)
+        self._end_to_end("small", self.cfg.small)
+        self._end_to_end("large", self.cfg.large)
+
+    def _end_to_end(self, label: str, size: int) -> None:
+        last = contextlib.ExitStack()
+        kept: list[tuple[EmulatorProcess, StateDir]] = []
+
+        def once() -> dict[str, Any]:
+            last.close()  # the previous run's emulator; the last one stays up
+            emu = last.enter_context(emulator_process())
+            state = self._state(emu, self.workspaces[label])
+            kept[:] = [(emu, state)]
+            return self._export(emu, state)
+
+        with last:
+            self._record(f"e2e_{label}", f"export {size:,} end to end", self._repeat(once))
+            if label == "large":
+                self._dry_run_and_incremental(*kept[0])
 
     def _dry_run_and_incremental(self, emu: EmulatorProcess, state: StateDir) -> None:
         large = f"{self.cfg.large:,}"
-        runs = [self._export(emu, state, "--dry-run") for _ in range(self.cfg.repeat)]
+        runs = self._repeat(lambda: self._export(emu, state, "--dry-run"))
         self._record("dry_run_large", f"dry-run preview {large}", runs)
-        runs = [self._export(emu, state, "--incremental") for _ in range(self.cfg.repeat)]
+        runs = self._repeat(lambda: self._export(emu, state, "--incremental"))
         self._record("incremental_large", f"incremental, unchanged {large}", runs)
 
     def discard_and_baseline(self) -> None:
@@ -205,14 +226,18 @@ class Bench:
         cfg = self.cfg
         large = f"{cfg.large:,}"
         workspace = self.workspaces["large"]
-        segsync_rows, base_discard, base_real = [], [], []
-        for _rep in range(cfg.repeat):
+        base_discard: list[dict[str, Any]] = []
+        base_real: list[dict[str, Any]] = []
+
+        def once() -> dict[str, Any]:
             with emulator_process(discard=True) as emu:
-                segsync_rows.append(self._export(emu, self._state(emu, workspace)))
+                row = self._export(emu, self._state(emu, workspace))
                 base_discard.append(self._baseline(emu, workspace, cfg.large))
             with emulator_process() as emu:
                 base_real.append(self._baseline(emu, workspace, cfg.large))
-        self._record("discard_large", f"export {large}, discard sink", segsync_rows)
+            return row
+
+        self._record("discard_large", f"export {large}, discard sink", self._repeat(once))
         self._record(
             "baseline_discard_large", f"official library {large}, discard sink", base_discard
         )
@@ -252,19 +277,14 @@ class Bench:
             "ingest": f"emulator ingest of {large} (in-process)",
         }
         for kind, title in titles.items():
-            rows = []
-            repeat = 1 if kind == "ingest" else self.cfg.repeat
-            for _ in range(repeat):
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "tests.bench.limit",
-                    kind,
-                    "--workspace",
-                    str(workspace),
-                ]
+            argv = [sys.executable, "-m", "tests.bench.limit", kind, "--workspace", str(workspace)]
+
+            def once(argv: list[str] = argv) -> dict[str, Any]:
                 sample = run_measured(argv, env=self._env())
-                rows.append({**_sample_row(sample), **orjson.loads(sample.stdout)})
+                return {**_sample_row(sample), **orjson.loads(sample.stdout)}
+
+            # The emulator's ingest is slow and steady: one run says enough.
+            rows = [once()] if kind == "ingest" else self._repeat(once)
             self._record(f"limit_{kind}", title, rows)
 
     def startup(self) -> None:
