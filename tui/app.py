@@ -22,7 +22,7 @@ from textual.worker import Worker, WorkerState
 
 from tui.backend import CONSENT_WORDING, Backend, DestinationInfo, ExportSettings, MappingDraft
 from tui.commands import SegsyncCommands
-from tui.messages import BackendFailed, ExportApproved
+from tui.messages import BackendFailed, ConsentGivenForExport, ExportApproved
 from tui.screens.base import describe_error
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
@@ -158,7 +158,7 @@ class SegsyncApp(App[None]):
 
             def agreed(yes: bool | None) -> None:
                 if yes:
-                    self._record_consent(settings)
+                    self._record_consent(settings, to_send)
 
             self.push_screen(ConsentScreen(destination.name), agreed)
             return
@@ -183,27 +183,25 @@ class SegsyncApp(App[None]):
         group="consent",
         description="record consent",
     )
-    def _record_consent(self, settings: ExportSettings) -> None:
+    def _record_consent(self, settings: ExportSettings, to_send: int | None) -> None:
         try:
             consent = self.backend.record_consent(settings.destination_id, CONSENT_WORDING)
         except Exception as error:
             self.post_message(BackendFailed("record consent", describe_error(error)))
         else:
-            self.post_message(ExportApproved(settings, consent))
+            self.post_message(ConsentGivenForExport(settings, to_send, consent))
+
+    def on_consent_given_for_export(self, message: ConsentGivenForExport) -> None:
+        destination_id = message.settings.destination_id
+        self.destinations = [
+            replace(d, consent=message.consent) if d.id == destination_id else d
+            for d in self.destinations
+        ]
+        if self.destination is not None and self.destination.id == destination_id:
+            self.destination = replace(self.destination, consent=message.consent)
+        self.confirm_export(message.settings, message.to_send)
 
     async def on_export_approved(self, message: ExportApproved) -> None:
-        if message.consent is not None:
-            self.destinations = [
-                replace(d, consent=message.consent)
-                if d.id == message.settings.destination_id
-                else d
-                for d in self.destinations
-            ]
-            if (
-                self.destination is not None
-                and self.destination.id == message.settings.destination_id
-            ):
-                self.destination = replace(self.destination, consent=message.consent)
         await self.start_export(message.settings)
 
     def on_backend_failed(self, message: BackendFailed) -> None:

@@ -186,6 +186,7 @@ class RunInfo:
     counts: dict[str, int] = field(default_factory=dict)
     destination_id: int | None = None
     incremental: bool = False
+    message: str = ""  # why it failed or stopped, or what to do next
 
     @property
     def seconds(self) -> float | None:

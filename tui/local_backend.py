@@ -422,4 +422,5 @@ def _run_info(run: Any) -> RunInfo:
         counts={k: int(v) for k, v in (run.counts or {}).items() if isinstance(v, int | float)},
         destination_id=run.destination_id,
         incremental=run.incremental,
+        message=run.message or "",
     )

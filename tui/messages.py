@@ -175,11 +175,20 @@ class RejectedExported(Message):
 
 
 class ExportApproved(Message):
-    """Consent is recorded and the user confirmed: start this export."""
+    """The user confirmed: start this export."""
 
-    def __init__(self, settings: ExportSettings, consent: Consent | None = None) -> None:
+    def __init__(self, settings: ExportSettings) -> None:
         super().__init__()
         self.settings = settings
+
+
+class ConsentGivenForExport(Message):
+    """Consent was just recorded on the way to an export: ask to confirm it next."""
+
+    def __init__(self, settings: ExportSettings, to_send: int | None, consent: Consent) -> None:
+        super().__init__()
+        self.settings = settings
+        self.to_send = to_send
         self.consent = consent
 
 

@@ -225,6 +225,7 @@ class FakeBackend:
                 "ops",
                 {"selected": 1800, "to_send": 1700},
                 1,
+                message="the process stopped (killed?) during uploading; resume it",
             ),
             RunInfo(
                 5,

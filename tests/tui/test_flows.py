@@ -240,6 +240,9 @@ async def test_export_needs_consent_first(make_app, backend) -> None:
         await pilot.press("x", "a")
         await settle(pilot)
         assert backend.consents == [(2, backend.consents[0][1])]
+        assert isinstance(app.screen, ConfirmScreen)  # consent given: still asked to send
+        await pilot.press("y")
+        await settle(pilot)
         assert isinstance(app.screen, ExportScreen)
         assert not backend.exports[-1].dry_run
 

@@ -64,7 +64,7 @@ class DestinationsScreen(SegsyncScreen):
             ("Name", "name", 16),
             ("List", "list", 16),
             ("Contacts", "contacts", 9),
-            ("Last run", "last", 16),
+            ("Last run", "last", 11),
             ("Status", "status", 11),
             ("Consent", "consent", 7),
         ):
@@ -143,7 +143,7 @@ class DestinationsScreen(SegsyncScreen):
                 Text(marker + d.name),
                 Text(d.list_name or d.list_id),
                 Text(self.counts.get(d.id, "…"), justify="right"),
-                Text(formatting.when(d.last_run_at)),
+                Text(formatting.when(d.last_run_at)[5:] if d.last_run_at else "never"),
                 Text(status, style=_STATUS_STYLE.get(status, "")),
                 Text("yes" if d.consent else "no", style="" if d.consent else "bold red"),
                 key=str(d.id),

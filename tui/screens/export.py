@@ -278,7 +278,8 @@ class ExportScreen(SegsyncScreen):
                 for k in ("sent", "created", "updated", "errored", "removed")
                 if k in counts
             ]
-            text.append(" · " + " · ".join(shown))
+            if shown:
+                text.append(" · " + " · ".join(shown))
         if event.message:
             text.append("\n")
             text.append(event.message)

@@ -156,7 +156,11 @@ class HistoryScreen(SegsyncScreen):
                 f" · took {formatting.duration(run.seconds)}\n"
             )
             text.append(" · ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in run.counts.items()))
-            text.append("\nEnter opens it: configuration, batches, rejected rows.", style="dim")
+            if run.message:
+                text.append("\n")
+                text.append(run.message, style="yellow")
+            else:
+                text.append("\nEnter opens it: configuration, batches, rejected rows.", style="dim")
         self.query_one("#run-summary", Static).update(text)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

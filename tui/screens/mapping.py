@@ -48,8 +48,8 @@ class MappingScreen(SegsyncScreen):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_column("SendGrid field", key="field", width=22)
-        table.add_column("Column", key="column", width=16)
+        table.add_column("SendGrid field", key="field", width=24)
+        table.add_column("Column", key="column", width=14)
         for index in range(SAMPLE_ROWS):
             table.add_column(f"row {index + 1}", key=f"row{index}", width=10)
         self.on_screen_resume()

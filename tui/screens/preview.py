@@ -39,6 +39,7 @@ class PreviewScreen(SegsyncScreen):
         self.previewed: tuple[Any, ...] | None = None
         self.counts: dict[str, int] = {}
         self.running = False
+        self.failure: str | None = None  # why the last dry-run failed, if it did
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="preview-status", classes="status")
@@ -93,6 +94,7 @@ class PreviewScreen(SegsyncScreen):
             self._show_status("nothing to preview")
             return
         self.running = True
+        self.failure = None
         self.query_one(CountsTable).loading = True
         self._show_status("planning…")
         self._run(settings)
@@ -122,6 +124,7 @@ class PreviewScreen(SegsyncScreen):
                 self.counts = dict(event.counts)
                 self.query_one(CountsTable).show(self.counts)
             if event.status not in ("dry_run", "succeeded"):
+                self.failure = event.message or event.status
                 self.notify(
                     event.message or event.status,
                     title="Dry-run failed",
@@ -136,8 +139,11 @@ class PreviewScreen(SegsyncScreen):
     def on_export_ended(self, message: ExportEnded) -> None:
         message.stop()
         self.running = False
+        self.failure: str | None = None  # why the last dry-run failed, if it did
         self.query_one(CountsTable).loading = False
-        if message.error:
+        if self.failure is not None:
+            self._show_status("the dry-run failed: fix the problem, then r")
+        elif message.error:
             self._show_status("failed")
             self.notify(
                 message.error,

@@ -99,6 +99,9 @@ class RunDetailScreen(Screen[None]):
             f" · {formatting.when(run.started_at)} · {formatting.duration(run.seconds)}"
             f" · {run.operator}" + (f"@{detail.host}" if detail.host else ""),
         )
+        if run.message:
+            title.append("\n")
+            title.append(run.message, style="yellow")
         self.query_one("#run-title", Static).update(title)
         self.query_one("#run-counts", CountsTable).show(run.counts)
         self.query_one("#run-config", Static).update(
