@@ -36,6 +36,7 @@ from tui.backend import (
 
 if TYPE_CHECKING:
     from connector.client import SendGridClient
+    from connector.engine import EngineSettings
     from connector.events import Event
     from store.history import History
     from store.secrets import KeyStore
@@ -49,7 +50,16 @@ REJECTED_SHOWN = 200
 class LocalBackend:
     """One workspace and one state directory, opened on first use."""
 
-    def __init__(self, *, workspace: Path | None, state_dir: Path | None) -> None:
+    def __init__(
+        self,
+        *,
+        workspace: Path | None,
+        state_dir: Path | None,
+        engine_settings: EngineSettings | None = None,
+    ) -> None:
+        """`engine_settings` (batch size, concurrency, polling) default to the
+        engine's production values; tests and benchmarks shrink them."""
+        self._engine_settings = engine_settings
         self._workspace_path = workspace
         self._state_dir_arg = state_dir
         self._lock = threading.Lock()
@@ -334,6 +344,7 @@ class LocalBackend:
             history=history,
             keys=self._keystore(),
             state_dir=self._state_dir(),
+            settings=self._engine_settings,
         )
         request = ExportRequest(
             destination=dest.name,

@@ -4,6 +4,7 @@ preview, export, and read the run back from history."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,64 @@ async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeyp
         rejected = detail.query_one("#run-rejected", DataTable)
         reasons = {str(rejected.get_row_at(r)[2]).split(":")[0] for r in range(rejected.row_count)}
         assert reasons == {"invalid_email"}  # data problems; opt-outs are only counted
+
+
+async def wait_finished(pilot, export: ExportScreen) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(200):
+        await settle(pilot)
+        if export.finished is not None and not export.running:
+            return
+    raise AssertionError("the export did not finish")
+
+
+@pytest.mark.slow
+async def test_cancel_midway_then_resume_from_history(
+    tmp_path: Path, emulator, monkeypatch
+) -> None:
+    from connector.engine import EngineSettings
+    from tui.backend import CONSENT_WORDING, DestinationForm, MappingDraft
+
+    monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
+    expected = write_workspace(tmp_path / "ws")
+    list_id = emulator.state.create_list("newsletter")["id"]
+    backend = LocalBackend(
+        workspace=tmp_path / "ws",
+        state_dir=tmp_path / "state",
+        engine_settings=EngineSettings(concurrency=1, max_contacts=1, poll_interval=0.05),
+    )
+    # the backend blocks (it runs in the app's worker threads), so set up off the loop
+    form = DestinationForm("news", emulator.url, emulator.api_key, list_id, None, 1000)
+    dest = await asyncio.to_thread(backend.save_destination, form)
+    await asyncio.to_thread(backend.record_consent, dest.id, CONSENT_WORDING)
+    mapping = MappingDraft(email="email", consent_column="email_opt_in")
+    await asyncio.to_thread(backend.save_mapping, dest.id, mapping)
+    emulator.set_faults(latency=0.2)  # one contact per request: slow enough to cancel
+    app = SegsyncApp(backend, clock=TickingClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2", "space", "4")
+        await settle(pilot)
+        await pilot.press("x", "y")
+        export = app.screen
+        assert isinstance(export, ExportScreen)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if export.query_one("#batches", DataTable).row_count >= 1:
+                break
+        await pilot.press("c", "y")
+        await wait_finished(pilot, export)
+        assert export.finished is not None and export.finished.status == "cancelled"
+        first = emulator.state.list_members(list_id)
+        assert first < expected  # stopped part way: some sent, not all
+
+        emulator.set_faults(latency=0.0)
+        await pilot.press("h")
+        await settle(pilot)
+        assert isinstance(app.screen, RunDetailScreen)
+        await pilot.press("u", "y")
+        await settle(pilot)
+        resumed = app.screen
+        assert isinstance(resumed, ExportScreen)
+        await wait_finished(pilot, resumed)
+        assert resumed.finished is not None and resumed.finished.status == "succeeded"
+        assert emulator.state.list_members(list_id) == expected
