@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import orjson
+
 from tests.bench import report
 from tests.bench.scenarios import Bench, Config
 
@@ -19,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--startup-repeat", type=int, default=10, help="runs of --version")
     parser.add_argument("--out", type=Path, default=Path("bench_results"))
     parser.add_argument("--no-tui", action="store_true", help="skip the TUI start-up probe")
+    parser.add_argument(
+        "--doc", type=Path, default=None, help="rewrite the results part of this Markdown file"
+    )
+    parser.add_argument(
+        "--render", type=Path, default=None, metavar="JSON", help="only render a saved run"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="10,000 and 100,000 profiles, one run each"
     )
@@ -33,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out,
         include_tui=not args.no_tui,
     )
+    if args.render is not None:
+        results = orjson.loads(args.render.read_bytes())
+        print(report.render(results))
+        if args.doc is not None:
+            report.update_doc(args.doc, results)
+        return 0
     command = "uv run python -m tests.bench " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
@@ -40,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     path = report.write_json(results, cfg.out)
     print(report.render(results))
     print(f"\nJSON: {path}")
+    if args.doc is not None:
+        report.update_doc(args.doc, results)
     return 0 if all(t["pass"] for t in results["targets"]) else 1
 
 

@@ -170,3 +170,17 @@ def render(results: dict[str, Any]) -> str:
         targets_table(results["targets"]),
     ]
     return "\n".join(parts)
+
+
+START_MARK = "<!-- bench:results:start -->"
+END_MARK = "<!-- bench:results:end -->"
+
+
+def update_doc(doc: Path, results: dict[str, Any]) -> None:
+    """Replace the generated part of docs/benchmarks.md (between the markers) with this run."""
+    text = doc.read_text(encoding="utf-8")
+    head, start, rest = text.partition(START_MARK)
+    _old, end, tail = rest.partition(END_MARK)
+    if not (start and end):
+        raise ValueError(f"{doc} lacks the {START_MARK} ... {END_MARK} markers")
+    doc.write_text(f"{head}{START_MARK}\n{render(results)}\n{END_MARK}{tail}", encoding="utf-8")

@@ -55,7 +55,7 @@ class Config:
     pycache: Path | None = None  # default: out/pycache
     # A scenario stops repeating (after two runs) once it has taken this long,
     # so one slow build cannot push a full run far past ten minutes.
-    budget_s: float = 60.0
+    budget_s: float = 40.0
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
     @property
