@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from textual.widgets import DataTable, Input, RichLog, Static
+from textual.widgets import DataTable, Input, Static
 
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeBackend
@@ -20,6 +20,7 @@ from tui.screens.pickers import ColumnPicker, PathPrompt
 from tui.screens.preview import PreviewScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.segments import SegmentsScreen
+from tui.widgets.event_log import EventLog
 
 
 def text_of(widget: Static) -> str:
@@ -215,7 +216,7 @@ async def test_preview_then_export_with_confirmation(make_app, backend) -> None:
         assert not backend.exports[-1].dry_run
         batches = screen.query_one("#batches", DataTable)
         assert [cells(batches, r)[3] for r in range(2)] == ["completed", "errored"]
-        log = "".join(line.text for line in screen.query_one(RichLog).lines)
+        log = screen.query_one(EventLog).plain
         assert "Waiting 12 s for SendGrid's rate limit" in log
         assert "invalid [email] value" in log
         summary = text_of(screen.query_one("#summary", Static))
@@ -304,6 +305,29 @@ async def test_history_filter_detail_csv_and_resume(make_app, backend, tmp_path:
         assert isinstance(app.screen, ExportScreen)
         assert backend.exports[-1].resume_run == 6
         assert backend.exports[-1].segments == ("high_value", "newsletter_de")
+
+
+async def test_rerun_uses_the_runs_settings(make_app, backend) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("6")
+        await settle(pilot)
+        await pilot.press("down", "o")  # run 6: mirror of two segments
+        await settle(pilot)
+        await pilot.press("R", "y")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportScreen)
+        rerun = backend.exports[-1]
+        assert (rerun.segments, rerun.mode, rerun.resume_run) == (
+            ("high_value", "newsletter_de"),
+            "mirror",
+            None,
+        )
+        await pilot.press("6")
+        await settle(pilot)
+        assert isinstance(app.screen, HistoryScreen)  # back from the export, list reloaded
+        assert app.screen.query_one("#runs", DataTable).row_count == 3
 
 
 async def test_backend_errors_are_shown_not_raised(make_app, backend) -> None:

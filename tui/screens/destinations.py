@@ -74,6 +74,11 @@ class DestinationsScreen(SegsyncScreen):
         # worker thread, which would otherwise compete with drawing the screen
         self.call_after_refresh(self.action_refresh)
 
+    def on_screen_resume(self) -> None:
+        """Coming back (after an export, say): last run and status may have changed."""
+        if self.destinations:
+            self.action_refresh()
+
     # -- loading ---------------------------------------------------------------
 
     def action_refresh(self) -> None:
@@ -134,6 +139,7 @@ class DestinationsScreen(SegsyncScreen):
     def _fill(self) -> None:
         table = self.query_one(DataTable)
         table.loading = False
+        row = table.cursor_row  # a reload keeps the user's place
         table.clear()
         current = self.segsync.destination
         for d in self.destinations:
@@ -148,6 +154,8 @@ class DestinationsScreen(SegsyncScreen):
                 Text("yes" if d.consent else "no", style="" if d.consent else "bold red"),
                 key=str(d.id),
             )
+        if self.destinations and row > 0:
+            table.move_cursor(row=min(row, len(self.destinations) - 1))
         if not self.destinations:
             self.query_one("#destination-detail", Static).update(
                 Text("No destination yet. Press a to add one (a SendGrid key and a list).")

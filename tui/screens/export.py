@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import DataTable, Static
 
 from connector.events import (
     BatchSent,
@@ -27,6 +27,7 @@ from tui.backend import ExportSettings
 from tui.messages import EngineEvent, ExportEnded, ExportProgress, ExportRunner
 from tui.screens.base import SegsyncScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.event_log import EventLog
 from tui.widgets.export_progress import ExportProgress as ProgressPanel
 from tui.widgets.formatting import duration
 
@@ -80,7 +81,7 @@ class ExportScreen(SegsyncScreen):
         )
         yield ProgressPanel()
         yield DataTable(id="batches", cursor_type="row", zebra_stripes=True)
-        yield RichLog(id="export-log", markup=False, wrap=True, max_lines=500)
+        yield EventLog(id="export-log")
         yield Static("", id="summary", classes="summary")
 
     def on_mount(self) -> None:
@@ -119,7 +120,7 @@ class ExportScreen(SegsyncScreen):
         self.run_id = None
         self.finished = None
         self.query_one("#batches", DataTable).clear()
-        self.query_one(RichLog).clear()
+        self.query_one(EventLog).clear()
         self.query_one("#summary", Static).update("")
         self.query_one(ProgressPanel).set_phase("planning", None)
         verb = "Resuming run" if settings.resume_run else "Starting export"
@@ -147,7 +148,7 @@ class ExportScreen(SegsyncScreen):
     # -- events ------------------------------------------------------------------
 
     def _log(self, text: Text) -> None:
-        self.query_one(RichLog).write(text)
+        self.query_one(EventLog).write(text)
 
     def on_engine_event(self, message: EngineEvent) -> None:
         message.stop()

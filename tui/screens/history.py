@@ -33,6 +33,7 @@ class HistoryScreen(SegsyncScreen):
     resume and re-run from there."""
 
     MODE = "history"
+    AUTO_FOCUS = "#runs"  # the runs, not the filters: keys act on the list at once
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("o", "open", "Open run"),
         Binding("f", "filter_destination", "Destination"),
@@ -72,11 +73,10 @@ class HistoryScreen(SegsyncScreen):
         ):
             table.add_column(label, key=key, width=width)
         table.loading = True
-        self.query_one(DataTable).focus()
-        self.action_refresh()
 
     def on_screen_resume(self) -> None:
-        if self.is_mounted and self.runs:
+        """Coming back after an export: its run must be listed."""
+        if self.is_mounted:
             self.action_refresh()
 
     @work(
@@ -107,6 +107,7 @@ class HistoryScreen(SegsyncScreen):
     def _fill(self) -> None:
         table = self.query_one("#runs", DataTable)
         table.loading = False
+        row = table.cursor_row  # a reload keeps the user's place
         table.clear()
         destination = self.query_one("#filter-destination", Select).value
         status = self.query_one("#filter-status", Select).value
@@ -135,6 +136,8 @@ class HistoryScreen(SegsyncScreen):
                 Text("No runs yet: preview (4) and export (x) to make one.", style="dim"),
                 *[""] * 5,
             )
+        if self.shown and row > 0:
+            table.move_cursor(row=min(row, len(self.shown) - 1))
         self._show_detail()
 
     def _highlighted(self) -> RunInfo | None:
