@@ -112,9 +112,26 @@ class PlanSpec:
     def contact_json(self) -> str:
         """The contact JSON over ``email`` and ``v_<i>``; NULL fields are left out.
 
-        Built by concatenation rather than ``json_object`` because SendGrid payloads
-        must omit empty fields; ``to_json`` does the escaping and keeps numbers numeric.
+        Rows with every field present (most rows) take ``json_object``, which is
+        about twice as fast; the others are built by concatenation, because
+        SendGrid payloads must omit empty fields rather than send null. Both give
+        the same text for the same values (a test checks it).
         """
+        payload = self.payload()
+        if not payload:
+            return "CAST(json_object('email', email) AS VARCHAR)"
+        args = ["'email'", "email"]
+        custom_args: list[str] = []
+        for i, (key, _, is_custom) in enumerate(payload):
+            (custom_args if is_custom else args).extend([quote_literal(key), _v(i)])
+        if custom_args:
+            args += ["'custom_fields'", f"json_object({', '.join(custom_args)})"]
+        present = " AND ".join(f"{_v(i)} IS NOT NULL" for i in range(len(payload)))
+        fast = f"CAST(json_object({', '.join(args)}) AS VARCHAR)"
+        return f"CASE WHEN {present} THEN {fast} ELSE {self._sparse_json()} END"
+
+    def _sparse_json(self) -> str:
+        """The contact JSON by concatenation, leaving NULL fields out."""
         members = ["'\"email\":' || to_json(email)"]
         custom = []
         for i, (key, _, is_custom) in enumerate(self.payload()):
