@@ -325,13 +325,13 @@ def test_workspace_deleted_mid_run_ends_exact_or_fails_cleanly(moment: str, env:
     """The run may finish from files it already opened, or fail with a message;
     either way history is whole and the list ends exact (after a resume)."""
     env.add_destination("news")
-    columns = make_columns(6000, salt=4)
+    columns = make_columns(3000, salt=4)
     pq.write_table(pa.table(columns), env.workspace / "profiles.parquet")
     backup = env.workspace.with_name("backup")
     shutil.copytree(env.workspace, backup)
     env.emulator.set_faults(latency=0.05, job_delay=0.2)
     proc = env.start(
-        "export", "news", "--segment", "everyone", "--batch-size", "300", "--concurrency", "1"
+        "export", "news", "--segment", "everyone", "--batch-size", "200", "--concurrency", "1"
     )
     assert proc.stderr is not None
     lines = []

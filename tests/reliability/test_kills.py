@@ -24,6 +24,7 @@ import pytest
 
 from store.history import History
 from store.paths import history_path
+from store.plan import EXCLUSIONS
 from tests.reliability.conftest import (
     FIGURES,
     Env,
@@ -33,7 +34,7 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.profiles import intended_emails, make_columns, write_workspace
 
-ROWS = 12_000
+ROWS = 9_000
 SEGMENTS = ["everyone"]
 RNG = random.Random(20261128)
 
@@ -54,14 +55,12 @@ KILL_POINTS: dict[str, KillPoint] = {
     "while_planning": KillPoint("planning"),
     "recording_plan_rejections": KillPoint("planning", delay=RNG.uniform(0.05, 0.3)),
     "first_request_in_flight": KillPoint("uploading"),
-    "jobs_being_polled": KillPoint("accepted as job", 3),
+    "jobs_being_polled": KillPoint("accepted as job", 3, RNG.uniform(0.0, 0.2)),
     "between_batches": KillPoint("job completed", 4),
-    "mid_upload_random": KillPoint("job completed", 8, RNG.uniform(0.0, 0.4)),
+    "mid_upload_random": KillPoint("uploading", 1, RNG.uniform(0.3, 1.2)),
     "in_a_retry_wait": KillPoint("retrying", 1, faults=(("rate_5xx", 0.2),)),
     "in_a_rate_limit_wait": KillPoint("waiting", 2, faults=(("rate_429", 0.3),)),
     "recording_the_run": KillPoint("recording"),
-    "random_1": KillPoint("uploading", 1, RNG.uniform(0.2, 2.5)),
-    "random_2": KillPoint("uploading", 1, RNG.uniform(0.2, 2.5)),
 }
 
 
@@ -99,6 +98,16 @@ def kill_at(proc: subprocess.Popen[str], point: KillPoint) -> list[str]:
     return lines
 
 
+def data_problems(counts: dict[str, int]) -> int:
+    """Rows excluded for a data problem: these are stored one by one (no-consent
+    exclusions are counted only: the user's own filter working)."""
+    return sum(counts[c] for c in EXCLUSIONS if c != "no_consent")
+
+
+def plan_rejections(history: History, run_id: int) -> list:
+    return [r for r in history.rejected_rows(run_id) if r.source == "plan"]
+
+
 def in_ranges(email: str, ranges: list[tuple[str, str]]) -> bool:
     return any(first <= email <= last for first, last in ranges)
 
@@ -113,14 +122,14 @@ def test_killed_export_resumes_exact_without_resending(
     for var, value in env.variables().items():
         monkeypatch.setenv(var, value)
     env.add_destination("news")
-    emulator.set_faults(seed=11, latency=0.05, job_delay=0.3, **dict(point.faults))
+    emulator.set_faults(seed=11, latency=0.15, job_delay=0.3, **dict(point.faults))
 
     proc = env.start(
         "export", "news", "--segment", "everyone", "--batch-size", "500", "--concurrency", "2"
     )
     lines = kill_at(proc, point)
     mark = len(emulator.exchanges)
-    emulator.set_faults(rate_5xx=0.0, rate_429=0.0)
+    emulator.set_faults(rate_5xx=0.0, rate_429=0.0, latency=0.0, job_delay=0.0)
 
     history = History(history_path(env.state_dir))  # a new process marks the dead run
     assert history.integrity_check() == "ok"
@@ -149,8 +158,41 @@ def test_killed_export_resumes_exact_without_resending(
     assert_counts_add_up(counts)
     assert counts["sent"] == len(intended)
     assert counts["to_send"] + counts["skipped"] == len(intended)
-    assert History(history_path(env.state_dir)).integrity_check() == "ok"
+    after = History(history_path(env.state_dir))
+    assert after.integrity_check() == "ok"
+    # Rows excluded for a data problem are never recorded twice, kill or not
+    # (that none is missing is test_plan_rejections_are_whole_after_a_kill).
+    assert len(plan_rejections(after, summary["run"])) <= data_problems(counts)
 
     FIGURES["kills_survived"] += 1
     FIGURES["batches_confirmed_before_a_kill"] += len(confirmed)
     FIGURES["contacts_not_resent_after_a_kill"] += counts["skipped"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine: _record_plan_rejections skips a resumed run, so rows the killed "
+    "attempt had not written yet are never recorded (see docs/reliability.md, open defects)",
+)
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("marker", ["planning", "uploading"])
+def test_plan_rejections_are_whole_after_a_kill(
+    marker: str, kill_ws, tmp_path: Path, emulator, monkeypatch, capsys
+) -> None:
+    """Killed before the excluded rows were written, the resumed run must still
+    end with each of them in history, once, with its reason."""
+    env = Env(kill_ws["workspace"], tmp_path / "state", emulator)
+    for var, value in env.variables().items():
+        monkeypatch.setenv(var, value)
+    env.add_destination("news")
+    emulator.set_faults(latency=0.15, job_delay=0.3)
+    proc = env.start("export", "news", "--segment", "everyone", "--batch-size", "500")
+    kill_at(proc, KillPoint(marker))
+    emulator.set_faults(latency=0.0, job_delay=0.0)
+    run_id = History(history_path(env.state_dir)).list_runs()[0].id
+
+    code, summary, err = export_json(capsys, "news", "--resume", str(run_id))
+    assert code == 0, (summary, err)
+    recorded = plan_rejections(History(history_path(env.state_dir)), run_id)
+    assert len(recorded) == data_problems(summary["counts"]) > 0
+    assert all(r.reason.split(":")[0] in EXCLUSIONS and r.key is not None for r in recorded)

@@ -14,7 +14,7 @@ from store.paths import history_path
 from tests.reliability.conftest import FIGURES, Env, export_json
 from tests.reliability.profiles import intended_emails, make_columns
 
-ROWS = 15_000
+ROWS = 10_000
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_two_exports_to_two_destinations_at_once_both_end_exact(load_env) -> Non
     env, intended = load_env
     env.add_destination("news")
     env.add_destination("promo")
-    env.emulator.set_faults(latency=0.05, job_delay=0.2)
+    env.emulator.set_faults(latency=0.05, job_delay=0.1)
     argv = ("--segment", "everyone", "--batch-size", "1000", "--concurrency", "2")
     first = env.start("export", "news", *argv)
     second = env.start("export", "promo", *argv)
