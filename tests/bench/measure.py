@@ -128,11 +128,6 @@ class Summary:
             raise ValueError("no values to summarise")
         return cls(statistics.median(values), min(values), max(values), len(values))
 
-    @property
-    def spread(self) -> float:
-        """(max - min) / median: how far repeated runs disagree."""
-        return (self.high - self.low) / self.median if self.median else 0.0
-
     def to_json(self) -> dict[str, Any]:
         return {
             "median": round(self.median, 4),
@@ -146,10 +141,3 @@ def summarise(rows: Sequence[Mapping[str, float]]) -> dict[str, Summary]:
     """Per-key summaries of a list of per-repetition measurement dicts."""
     keys = [k for k in rows[0] if isinstance(rows[0][k], int | float)] if rows else []
     return {k: Summary.of([float(r[k]) for r in rows]) for k in keys}
-
-
-def timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    """Call `fn(*args)`; return its result and the seconds it took."""
-    started = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - started

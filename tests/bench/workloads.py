@@ -101,9 +101,6 @@ class EmulatorProcess:
         times = psutil.Process(self.proc.pid).cpu_times()
         return times.user + times.system
 
-    def rss_mb(self) -> float:
-        return psutil.Process(self.proc.pid).memory_info().rss / 1e6
-
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
