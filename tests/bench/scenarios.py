@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -336,6 +337,7 @@ class Bench:
             "started": started.strftime("%Y-%m-%dT%H:%M:%S"),
             "seconds": time.perf_counter() - t0,
             "command": command,
+            "commit": _commit(),
             "machine": report.machine(),
             "load_before": load_before,
             "load_after": os.getloadavg(),
@@ -388,6 +390,23 @@ def derive(scenarios: dict[str, dict[str, Any]]) -> None:
             "speedup_wall_x": base_e2e / e2e,
             "speedup_cpu_x": base_e2e_cpu / e2e_cpu,
         }
+
+
+def _commit() -> str | None:
+    """The code measured: HEAD, marked when the working tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}{' (modified)' if dirty else ''}"
 
 
 def _sample_row(sample: Sample) -> dict[str, Any]:
