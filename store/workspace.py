@@ -210,6 +210,13 @@ class Workspace:
         except duckdb.Error as err:
             raise WorkspaceError(f"{self.source}: {_reword(err, self.kind)}") from None
         names = [c[0] for c in cols]
+        if self.kind == "csv" and len(names) == 1:
+            # One column whose name holds delimiters: the sniffer gave up on splitting,
+            # which a row with more or fewer fields than the header causes.
+            likely = max(",;\t|", key=names[0].count)
+            ragged = _ragged_row(self.source, likely) if names[0].count(likely) else None
+            if ragged:
+                raise WorkspaceError(f"{self.source}: cannot split into columns: {ragged}")
         if self.key is not None and self.key not in names:
             raise WorkspaceError(
                 f"{self.config_path}: [profiles] key column {self.key!r} "
@@ -377,6 +384,20 @@ def _check_unique(names: Sequence[str], source: Path) -> None:
                 "rename one so each column can be mapped unambiguously"
             )
         seen[low] = name
+
+
+def _ragged_row(source: Path, delim: str) -> str | None:
+    """Where a CSV's rows stop having as many fields as its header (None: they don't)."""
+    with source.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delim)
+        width = len(next(reader, []))
+        for row in reader:
+            if row and len(row) != width:
+                return (
+                    f"line {reader.line_num} has {len(row)} fields, the header {width}; "
+                    "quote values that contain the delimiter"
+                )
+    return None
 
 
 def _reword(err: Exception, kind: str) -> str:
