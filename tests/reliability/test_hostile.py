@@ -118,6 +118,17 @@ REFUSED_FILES = {
         "email_opt_in",
     ),
     "empty_file": ("profiles.csv", b"", "profiles.csv"),
+    "row_with_an_extra_field": (
+        "profiles.csv",
+        csv_bytes(COLUMNS).replace(b"\n", b",extra\n", 12).replace(b",extra\n", b"\n", 11),
+        "line 12 has 9 fields",
+    ),
+    "row_with_missing_fields": (
+        "profiles.csv",
+        csv_bytes(COLUMNS).replace(b"\n10,", b"\n10,short\n99999,", 1),
+        "has 2 fields",
+    ),
+    "invalid_segments_toml": ("profiles.parquet", b"", "invalid TOML"),
     "not_a_profile_file": ("profiles.parquet", b"PAR1 this is not parquet", "Parquet"),
 }
 
@@ -127,6 +138,8 @@ def test_broken_profile_file_is_refused_with_the_problem_named(case: str, env: E
     env.add_destination("news")
     filename, data, problem = REFUSED_FILES[case]
     use_source(env, filename, data)
+    if case == "invalid_segments_toml":
+        (env.workspace / "segments.toml").write_text('[profiles\npath = "profiles.parquet"')
     err = refused(env, capsys, "--segment", "everyone")
     assert problem.lower() in err.lower(), err
     assert env.members("news") == set()
