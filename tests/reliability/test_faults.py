@@ -16,6 +16,7 @@ import pytest
 
 from store.history import History
 from store.paths import history_path
+from store.plan import EXCLUSIONS
 from tests.reliability.conftest import (
     FIGURES,
     Env,
@@ -102,9 +103,8 @@ def test_export_under_faults_ends_exact(scenario: str, big, big_env: Env, capsys
     assert "Traceback" not in err
     history = History(history_path(big_env.state_dir))
     run = history.get_run(summary["run"])
-    sendgrid_rejected = {
-        r.email: r.reason for r in history.rejected_rows(run.id) if r.source == "sendgrid"
-    }
+    recorded = list(history.rejected_rows(run.id))
+    sendgrid_rejected = {r.email: r.reason for r in recorded if r.source == "sendgrid"}
     errored_by_emulator = {
         email: reason
         for job in big_env.emulator.state.jobs.values()
@@ -135,6 +135,11 @@ def test_export_under_faults_ends_exact(scenario: str, big, big_env: Env, capsys
     assert counts["errored"] == len(sendgrid_rejected)
     assert counts["created"] == len(intended) - len(sendgrid_rejected)
     assert run.counts == counts
+    # Rows excluded for a data problem are in history with their category and reason.
+    plan_rows = [r for r in recorded if r.source == "plan"]
+    data_problems = [c for c in EXCLUSIONS if c != "no_consent"]  # consent: counted only
+    assert len(plan_rows) == sum(counts[c] for c in data_problems) > 0
+    assert {r.reason.split(":")[0] for r in plan_rows} == set(data_problems)
     assert history.integrity_check() == "ok"
 
     injected = injected_faults(big_env.emulator)

