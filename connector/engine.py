@@ -401,7 +401,7 @@ class ExportEngine:
             # Rows with data problems go to history in the background while the
             # upload starts; the run is not finished before they are all written.
             state.recording = asyncio.ensure_future(
-                asyncio.to_thread(self._record_plan_rejections, run_id, plan, previous)
+                asyncio.to_thread(self._record_plan_rejections, run_id, plan)
             )
             emit(ev.PlanReady(run_id, dict(plan.counts), _expected_batches(plan, self.settings)))
             if not request.dry_run and plan.counts["to_send"] > destination.cap:
@@ -446,24 +446,19 @@ class ExportEngine:
             finally:
                 plan.close()
 
-    def _record_plan_rejections(self, run_id: int, plan: Plan, previous: Any) -> None:
-        """Store the rows excluded for a data problem (once per run, not on resume).
+    def _record_plan_rejections(self, run_id: int, plan: Plan) -> None:
+        """Store the rows excluded for a data problem, all or nothing.
 
         Rows left out for lack of consent are counted, not stored row by row:
         they are the user's own filter working as intended, not a problem to
-        fix, and on real data they can be a large share of every run.
+        fix, and on real data they can be a large share of every run. A resumed
+        run writes them again in place of what a killed attempt left.
         """
-        if previous is not None:
-            return
-        rows: list[tuple[int | None, str | None, str | None, str, str]] = []
-        for row in plan.rejected(categories=DATA_PROBLEMS):
-            reason = row.category if not row.detail else f"{row.category}: {row.detail}"
-            rows.append((None, row.key, row.email, reason, "plan"))
-            if len(rows) >= 50_000:
-                self.history.add_rejected(run_id, rows)
-                rows = []
-        if rows:
-            self.history.add_rejected(run_id, rows)
+        rows = (
+            (None, row.key, row.email, _reason(row.category, row.detail), "plan")
+            for row in plan.rejected(categories=DATA_PROBLEMS)
+        )
+        self.history.replace_rejected(run_id, "plan", rows)
 
     async def _finish_dry_run(
         self, plan: Plan, state: _RunState, emit: Callable[[ev.Event], None], started: float
@@ -710,6 +705,10 @@ class ExportEngine:
                 return
             await asyncio.sleep(interval)
             interval = min(interval * 1.5, self.settings.poll_max_interval)
+
+
+def _reason(category: str, detail: str | None) -> str:
+    return f"{category}: {detail}" if detail else category
 
 
 def _expected_batches(plan: Plan, settings: EngineSettings) -> int:

@@ -725,15 +725,38 @@ class History:
         """Bulk-record rejected rows ``(seq, key, email, reason, source)``; returns
         how many. One transaction, inserted with executemany in chunks (ORM
         objects per row would take seconds for 100k rows)."""
+        with self._write() as conn:
+            return self._insert_rejected(conn, run_id, rows)
+
+    def replace_rejected(
+        self,
+        run_id: int,
+        source: str,
+        rows: Iterable[tuple[int | None, str | None, str | None, str, str]],
+    ) -> int:
+        """Swap all of a run's rows from ``source`` for ``rows``, in one transaction.
+
+        A resumed run records its plan's rejections again this way: a kill while
+        they were being written left none or some, and this leaves all or the old.
+        """
+        with self._write() as conn:
+            conn.execute(_REJ.delete().where(_REJ.c.run_id == run_id, _REJ.c.source == source))
+            return self._insert_rejected(conn, run_id, rows)
+
+    @staticmethod
+    def _insert_rejected(
+        conn: Connection,
+        run_id: int,
+        rows: Iterable[tuple[int | None, str | None, str | None, str, str]],
+    ) -> int:
         rows = iter(rows)
         total = 0
-        with self._write() as conn:
-            while chunk := [(run_id, *r) for r in islice(rows, _REJECTED_CHUNK)]:
-                bad = {r[5] for r in chunk} - set(REJECTION_SOURCES)
-                if bad:
-                    raise HistoryError(f"unknown rejection source(s): {', '.join(map(str, bad))}")
-                conn.exec_driver_sql(_REJECTED_INSERT, chunk)
-                total += len(chunk)
+        while chunk := [(run_id, *r) for r in islice(rows, _REJECTED_CHUNK)]:
+            bad = {r[5] for r in chunk} - set(REJECTION_SOURCES)
+            if bad:
+                raise HistoryError(f"unknown rejection source(s): {', '.join(map(str, bad))}")
+            conn.exec_driver_sql(_REJECTED_INSERT, chunk)
+            total += len(chunk)
         return total
 
     def rejected_rows(self, run_id: int, limit: int | None = None) -> Iterator[RejectedRecord]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 from typing import Any
 
 from tui.cli import EXIT_OK, CliError
@@ -107,13 +106,12 @@ def _show(args: argparse.Namespace, history: Any) -> int:
 
 
 def _rejected(args: argparse.Namespace, history: Any) -> int:
+    from store.rejected_csv import write_rejected_csv
+
     _get_run(history, args.run)
-    written = 0
-    with args.csv.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["batch", "key", "email", "reason", "source"])
-        for row in history.rejected_rows(args.run):
-            writer.writerow([row.seq, row.key, row.email, row.reason, row.source])
-            written += 1
+    try:
+        written = write_rejected_csv(history.rejected_rows(args.run), args.csv)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.csv}: {exc.strerror}") from exc
     print(f"wrote {written:,} rejected rows to {args.csv}")
     return EXIT_OK

