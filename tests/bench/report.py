@@ -158,10 +158,10 @@ def render(results: dict[str, Any]) -> str:
     """Everything a reader needs: machine, command, load, tables."""
     m = results["machine"]
     parts = [
-        f"Machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gb']} GB RAM, Python {m['python']}",
-        f"Command: {results['command']}"
+        f"- Machine: {m['nproc']} cores, {m['cpu']}, {m['ram_gb']} GB RAM, Python {m['python']}",
+        f"- Command: `{results['command']}`"
         + (f" (code at commit {results['commit']})" if results.get("commit") else ""),
-        f"Started {results['started']} UTC, took {results['seconds']:.0f} s; load average "
+        f"- Started {results['started']} UTC, took {results['seconds']:.0f} s; load average "
         f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after",
         "",
         table(results),
