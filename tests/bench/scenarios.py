@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -121,6 +122,7 @@ class Bench:
         self.env["PYTHONPYCACHEPREFIX"] = str(cache)
         self.scenarios: dict[str, dict[str, Any]] = {}
         self.workspaces: dict[str, Path] = {}
+        self.states: list[Path] = []  # removed after the run; workspaces are kept for reuse
 
     # -- helpers ---------------------------------------------------------------
 
@@ -144,7 +146,9 @@ class Bench:
         return self.scenarios.get(key, {}).get("summary", {}).get(metric, {}).get("median")
 
     def _state(self, emu: EmulatorProcess, workspace: Path) -> StateDir:
-        return make_state(self.cfg.work, emu, workspace, cap=2 * self.cfg.large)
+        state = make_state(self.cfg.work, emu, workspace, cap=2 * self.cfg.large)
+        self.states.append(state.path)
+        return state
 
     def _export(self, emu: EmulatorProcess, state: StateDir, *flags: str) -> dict[str, Any]:
         """One measured `segsync export --json`, with the emulator's side counted apart."""
@@ -329,9 +333,13 @@ class Bench:
             ("the limit", self.limit),
             ("start-up", self.startup),
         )
-        for title, step in steps:
-            self.cfg.log(title)
-            step()
+        try:
+            for title, step in steps:
+                self.cfg.log(title)
+                step()
+        finally:
+            for path in self.states:
+                shutil.rmtree(path, ignore_errors=True)
         self.derive()
         results: dict[str, Any] = {
             "started": started.strftime("%Y-%m-%dT%H:%M:%S"),
