@@ -479,7 +479,7 @@ class ExportEngine:
     def _first_body(self, plan: Plan, list_id: str, limit: int = 4000) -> str:
         """The first request body as it would be sent (the key is never in a body)."""
         bodies = pack_bodies(
-            plan.contacts(),
+            plan.contacts(limit=self.settings.max_contacts),
             [list_id],
             max_contacts=self.settings.max_contacts,
             max_bytes=self.settings.max_bytes,
