@@ -226,8 +226,13 @@ class Plan:
         ]
         self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
 
-    def contacts(self, rows_per_batch: int = 10_000) -> Iterator[pa.RecordBatch]:
+    def contacts(
+        self, rows_per_batch: int = 10_000, limit: int | None = None
+    ) -> Iterator[pa.RecordBatch]:
         """Contacts to send as Arrow batches: ``email`` ascending, ``hash``, ``contact`` JSON.
+
+        ``limit`` keeps only the first contacts (a top-N, far cheaper than the whole
+        stream): what a dry-run needs to show the first request body.
 
         Payloads are re-read from the source by row number, checked against the planned
         email. If the source changed since planning, rows no longer match and the
@@ -236,12 +241,14 @@ class Plan:
         cur = self._con.cursor()
         streamed = 0
         try:
-            for batch in cur.sql(contacts_sql(self._spec)).to_arrow_reader(rows_per_batch):
+            query = contacts_sql(self._spec, limit=limit)
+            for batch in cur.sql(query).to_arrow_reader(rows_per_batch):
                 streamed += batch.num_rows
                 yield batch
         finally:
             cur.close()
-        if streamed != self.counts["to_send"]:
+        expected = self.counts["to_send"] if limit is None else min(limit, self.counts["to_send"])
+        if streamed != expected:
             raise WorkspaceError(
                 f"the profile source changed while exporting: planned {self.counts['to_send']} "
                 f"contacts, found {streamed} still matching; plan again"
