@@ -136,6 +136,11 @@ def test_killed_export_resumes_exact_without_resending(
     runs = history.list_runs()
     for run in runs:
         assert run.status != "running", run  # finished or marked interrupted, never half
+    if runs and name == "recording_the_run" and runs[0].status == "succeeded":
+        # The last writes took less time than the kill needed to arrive: the run
+        # is whole, and there is nothing to resume.
+        assert env.members("news") == kill_ws["intended"]
+        return
     if runs:
         run = history.get_run(runs[0].id)
         assert run.status == "interrupted", (run.status, "".join(lines))
