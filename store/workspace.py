@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -115,6 +116,11 @@ def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
             "the predicate must be a single SQL expression, not a query fragment "
             "(UNION, ORDER BY, GROUP BY, ... are not allowed)"
         )
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory budget per query connection: $SEGSYNC_DUCKDB_MEMORY or 256MB."""
+    return os.environ.get("SEGSYNC_DUCKDB_MEMORY", "256MB")
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,9 @@ class Workspace:
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
             # A progress bar on stderr would scribble over the TUI on long queries.
             con.execute("SET enable_progress_bar = false")
+            # Sorting a million contacts would otherwise hold them all in memory;
+            # past this DuckDB spills to its temp files and memory stays flat.
+            con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
             con.execute("SET autoinstall_known_extensions = false")
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
