@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from connector.emulator import Emulator
+
+# Tests start many `python -m tui` subprocesses (kills, resumes, load). Where the
+# environment forbids bytecode files, each of them would recompile SQLAlchemy and
+# friends (~3 s of CPU apiece); let them write and reuse .pyc like an install does.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture
