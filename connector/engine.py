@@ -21,6 +21,7 @@ from connector import events as ev
 from connector.batching import Body, pack_bodies
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import SendGridError
+from connector.models import ImportJob
 from store.plan import FieldMapping, Plan, PlanRequest, plan_export
 from store.workspace import Workspace
 
@@ -611,20 +612,12 @@ class ExportEngine:
         emit: Callable[[ev.Event], None],
     ) -> None:
         """Poll one import job until SendGrid says it is done; 202 is not success."""
-        settings = self.settings
-        interval = settings.poll_interval
-        deadline = time.monotonic() + settings.job_timeout
-        while True:
-            job = await client.import_status(job_id)
-            if job.status in TERMINAL_JOB_STATES:
-                break
-            if time.monotonic() > deadline:
-                state.failed.append(
-                    f"import job {job_id} still pending after {settings.job_timeout:.0f} s"
-                )
-                return
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, settings.poll_max_interval)
+        job = await self._poll_job(client, job_id)
+        if job is None:
+            state.failed.append(
+                f"import job {job_id} still pending after {self.settings.job_timeout:.0f} s"
+            )
+            return
         rejected: list[tuple[str, str]] = []
         if job.status in ("errored", "failed") and job.errors_url:
             rejected = await client.download_errors(job.errors_url)
@@ -683,7 +676,7 @@ class ExportEngine:
             chunk = found[start : start + REMOVE_CHUNK]
             job_ids = await client.remove_from_list(state.list_id, [cid for _e, cid in chunk])
             for job_id in job_ids:
-                await self._wait_job(client, job_id)
+                await self._poll_job(client, job_id, missing_ok=True)
             removed.update(email for email, _cid in chunk)
             state.counts["removed"] = len(removed)
             emit(ev.ContactsRemoved(state.run_id, len(removed), len(emails)))
@@ -691,18 +684,28 @@ class ExportEngine:
         removed.update(e for e in emails if e not in ids_by_email)
         return removed
 
-    async def _wait_job(self, client: SendGridClient, job_id: str) -> None:
+    async def _poll_job(
+        self, client: SendGridClient, job_id: str, *, missing_ok: bool = False
+    ) -> ImportJob | None:
+        """Poll a job until it is terminal; None if it is still pending at the timeout.
+
+        The interval grows from `poll_interval` so small jobs confirm fast and big
+        ones are not hammered. `missing_ok`: a removal job SendGrid does not show
+        as an import job counts as done (whether it does is unconfirmed).
+        """
         interval = self.settings.poll_interval
         deadline = time.monotonic() + self.settings.job_timeout
-        while time.monotonic() < deadline:
+        while True:
             try:
                 job = await client.import_status(job_id)
             except SendGridError as exc:
-                if getattr(exc, "status", None) == 404:
-                    return  # removal jobs are not always visible as import jobs
+                if missing_ok and getattr(exc, "status", None) == 404:
+                    return None
                 raise
             if job.status in TERMINAL_JOB_STATES:
-                return
+                return job
+            if time.monotonic() > deadline:
+                return None
             await asyncio.sleep(interval)
             interval = min(interval * 1.5, self.settings.poll_max_interval)
 
