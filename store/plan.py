@@ -220,6 +220,14 @@ class Plan:
                 ).fetchall()
             ]
         counts["to_remove"] = len(self._removals)
+        # Adds vs updates as far as segsync knows: by the destination's ledger of
+        # what earlier runs put on the list (SendGrid's own counts come after upload).
+        known = con.execute(
+            "SELECT count(l.email) FROM plan_rows p JOIN ledger l ON l.email = p.email "
+            "WHERE p.status = 'to_send'"
+        ).fetchone()
+        counts["to_update"] = int(known[0]) if known else 0
+        counts["to_add"] = counts["to_send"] - counts["to_update"]
         self.counts: dict[str, int] = counts
         self.sample_contacts: list[dict] = [
             orjson.loads(r[2]) for r in con.execute(contacts_sql(spec, limit=10)).fetchall()

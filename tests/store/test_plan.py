@@ -44,6 +44,7 @@ EXPECTED_CATEGORY = {
 EXPECTED_COUNTS = {
     "selected": 21, "no_consent": 6, "no_email": 2, "invalid_email": 5, "too_long": 2,
     "duplicate": 2, "unchanged": 0, "skipped": 0, "to_send": 4, "to_remove": 0,
+    "to_add": 4, "to_update": 0,
 }  # fmt: skip
 EXPECTED_CONTACTS = [
     {"email": "ana@example.com", "first_name": "Ana", "last_name": "Silva", "country": "PT",
@@ -259,6 +260,10 @@ def test_incremental_resends_only_changed_contacts(ws: Workspace, tmp_path: Path
     with _plan(ws, ledger=ledger, incremental=True) as plan:
         assert plan.counts["unchanged"] == 3
         assert [c["email"] for c in _contacts(plan)] == ["ana@example.com"]
+        assert (plan.counts["to_update"], plan.counts["to_add"]) == (1, 0)  # ana is known
+    _write_ledger(ledger, {"ana@example.com": 1})
+    with _plan(ws, ledger=ledger) as plan:  # the other three are new to the list
+        assert (plan.counts["to_update"], plan.counts["to_add"]) == (1, 3)
 
 
 def test_mirror_removes_ledger_emails_no_longer_selected(ws: Workspace, tmp_path: Path) -> None:

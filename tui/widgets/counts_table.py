@@ -15,6 +15,8 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("unchanged", "Unchanged"),
     ("skipped", "Already sent"),
     ("to_send", "To send"),
+    ("to_add", "  new"),
+    ("to_update", "  updates"),
     ("to_remove", "To remove"),
     ("sent", "Sent"),
     ("created", "Created"),
