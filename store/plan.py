@@ -19,7 +19,6 @@ from types import TracebackType
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from store.sql_plan import (
@@ -290,18 +289,29 @@ class Plan:
         unless replaced by a new row or removed; an errored contact keeps its old
         row, so an incremental run will try it again.
         """
-        fresh = self._con.sql(
-            f"SELECT email, hash FROM plan_rows WHERE status IN {_KEPT}"
-        ).to_arrow_table()
-        fresh = fresh.cast(LEDGER_SCHEMA)
-        errored = pa.array(sorted(_normalise(errored_emails)), pa.string())
-        removed = pa.array(sorted(_normalise(removed_emails)), pa.string())
-        fresh = fresh.filter(pc.invert(pc.is_in(fresh["email"], value_set=errored)))
-        old = self._con.sql("SELECT email, hash FROM ledger").to_arrow_table()
-        old = old.cast(LEDGER_SCHEMA)
-        gone = pa.concat_arrays([fresh["email"].combine_chunks(), removed])
-        old = old.filter(pc.invert(pc.is_in(old["email"], value_set=gone)))
-        table = pa.concat_tables([fresh, old]).sort_by("email")
+        cur = self._con.cursor()  # the merge runs in DuckDB, on both cores
+        try:
+            for name, emails in (("_errored", errored_emails), ("_removed", removed_emails)):
+                column = pa.array(sorted(_normalise(emails)), pa.string())
+                cur.register(name, pa.table({"email": column}))
+            table = cur.sql(
+                f"""
+                WITH fresh AS (
+                    SELECT email, hash FROM plan_rows
+                    WHERE status IN {_KEPT}
+                      AND email NOT IN (SELECT email FROM _errored)
+                )
+                SELECT email, hash FROM fresh
+                UNION ALL
+                SELECT l.email, l.hash FROM ledger l
+                ANTI JOIN fresh f ON f.email = l.email
+                ANTI JOIN _removed r ON r.email = l.email
+                ORDER BY email
+                """
+            ).to_arrow_table()
+        finally:
+            cur.close()
+        table = table.cast(LEDGER_SCHEMA)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
