@@ -226,7 +226,7 @@ class ExportEngine:
         from store.paths import ledger_path
 
         history = self.history
-        run_id_box: list[int] = [0]
+        run_id_box: list[int] = [0]  # the client (and its retries) exists before the run
 
         def on_retry(notice: RetryNotice) -> None:
             if notice.kind == "rate_limit":
@@ -518,7 +518,6 @@ class ExportEngine:
                 totals["errored"] += batch.errored or 0
         counts.update(totals)
         counts.setdefault("removed", 0)
-        counts["removed"] = state.counts.get("removed", 0)
         return counts
 
     # -- upload and confirm -------------------------------------------------
