@@ -61,8 +61,8 @@ class DestinationsScreen(SegsyncScreen):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for label, key, width in (
-            ("Name", "name", 16),
-            ("List", "list", 16),
+            ("Name", "name", 14),
+            ("List", "list", 14),
             ("Contacts", "contacts", 9),
             ("Last run", "last", 11),
             ("Status", "status", 11),
