@@ -1,37 +1,16 @@
 """Setting up destinations: verify a key and list, record consent, test a connection.
 
 Shared by the command line and the TUI so both check a destination the same
-way before anything is saved, and both record the same consent wording.
+way before anything is saved (the consent wording is in connector/consent.py).
 """
 
 from __future__ import annotations
 
-import getpass
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from connector.client import GLOBAL_URL, SendGridClient
 from connector.errors import SendGridError
-
-CONSENT_STATEMENT = (
-    "I confirm that the people in the segments I export to this destination have agreed "
-    "to receive email from us, that sending their profile data to Twilio SendGrid is "
-    "allowed by our privacy policy and by the law that applies to them (for example the "
-    "GDPR), and that I am authorised to make this decision for my organisation."
-)
-
-
-def operator() -> str:
-    """Who is at the keyboard: the OS user, and the SSH client address when remote."""
-    user = os.environ.get("SUDO_USER") or os.environ.get("USER") or os.environ.get("LOGNAME")
-    if not user:
-        try:
-            user = getpass.getuser()
-        except Exception:
-            user = "unknown"
-    ssh = os.environ.get("SSH_CONNECTION", "").split()
-    return f"{user}@{ssh[0]} (ssh)" if ssh else user
 
 
 @dataclass(frozen=True)

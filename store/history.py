@@ -17,7 +17,6 @@ Design points, each for a user-visible reason:
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from store.history_models import (
     RunBatchTable,
     RunTable,
 )
+from store.operator import current_operator
 
 if TYPE_CHECKING:
     from store.plan import FieldMapping
@@ -180,21 +180,6 @@ class RejectedRecord:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def current_operator() -> str:
-    """Who is running segsync: the login behind sudo if any, plus the SSH
-    client address when remote, so a shared server's history says who did it."""
-    user = next(
-        (os.environ[v] for v in ("SUDO_USER", "USER", "LOGNAME") if os.environ.get(v)), None
-    )
-    if user is None:
-        try:
-            user = getpass.getuser()
-        except (KeyError, OSError):  # no passwd entry, e.g. in some containers
-            user = f"uid {os.getuid()}"
-    ssh = os.environ.get("SSH_CONNECTION", "").split()
-    return f"{user} (ssh from {ssh[0]})" if ssh else user
 
 
 def _process_start(pid: int) -> datetime | None:

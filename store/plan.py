@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from store.limits import RESERVED_FIELD_LIMITS
 from store.sql_plan import (
     EMAIL_MAX_LENGTH,
     PlanSpec,
@@ -45,17 +46,6 @@ __all__ = [
     "validate_mapping",
 ]
 
-RESERVED_FIELD_LIMITS: dict[str, int | None] = {
-    "first_name": 50,
-    "last_name": 50,
-    "address_line_1": 100,
-    "address_line_2": 100,
-    "city": 60,
-    "state_province_region": 50,
-    "country": 50,
-    "postal_code": None,
-    "phone_number": None,
-}
 EXCLUSIONS = ("no_consent", "no_email", "invalid_email", "too_long", "duplicate")
 LEDGER_SCHEMA = pa.schema([("email", pa.string()), ("hash", pa.uint64())])
 CUSTOM_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -13,9 +13,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from store.limits import EMAIL_MAX_LENGTH
 from store.workspace import NUMBERED_VIEW, ROW_COLUMN, quote_ident, quote_literal
 
-EMAIL_MAX_LENGTH = 254
 LOCAL_PART_MAX_LENGTH = 64
 
 # Applied to the normalised (trimmed, lower-cased) address. ASCII only, on purpose:

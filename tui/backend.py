@@ -21,6 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from connector.consent import CONSENT_STATEMENT
+from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
+
 if TYPE_CHECKING:
     from connector.events import Event
 
@@ -37,31 +40,11 @@ RESERVED_FIELDS: tuple[str, ...] = (
 )
 """SendGrid's reserved contact fields, in the order the mapping screen shows them."""
 
-FIELD_LIMITS: dict[str, int | None] = {
-    "email": 254,
-    "first_name": 50,
-    "last_name": 50,
-    "address_line_1": 100,
-    "address_line_2": 100,
-    "city": 60,
-    "state_province_region": 50,
-    "country": 50,
-    "postal_code": None,
-    "phone_number": None,
-}
-"""Longest value SendGrid keeps per reserved field (None: no stated limit).
-Duplicated from store.plan so the mapping screen can highlight without
-importing DuckDB."""
+FIELD_LIMITS: dict[str, int | None] = {"email": EMAIL_MAX_LENGTH, **RESERVED_FIELD_LIMITS}
+"""Longest value SendGrid keeps per field (None: no stated limit), for highlighting."""
 
-CONSENT_WORDING = (
-    "I confirm that the people in the segments I export to this destination have agreed "
-    "to receive email from us, that sending their profile data to Twilio SendGrid is "
-    "allowed by our privacy policy and by the law that applies to them (for example the "
-    "GDPR), and that I am authorised to make this decision for my organisation."
-)
-"""The data-privacy statement shown before a destination may export: the same
-words as connector.destinations.CONSENT_STATEMENT (a test keeps them equal),
-copied so the consent dialog does not import httpx on the UI thread."""
+CONSENT_WORDING = CONSENT_STATEMENT
+"""The data-privacy statement shown before a destination may export."""
 
 
 class BackendError(Exception):

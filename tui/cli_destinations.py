@@ -113,8 +113,10 @@ def _read_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def _add(args: argparse.Namespace, history: Any, keys: Any) -> int:
     from connector.client import EU_URL, GLOBAL_URL
-    from connector.destinations import CONSENT_STATEMENT, operator, verify_destination
+    from connector.consent import CONSENT_STATEMENT
+    from connector.destinations import verify_destination
     from connector.errors import SendGridError
+    from store.operator import current_operator
     from store.secrets import Secret
 
     base_url = args.base_url or (EU_URL if args.eu else GLOBAL_URL)
@@ -141,7 +143,7 @@ def _add(args: argparse.Namespace, history: Any, keys: Any) -> int:
         storage = keys.save(dest.id, key)
         history.update_destination(dest.id, key_storage=storage)
     if args.agree:
-        history.record_consent(dest.id, operator(), CONSENT_STATEMENT)
+        history.record_consent(dest.id, current_operator(), CONSENT_STATEMENT)
     print(f"added {args.name!r}: list {found.name!r} ({found.id})")
     if not args.agree:
         print(f"no export until consent is recorded: `segsync destinations consent {args.name}`")
@@ -149,7 +151,8 @@ def _add(args: argparse.Namespace, history: Any, keys: Any) -> int:
 
 
 def _consent(args: argparse.Namespace, history: Any, dest: Any) -> int:
-    from connector.destinations import CONSENT_STATEMENT, operator
+    from connector.consent import CONSENT_STATEMENT
+    from store.operator import current_operator
 
     print(CONSENT_STATEMENT)
     agreed = args.agree
@@ -157,8 +160,8 @@ def _consent(args: argparse.Namespace, history: Any, dest: Any) -> int:
         agreed = input("Type 'I agree' to record it: ").strip().lower() == "i agree"
     if not agreed:
         raise CliError("consent not recorded (pass --agree, or type 'I agree')")
-    history.record_consent(dest.id, operator(), CONSENT_STATEMENT)
-    print(f"consent recorded for {dest.name!r} by {operator()}")
+    history.record_consent(dest.id, current_operator(), CONSENT_STATEMENT)
+    print(f"consent recorded for {dest.name!r} by {current_operator()}")
     return EXIT_OK
 
 

@@ -236,9 +236,9 @@ class LocalBackend:
         return self._info(dest, last[0] if last else None)
 
     def record_consent(self, destination_id: int, wording: str) -> Consent:
-        from connector.destinations import operator
+        from store.operator import current_operator
 
-        dest = self._hist().record_consent(destination_id, operator(), wording)
+        dest = self._hist().record_consent(destination_id, current_operator(), wording)
         return Consent(dest.consent_by or "", dest.consent_at, dest.consent_text or "")
 
     def remove_destination(self, destination_id: int) -> None:

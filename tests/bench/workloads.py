@@ -170,7 +170,7 @@ def make_state(parent: Path, emu: EmulatorProcess, workspace: Path, cap: int) ->
     add start-up time to the benchmark's own setup): key from an env var,
     consent recorded, cap raised above the selection.
     """
-    from connector.destinations import CONSENT_STATEMENT
+    from connector.consent import CONSENT_STATEMENT
     from store.history import History
     from store.paths import history_path
     from store.plan import FieldMapping

@@ -19,7 +19,7 @@ def test_importing_the_app_imports_nothing_heavy() -> None:
 
 
 def test_consent_wording_matches_what_the_command_line_records() -> None:
-    from connector.destinations import CONSENT_STATEMENT
+    from connector.consent import CONSENT_STATEMENT
     from tui.backend import CONSENT_WORDING
 
     assert CONSENT_WORDING == CONSENT_STATEMENT
