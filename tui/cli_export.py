@@ -163,11 +163,7 @@ def build_engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from connector.engine import ExportRefused, ExportRequest
-    from store.history import NotFound
-    from store.locks import ExportInProgress
-    from store.plan import MappingError
-    from store.workspace import WorkspaceError
+    from connector.engine import ExportRequest
 
     engine = build_engine(args)
     request = ExportRequest(
@@ -179,10 +175,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         resume_run=args.resume,
     )
     printer = None if args.json else EventPrinter(sys.stderr, live=sys.stderr.isatty())
-    try:
-        finished = asyncio.run(_run_export(engine, request, printer))
-    except (ExportRefused, ExportInProgress, NotFound, MappingError, WorkspaceError) as exc:
-        raise CliError(str(exc)) from exc
+    # Refusals (no consent, over the cap, busy destination, bad input) propagate to
+    # tui.cli.main, which prints their message and exits 2 like every command.
+    finished = asyncio.run(_run_export(engine, request, printer))
     if args.json:
         print_json(
             {
