@@ -47,16 +47,20 @@ def seed_demo(state: EmulatorState) -> tuple[str, str]:
     return api_key, list_id
 
 
-def tune_gc_for_bulk_ingest() -> None:
+def tune_gc_for_bulk_ingest(state: EmulatorState) -> None:
     """Collect garbage less often: for a process that mostly holds the emulator.
 
     Ingesting a million contacts creates millions of long-lived dicts, and
     CPython's default thresholds then spend about a third of the time in
     collections that find nothing (measured: 1M contacts in 34 PUTs went from
-    37 s to 20 s). Process-wide, so only the dedicated emulator process (and
-    benchmarks that choose to) call it, never the emulator a test starts.
+    37 s to 20 s). Freezing after each job moves what it stored out of every
+    later collection's walk (610,697 contacts ingested in-process: 9.8 s with
+    the thresholds alone, 8.1 s with the freeze). Process-wide, so only the
+    dedicated emulator process (and benchmarks that choose to) call it, never
+    the emulator a test starts.
     """
     gc.set_threshold(100_000, 50, 1000)
+    state.after_job = gc.freeze
 
 
 def run_emulator(
@@ -72,8 +76,8 @@ def run_emulator(
     `key`, when given, is accepted too (with every scope), so a key already
     saved for a destination keeps working; it is never printed.
     """
-    tune_gc_for_bulk_ingest()
     emulator = Emulator(host, port, faults=faults, state_file=state_file)
+    tune_gc_for_bulk_ingest(emulator.state)
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (how benchmarks and service managers stop it) ends as Ctrl-C
         # does: the state file is saved before the process exits.

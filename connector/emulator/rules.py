@@ -8,6 +8,7 @@ OpenAPI documents; a choice no source settles is marked "unconfirmed".
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from typing import Any
 
@@ -93,6 +94,12 @@ EMAIL_RE = re.compile(
 _DATE_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?|\d{1,2}/\d{1,2}/\d{4})$"
 )
+
+
+@functools.lru_cache(maxsize=8192)
+def _is_date(value: str) -> bool:
+    """Cached: a list's date values repeat (signup days), and the regex is half the row's cost."""
+    return _DATE_RE.match(value) is not None
 
 
 class ApiError(Exception):
@@ -191,26 +198,33 @@ def _explain_contact(n: int, contact: Any) -> None:
 
 
 def custom_value_problem(custom: dict[str, Any], types: dict[str, str]) -> str | None:
-    """Why a custom field value does not fit its field's type (a row error), if it does not."""
+    """Why a custom field value does not fit its field's type (a row error), if it does not.
+
+    Empty strings and nulls fit every type; numbers fit Text and Number; text fits
+    Text, a Number field if it parses as a number, a Date field if it looks like a
+    date. Dispatches on the exact type first: it runs on every contact of an
+    upsert, a million times in the benchmark.
+    """
     for fid, value in custom.items():
         kind = types.get(fid)
-        if kind == "Text" and type(value) is str:
-            continue
-        if value == "" or value is None:
-            continue
-        if kind == "Number":
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                return f"invalid value for Number field {fid}"
-            if isinstance(value, str):
+        vtype = type(value)
+        if vtype is str:
+            if not value or kind is None or kind == "Text":
+                continue
+            if kind == "Date":
+                if not _is_date(value):
+                    return f"invalid value for Date field {fid}"
+            elif kind == "Number":
                 try:
                     float(value)
                 except ValueError:
                     return f"invalid value for Number field {fid}"
-        elif kind == "Date":
-            if not isinstance(value, str) or not _DATE_RE.match(value):
+        elif vtype is float or vtype is int:
+            if kind == "Date":
                 return f"invalid value for Date field {fid}"
-        elif not isinstance(value, str | int | float) or isinstance(value, bool):
-            return f"invalid value for Text field {fid}"
+        elif value is not None:  # booleans, arrays, objects
+            shown = kind if kind in ("Number", "Date") else "Text"
+            return f"invalid value for {shown} field {fid}"
     return None
 
 

@@ -137,6 +137,9 @@ class EmulatorState:
         self.version = 0  # bumped on every change, for debounced persistence
         self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
         self._worker: threading.Thread | None = None
+        # Called on the job thread after each job; the dedicated emulator process
+        # uses it to take stored contacts out of the garbage collector's sight.
+        self.after_job: Callable[[], None] | None = None
         # Contact ids are UUID-shaped: a random prefix per state plus a counter
         # (uuid4() per row costs more than the rest of the upsert together).
         rand = secrets.token_hex(10)
@@ -321,6 +324,8 @@ class EmulatorState:
             work = self._queue.get()
             try:
                 work()
+                if self.after_job is not None:
+                    self.after_job()
             finally:
                 self._queue.task_done()
 

@@ -129,11 +129,12 @@ def arrow_orjson(workspace: Path) -> dict[str, Any]:
 
 
 def ingest(workspace: Path) -> dict[str, Any]:
-    from connector.emulator.demo import seed_demo
+    from connector.emulator.demo import seed_demo, tune_gc_for_bulk_ingest
     from connector.emulator.faults import FaultInjector
     from connector.emulator.state import EmulatorState
 
     state = EmulatorState(FaultInjector({"rate_limit": None}))
+    tune_gc_for_bulk_ingest(state)  # as the emulator's own process does
     _key, list_id = seed_demo(state)
     ids = {f["name"]: f["id"] for f in state.fields}
     plan, _plan_s = _plan(workspace, ids)
