@@ -1,10 +1,10 @@
 """SQL text for planning an export: vectorised statements, no per-row Python.
 
-Kept apart from ``store.plan`` so the queries can be read top to bottom. Planning
-keeps a narrow table (row number, key, normalised email, payload hash, status,
-detail): materialising wide text columns is what costs time at a million rows, so
-the contact payload is recomputed from the source, by row number, only when the
-contacts are streamed. Both places use the same payload expressions.
+Kept apart from ``store.plan`` so the queries can be read top to bottom. One scan
+of the source builds ``plan_rows``: row number, key, normalised email, payload
+hash, status, detail, and the payload values (``v_<i>``) of the rows that may be
+sent. The contact JSON is built from that table when contacts are streamed, never
+for rows that are excluded or unchanged, and without reading the source again.
 """
 
 from __future__ import annotations
@@ -173,16 +173,22 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     ``status`` ends as an exclusion category, ``skipped``, ``unchanged`` or ``to_send``.
     One CREATE (a single scan, no CTE materialisation) categorises every row;
     duplicates touch few rows and are an UPDATE; resume ranges and ledger matches
-    rebuild the (narrow) table.
+    rebuild the table.
     """
     row = _col(ROW_COLUMN)
     key_order = _col(spec.key_column) if spec.key_column else row
+    # Payload values are kept only for rows that may be sent (excluded rows: NULL).
+    fields = range(len(spec.payload()))
+    values = "".join(f", {_v(i)}" for i in fields)
+    kept_values = "".join(
+        f"\n               CASE WHEN _status IS NULL THEN {_v(i)} END AS {_v(i)}," for i in fields
+    )
     consent_detail = quote_literal(f"{spec.consent[0]} is not true") if spec.consent else "NULL"
     statements = [
         f"""
         CREATE TABLE plan_rows AS
         SELECT _row, _key_order, email, hash,
-               coalesce(_status, 'to_send') AS status,
+               coalesce(_status, 'to_send') AS status,{kept_values}
                CASE _status
                    WHEN 'no_consent' THEN {consent_detail}
                    WHEN 'no_email' THEN 'email is empty'
@@ -205,7 +211,7 @@ def plan_statements(spec: PlanSpec) -> list[str]:
                 END AS _status
             FROM (
                 -- CASE evaluates only the rows it selects: no hashing for refused consent
-                SELECT _row, _key_order, email, _consent,
+                SELECT _row, _key_order, email, _consent{values},
                        CASE WHEN _consent THEN {spec.too_long()} END AS _too_long,
                        CASE WHEN _consent AND email IS NOT NULL
                             THEN {spec.payload_hash()} END AS hash
@@ -259,22 +265,33 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     return statements
 
 
-def contacts_sql(spec: PlanSpec, limit: int | None = None) -> str:
-    """Contacts to send, ``email`` ascending, rebuilt from the source by row number.
+def contacts_sql(
+    spec: PlanSpec,
+    limit: int | None = None,
+    after: str | None = None,
+    before: str | None = None,
+) -> str:
+    """Contacts to send, ``email`` ascending: ``email``, ``hash``, ``contact`` JSON.
 
-    The email is re-derived and compared, so a source file changed since planning
-    cannot attach one person's data to another's address.
+    ``after``/``before`` keep emails in ``[after, before)``, so a long stream can be
+    read as a series of short sorted ranges (the first batch leaves after one
+    range is built, not the whole selection). Rows are sorted before the JSON is
+    built: the sort moves the typed values, not the longer text.
     """
-    top = f"ORDER BY email LIMIT {int(limit)}" if limit is not None else ""
+    conditions = ["status = 'to_send'"]
+    if after is not None:
+        conditions.append(f"email >= {quote_literal(after)}")
+    if before is not None:
+        conditions.append(f"email < {quote_literal(before)}")
+    top = f"LIMIT {int(limit)}" if limit is not None else ""
+    values = "".join(f", {_v(i)}" for i in range(len(spec.payload())))
     return f"""
         SELECT email, hash, {spec.contact_json()} AS contact
         FROM (
-            SELECT p.email, p.hash {spec.values_sql()}
-            FROM (SELECT _row, email, hash FROM plan_rows WHERE status = 'to_send' {top}) p
-            JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
-            WHERE {spec.email_expr} = p.email
+            SELECT email, hash {values} FROM plan_rows
+            WHERE {" AND ".join(conditions)}
+            ORDER BY email {top}
         )
-        ORDER BY email
     """
 
 
