@@ -46,7 +46,9 @@ def test_date_fields_take_date_text(value: Any) -> None:
         ("e1_T", True, "Text"),
     ],
 )
-def test_values_that_do_not_fit_name_the_field_and_its_type(fid: str, value: Any, kind: str) -> None:
+def test_values_that_do_not_fit_name_the_field_and_its_type(
+    fid: str, value: Any, kind: str
+) -> None:
     assert custom_value_problem({fid: value}, TYPES) == f"invalid value for {kind} field {fid}"
 
 
