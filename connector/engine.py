@@ -454,11 +454,15 @@ class ExportEngine:
         they are the user's own filter working as intended, not a problem to
         fix, and on real data they can be a large share of every run. A resumed
         run writes them again in place of what a killed attempt left.
+
+        The rows are read from DuckDB before the write transaction starts, so the
+        history's write lock is held only for the insert: batch records written
+        meanwhile by the upload wait for that, not for the whole read.
         """
-        rows = (
+        rows = [
             (None, row.key, row.email, _reason(row.category, row.detail), "plan")
             for row in plan.rejected(categories=DATA_PROBLEMS)
-        )
+        ]
         self.history.replace_rejected(run_id, "plan", rows)
 
     async def _finish_dry_run(
@@ -549,13 +553,14 @@ class ExportEngine:
         errors: list[BaseException] = []
         stop = asyncio.Event()  # a failed batch stops new ones; in-flight ones finish
 
-        async def send_and_confirm(body: Body) -> None:
+        async def send_and_confirm(body: Body, recorded: asyncio.Future[None]) -> None:
             try:
                 try:
+                    await recorded  # the batch is in history before it is sent
                     job_id = await client.upsert_body(body.data)
                 finally:
                     slots.release()
-                history.mark_batch_sent(state.run_id, body.seq, job_id)
+                await asyncio.to_thread(history.mark_batch_sent, state.run_id, body.seq, job_id)
                 state.sent += body.count
                 emit(
                     ev.BatchSent(
@@ -578,19 +583,26 @@ class ExportEngine:
             body = await asyncio.to_thread(next, bodies, None)
             if body is None:
                 break
-            history.add_batch(
-                state.run_id,
-                body.seq,
-                body.count,
-                len(body.data),
-                body.first_email,
-                body.last_email,
+            # Recorded on a thread while the next body is built: when the history's
+            # write lock is busy (plan rejections being stored), only this batch's
+            # PUT waits for it, not the stream.
+            recorded = asyncio.ensure_future(
+                asyncio.to_thread(
+                    history.add_batch,
+                    state.run_id,
+                    body.seq,
+                    body.count,
+                    len(body.data),
+                    body.first_email,
+                    body.last_email,
+                )
             )
             await slots.acquire()
             if cancel.is_set() or stop.is_set():
                 slots.release()
+                await recorded
                 break
-            task = asyncio.create_task(send_and_confirm(body))
+            task = asyncio.create_task(send_and_confirm(body, recorded))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         if tasks:
@@ -622,14 +634,22 @@ class ExportEngine:
             rejected = await client.download_errors(job.errors_url)
         errored = job.errored if job.errored is not None else len(rejected)
         if job.status == "failed" and not errored:
-            history_rows = self.history.get_run(state.run_id).batches
+            run = await asyncio.to_thread(self.history.get_run, state.run_id)
+            history_rows = run.batches
             errored = next((b.contacts for b in history_rows if b.seq == seq), 0)
-        self.history.mark_batch_finished(
-            state.run_id, seq, job.status, job.created or 0, job.updated or 0, errored
+        await asyncio.to_thread(
+            self.history.mark_batch_finished,
+            state.run_id,
+            seq,
+            job.status,
+            job.created or 0,
+            job.updated or 0,
+            errored,
         )
         if rejected:
             state.errored_emails.update(email.lower() for email, _reason in rejected)
-            self.history.add_rejected(
+            await asyncio.to_thread(
+                self.history.add_rejected,
                 state.run_id,
                 [(seq, None, email, reason, "sendgrid") for email, reason in rejected],
             )
