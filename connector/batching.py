@@ -30,8 +30,9 @@ MAX_BYTES = 6_000_000
 class Body:
     """One request body, ready to PUT as is.
 
-    ``first_email``/``last_email`` are the email range it covers; with the plan's
-    ascending emails they let a resumed run skip bodies already confirmed.
+    ``emails`` are its contacts' addresses in body order (``first_email`` and
+    ``last_email`` the ends, for people reading the history): a resumed run
+    skips exactly the addresses of bodies SendGrid confirmed.
     """
 
     seq: int
@@ -39,6 +40,7 @@ class Body:
     count: int
     first_email: str
     last_email: str
+    emails: pa.Array
 
     def __repr__(self) -> str:  # the data can be megabytes: keep logs readable
         return (
@@ -69,10 +71,9 @@ class _Packer:
         self.max_bytes = max_bytes
         self.seq = start_seq
         self.parts: list[memoryview] = []
+        self.emails: list[pa.Array] = []
         self.count = 0
         self.size = 0  # bytes of the contacts and the commas between them
-        self.first_email = ""
-        self.last_email = ""
 
     def room(self) -> int:
         """Bytes still free for ``c1,c2,...,cn,`` (each contact with a trailing comma)."""
@@ -81,21 +82,21 @@ class _Packer:
         # to the body (its last comma is dropped), hence the + 1.
         return self.max_bytes - used + 1
 
-    def add(self, part: memoryview, count: int, first: str, last: str) -> None:
-        if not self.count:
-            self.first_email = first
+    def add(self, part: memoryview, emails: pa.Array) -> None:
         self.parts.append(part)
+        self.emails.append(emails)
         self.size += len(part) + (1 if self.count else 0)
-        self.count += count
-        self.last_email = last
+        self.count += len(emails)
 
     def flush(self) -> Body | None:
         if not self.count:
             return None
         data = b"".join([self.prefix, b",".join(self.parts), self.suffix])
-        body = Body(self.seq, data, self.count, self.first_email, self.last_email)
+        emails = pa.concat_arrays(self.emails) if len(self.emails) > 1 else self.emails[0]
+        first, last = emails[0].as_py(), emails[-1].as_py()
+        body = Body(self.seq, data, self.count, first, last, emails)
         self.seq += 1
-        self.parts, self.count, self.size = [], 0, 0
+        self.parts, self.emails, self.count, self.size = [], [], 0, 0
         return body
 
     def feed(self, emails: pa.Array, contacts: pa.Array) -> Iterator[Body]:
@@ -130,7 +131,7 @@ class _Packer:
                     "field values or leave it out"
                 )
             part = data[offsets[start] : offsets[end] - 1]
-            self.add(part, end - start, emails[start].as_py(), emails[end - 1].as_py())
+            self.add(part, emails.slice(start, end - start))
             start = end
             if self.count >= self.max_contacts or end < n:
                 yield self.flush()  # type: ignore[misc]

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
+
 from connector import events as ev
 from connector.batching import Body, pack_bodies
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import SendGridError
 from connector.models import ImportJob
+from store import batch_emails
 from store.plan import FieldMapping, Plan, PlanRequest, plan_export
 from store.workspace import Workspace
 
@@ -386,7 +389,11 @@ class ExportEngine:
         emit(ev.PhaseStarted(run_id, "planning"))
         if previous is not None and client is not None:
             await self._settle_unconfirmed_batches(previous, state, client, emit)
-        skip_ranges = tuple(history.confirmed_ranges(run_id)) if previous is not None else ()
+        skip_emails = (
+            await asyncio.to_thread(self._confirmed_emails, run_id)
+            if previous is not None
+            else None
+        )
         plan_request = PlanRequest(
             segments=request.segments,
             mapping=mapping,
@@ -394,7 +401,7 @@ class ExportEngine:
             ledger=ledger,
             incremental=request.incremental,
             mirror=request.mode == "mirror",
-            skip_ranges=skip_ranges,
+            skip_emails=skip_emails,
         )
         plan = await asyncio.to_thread(plan_export, self.workspace, plan_request)
         try:
@@ -446,6 +453,19 @@ class ExportEngine:
                     await asyncio.shield(state.recording)
             finally:
                 plan.close()
+
+    def _record_batch(self, run_id: int, body: Body) -> None:
+        """Make a batch known before it is sent: its addresses (so a resumed run
+        can skip it once confirmed), then its row in history."""
+        batch_emails.record(self.state_dir, run_id, body.seq, body.emails)
+        self.history.add_batch(
+            run_id, body.seq, body.count, len(body.data), body.first_email, body.last_email
+        )
+
+    def _confirmed_emails(self, run_id: int) -> pa.Array:
+        """Addresses of the run's batches that SendGrid finished processing."""
+        seqs = self.history.confirmed_batches(run_id)
+        return batch_emails.confirmed(self.state_dir, run_id, seqs)
 
     def _record_plan_rejections(self, run_id: int, plan: Plan) -> None:
         """Store the rows excluded for a data problem, all or nothing.
@@ -507,6 +527,8 @@ class ExportEngine:
             await asyncio.shield(state.recording)
         counts = self._final_counts(state)
         self.history.finish_run(state.run_id, status, counts, message)
+        if status in ("succeeded", "partial", "dry_run"):  # final: nothing left to resume
+            await asyncio.to_thread(batch_emails.forget, self.state_dir, state.run_id)
         emit(ev.PhaseStarted(state.run_id, "done"))
         emit(ev.RunFinished(state.run_id, status, counts, message, time.monotonic() - started))
 
@@ -587,15 +609,7 @@ class ExportEngine:
             # write lock is busy (plan rejections being stored), only this batch's
             # PUT waits for it, not the stream.
             recorded = asyncio.ensure_future(
-                asyncio.to_thread(
-                    history.add_batch,
-                    state.run_id,
-                    body.seq,
-                    body.count,
-                    len(body.data),
-                    body.first_email,
-                    body.last_email,
-                )
+                asyncio.to_thread(self._record_batch, state.run_id, body)
             )
             await slots.acquire()
             if cancel.is_set() or stop.is_set():

@@ -689,16 +689,16 @@ class History:
             ).scalar()
         return 0 if top is None else top + 1
 
-    def confirmed_ranges(self, run_id: int) -> list[tuple[str, str]]:
-        """(first_email, last_email) of the batches SendGrid finished processing
-        (completed or errored): a resume does not send those again."""
+    def confirmed_batches(self, run_id: int) -> list[int]:
+        """Seqs of the batches SendGrid finished processing (completed or errored):
+        a resume does not send their contacts again."""
         query = (
-            select(_BATCH.c.first_email, _BATCH.c.last_email)
+            select(_BATCH.c.seq)
             .where(_BATCH.c.run_id == run_id, _BATCH.c.status.in_(("completed", "errored")))
             .order_by(_BATCH.c.seq)
         )
         with self._read() as conn:
-            return [(first, last) for first, last in conn.execute(query)]
+            return [seq for (seq,) in conn.execute(query)]
 
     # -- rejected rows ------------------------------------------------------
 

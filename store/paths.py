@@ -68,3 +68,8 @@ def locks_dir(state: Path) -> Path:
 def keys_dir(state: Path) -> Path:
     """Directory of the 0600 key files used when no OS keyring is available."""
     return _private_dir(Path(state) / "keys")
+
+
+def run_dir(state: Path, run_id: int) -> Path:
+    """A run's working files (the addresses of its batches, while it can be resumed)."""
+    return _private_dir(_private_dir(Path(state) / "runs") / str(run_id))

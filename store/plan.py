@@ -8,7 +8,6 @@ profiles plan in about a second.
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import tempfile
@@ -20,6 +19,7 @@ from types import TracebackType
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from store.limits import RESERVED_FIELD_LIMITS
@@ -163,7 +163,11 @@ def validate_mapping(mapping: FieldMapping, columns: Iterable[Column | str]) -> 
 
 @dataclass(frozen=True)
 class PlanRequest:
-    """What to plan: segments, mapping, and the destination's ledger for incremental/mirror."""
+    """What to plan: segments, mapping, and the destination's ledger for incremental/mirror.
+
+    ``skip_emails``: addresses a resumed run already had confirmed; they are
+    ``skipped``, not sent again.
+    """
 
     segments: tuple[str, ...]
     mapping: FieldMapping
@@ -171,7 +175,7 @@ class PlanRequest:
     ledger: Path | None = None
     incremental: bool = False
     mirror: bool = False
-    skip_ranges: tuple[tuple[str, str], ...] = ()
+    skip_emails: pa.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -185,9 +189,6 @@ class RejectedRow:
 
 
 _STATUSES = (*EXCLUSIONS, "unchanged", "skipped", "to_send")
-# Contacts per sorted range of the stream: large enough that the extra scans of
-# the plan cost little, small enough that the first upload starts at once.
-RANGE_CONTACTS = 100_000
 _KEPT = "('to_send', 'unchanged', 'skipped')"
 
 
@@ -216,8 +217,7 @@ class Plan:
         # Adds vs updates as far as segsync knows: by the destination's ledger of
         # what earlier runs put on the list (SendGrid's own counts come after upload).
         known = con.execute(
-            "SELECT count(l.email) FROM plan_rows p JOIN ledger l ON l.email = p.email "
-            "WHERE p.status = 'to_send'"
+            "SELECT count(*) FROM plan_rows WHERE status = 'to_send' AND ledger_hash IS NOT NULL"
         ).fetchone()
         counts["to_update"] = int(known[0]) if known else 0
         counts["to_add"] = counts["to_send"] - counts["to_update"]
@@ -228,42 +228,22 @@ class Plan:
         self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
 
     def contacts(
-        self, rows_per_batch: int = 10_000, limit: int | None = None
+        self, rows_per_batch: int = 50_000, limit: int | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """Contacts to send as Arrow batches: ``email`` ascending, ``hash``, ``contact`` JSON.
+        """Contacts to send as Arrow batches: ``email``, ``hash``, ``contact`` JSON.
 
-        ``limit`` keeps only the first contacts (a top-N, far cheaper than the whole
-        stream): what a dry-run needs to show the first request body.
-
-        The stream is read as consecutive email ranges of about ``RANGE_CONTACTS``
-        each, every one sorted on its own: the first batch is ready once one range
-        is built, the next range is built while the first is uploaded, and memory
-        holds one range of JSON rather than the whole selection.
+        Read from the plan itself (its payload values were taken while planning,
+        so what was counted is what is sent, even if the source file changes), in
+        no particular order: the first batch is ready at once and the JSON is built
+        while earlier batches are uploaded. ``limit`` keeps only the first
+        contacts: what a dry-run needs to show the first request body.
         """
         cur = self._con.cursor()
         try:
-            if limit is not None:
-                yield from cur.sql(contacts_sql(self._spec, limit=limit)).to_arrow_reader(
-                    rows_per_batch
-                )
-                return
-            edges = [None, *self._range_bounds(cur), None]
-            for after, before in itertools.pairwise(edges):
-                query = contacts_sql(self._spec, after=after, before=before)
-                yield from cur.sql(query).to_arrow_reader(rows_per_batch)
+            query = contacts_sql(self._spec, limit=limit)
+            yield from cur.sql(query).to_arrow_reader(rows_per_batch)
         finally:
             cur.close()
-
-    def _range_bounds(self, cur: duckdb.DuckDBPyConnection) -> list[str]:
-        """Emails that split the contacts to send into ranges of ~RANGE_CONTACTS."""
-        parts = -(-self.counts["to_send"] // RANGE_CONTACTS)
-        if parts <= 1:
-            return []
-        cuts = ", ".join(str(i / parts) for i in range(1, parts))
-        rows = cur.execute(
-            f"SELECT quantile_disc(email, [{cuts}]) FROM plan_rows WHERE status = 'to_send'"
-        ).fetchall()
-        return sorted(set(rows[0][0])) if rows and rows[0][0] else []
 
     def rejected(
         self, limit: int | None = None, categories: Sequence[str] = EXCLUSIONS
@@ -378,9 +358,12 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
                 (req.custom_field_ids.get(name, name), col, types[col])
                 for name, col in req.mapping.custom.items()
             ),
-            skip_ranges=_check_ranges(req.skip_ranges),
+            skip_confirmed=req.skip_emails is not None and len(req.skip_emails) > 0,
             incremental=req.incremental,
         )
+        if spec.skip_confirmed:
+            emails = pc.utf8_lower(pc.utf8_trim_whitespace(req.skip_emails.cast(pa.string())))
+            con.register("confirmed", pa.table({"email": emails}))
         try:
             for sql in plan_statements(spec):
                 con.execute(sql)
@@ -420,12 +403,3 @@ def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None) -> None:
         )
     except duckdb.Error as err:
         raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None
-
-
-def _check_ranges(ranges: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    out = []
-    for lo, hi in ranges:
-        if lo > hi:
-            raise ValueError(f"skip range {lo!r}..{hi!r} is reversed")
-        out.append((lo, hi))
-    return out

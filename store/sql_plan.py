@@ -83,7 +83,7 @@ class PlanSpec:
     reserved: Mapping[str, str]
     limits: Mapping[str, int | None]
     custom: Sequence[tuple[str, str, str]]
-    skip_ranges: Sequence[tuple[str, str]] = ()
+    skip_confirmed: bool = False  # a ``confirmed`` table lists addresses already sent
     incremental: bool = False
 
     @property
@@ -167,28 +167,42 @@ class PlanSpec:
         return f"coalesce(list_contains({truthy}, {text}), false)"
 
 
+_CANDIDATES = "('to_send', 'unchanged', 'skipped')"
+
+
 def plan_statements(spec: PlanSpec) -> list[str]:
     """Statements that build ``plan_rows``: one row per selected profile with its status.
 
-    ``status`` ends as an exclusion category, ``skipped``, ``unchanged`` or ``to_send``.
-    One CREATE (a single scan, no CTE materialisation) categorises every row;
-    duplicates touch few rows and are an UPDATE; resume ranges and ledger matches
-    rebuild the table.
+    ``status`` ends as an exclusion category, ``skipped`` (sent by the run being
+    resumed), ``unchanged`` (incremental: the ledger has the same hash) or
+    ``to_send``. One CREATE (a single scan, no CTE materialisation) decides every
+    row, keeping the payload values of the rows to send; duplicates touch few rows
+    and are an UPDATE among every row that would otherwise be on the list, so the
+    same row wins whether or not it is also unchanged or skipped. No statement
+    rewrites the table: rebuilding or updating a million rows costs seconds.
     """
     row = _col(ROW_COLUMN)
     key_order = _col(spec.key_column) if spec.key_column else row
-    # Payload values are kept only for rows that may be sent (excluded rows: NULL).
     fields = range(len(spec.payload()))
     values = "".join(f", {_v(i)}" for i in fields)
+    # Payload values are kept only for rows to send (NULL elsewhere: less memory).
     kept_values = "".join(
-        f"\n               CASE WHEN _status IS NULL THEN {_v(i)} END AS {_v(i)}," for i in fields
+        f"\n               CASE WHEN status = 'to_send' THEN {_v(i)} END AS {_v(i)},"
+        for i in fields
     )
     consent_detail = quote_literal(f"{spec.consent[0]} is not true") if spec.consent else "NULL"
+    skipped = "confirmed_email IS NOT NULL" if spec.skip_confirmed else "false"
+    unchanged = "ledger_hash = hash" if spec.incremental else "false"
+    confirmed_join = (
+        "LEFT JOIN (SELECT DISTINCT email AS confirmed_email FROM confirmed) "
+        "ON confirmed_email = email"
+        if spec.skip_confirmed
+        else ""
+    )
     statements = [
         f"""
         CREATE TABLE plan_rows AS
-        SELECT _row, _key_order, email, hash,
-               coalesce(_status, 'to_send') AS status,{kept_values}
+        SELECT _row, _key_order, email, hash, status,{kept_values}
                CASE _status
                    WHEN 'no_consent' THEN {consent_detail}
                    WHEN 'no_email' THEN 'email is empty'
@@ -198,100 +212,76 @@ def plan_statements(spec: PlanSpec) -> list[str]:
                                  || ' characters (max {EMAIL_MAX_LENGTH})'
                             ELSE 'not a valid email address' END
                    WHEN 'too_long' THEN _too_long
-               END AS detail
+               END AS detail,
+               ledger_hash
         FROM (
             SELECT *,
-                CASE WHEN NOT _consent THEN 'no_consent'
-                     WHEN email IS NULL THEN 'no_email'
-                     WHEN length(email) > {EMAIL_MAX_LENGTH}
-                          OR strpos(email, '@') > {LOCAL_PART_MAX_LENGTH + 1}
-                          OR NOT regexp_full_match(email, {quote_literal(EMAIL_REGEX)})
-                          THEN 'invalid_email'
-                     WHEN _too_long IS NOT NULL THEN 'too_long'
-                END AS _status
+                CASE WHEN _status IS NOT NULL THEN _status
+                     WHEN {skipped} THEN 'skipped'
+                     WHEN {unchanged} THEN 'unchanged'
+                     ELSE 'to_send' END AS status
             FROM (
-                -- CASE evaluates only the rows it selects: no hashing for refused consent
-                SELECT _row, _key_order, email, _consent{values},
-                       CASE WHEN _consent THEN {spec.too_long()} END AS _too_long,
-                       CASE WHEN _consent AND email IS NOT NULL
-                            THEN {spec.payload_hash()} END AS hash
+                SELECT *,
+                    CASE WHEN NOT _consent THEN 'no_consent'
+                         WHEN email IS NULL THEN 'no_email'
+                         WHEN length(email) > {EMAIL_MAX_LENGTH}
+                              OR strpos(email, '@') > {LOCAL_PART_MAX_LENGTH + 1}
+                              OR NOT regexp_full_match(email, {quote_literal(EMAIL_REGEX)})
+                              THEN 'invalid_email'
+                         WHEN _too_long IS NOT NULL THEN 'too_long'
+                    END AS _status
                 FROM (
-                    SELECT {row} AS _row, {key_order} AS _key_order,
-                           {spec.email_expr} AS email, {spec.consent_ok()} AS _consent
-                           {spec.values_sql()}
-                    FROM {NUMBERED_VIEW} n WHERE {spec.where}
+                    -- CASE evaluates only the rows it selects: no hashing for refused consent
+                    SELECT _row, _key_order, email, _consent{values},
+                           CASE WHEN _consent THEN {spec.too_long()} END AS _too_long,
+                           CASE WHEN _consent AND email IS NOT NULL
+                                THEN {spec.payload_hash()} END AS hash
+                    FROM (
+                        SELECT {row} AS _row, {key_order} AS _key_order,
+                               {spec.email_expr} AS email, {spec.consent_ok()} AS _consent
+                               {spec.values_sql()}
+                        FROM {NUMBERED_VIEW} n WHERE {spec.where}
+                    )
                 )
+                LEFT JOIN (SELECT email AS ledger_email, hash AS ledger_hash FROM ledger)
+                       ON ledger_email = email
+                {confirmed_join}
             )
         )
         """,
         # Among rows that pass, one per email stays: the first by key, then source order.
-        """
+        f"""
         UPDATE plan_rows SET status = 'duplicate',
                detail = 'same email as the row with key ' || CAST(k.kept_key AS VARCHAR)
         FROM (
             SELECT email, arg_min(_row, (_key_order, _row)) AS kept_row,
                    arg_min(_key_order, (_key_order, _row)) AS kept_key
             FROM plan_rows
-            WHERE status = 'to_send' AND hash(email) IN (
+            WHERE status IN {_CANDIDATES} AND hash(email) IN (
                 -- cheap pre-filter: group integers, not strings, to find candidates
-                SELECT hash(email) AS h FROM plan_rows WHERE status = 'to_send'
+                SELECT hash(email) AS h FROM plan_rows WHERE status IN {_CANDIDATES}
                 GROUP BY h HAVING count(*) > 1
             )
             GROUP BY email HAVING count(*) > 1
         ) k
-        WHERE plan_rows.email = k.email AND plan_rows.status = 'to_send'
+        WHERE plan_rows.email = k.email AND plan_rows.status IN {_CANDIDATES}
           AND plan_rows._row <> k.kept_row
         """,
     ]
-    # Resume ranges and ledger matches can touch most rows: an UPDATE of 600k rows
-    # takes DuckDB over 10 s, rebuilding the narrow table takes well under one.
-    if spec.skip_ranges:
-        ranges = " OR ".join(
-            f"p.email BETWEEN {quote_literal(lo)} AND {quote_literal(hi)}"
-            for lo, hi in spec.skip_ranges
-        )
-        statements.append(
-            "CREATE OR REPLACE TABLE plan_rows AS SELECT * REPLACE ("
-            f"CASE WHEN p.status = 'to_send' AND ({ranges}) THEN 'skipped' "
-            "ELSE p.status END AS status) FROM plan_rows p"
-        )
-    if spec.incremental:
-        statements.append(
-            "CREATE OR REPLACE TABLE plan_rows AS SELECT p.* REPLACE ("
-            "CASE WHEN p.status = 'to_send' AND l.hash = p.hash THEN 'unchanged' "
-            "ELSE p.status END AS status) "
-            "FROM plan_rows p LEFT JOIN ledger l ON l.email = p.email"
-        )
     return statements
 
 
-def contacts_sql(
-    spec: PlanSpec,
-    limit: int | None = None,
-    after: str | None = None,
-    before: str | None = None,
-) -> str:
-    """Contacts to send, ``email`` ascending: ``email``, ``hash``, ``contact`` JSON.
+def contacts_sql(spec: PlanSpec, limit: int | None = None) -> str:
+    """Contacts to send: ``email``, ``hash``, ``contact`` JSON, in the plan's order.
 
-    ``after``/``before`` keep emails in ``[after, before)``, so a long stream can be
-    read as a series of short sorted ranges (the first batch leaves after one
-    range is built, not the whole selection). Rows are sorted before the JSON is
-    built: the sort moves the typed values, not the longer text.
+    Not sorted: the stream starts at once and DuckDB builds the JSON in parallel
+    while earlier batches are uploaded. A resumed run skips confirmed batches by
+    their recorded addresses (``store.batch_emails``), so no order is needed.
     """
-    conditions = ["status = 'to_send'"]
-    if after is not None:
-        conditions.append(f"email >= {quote_literal(after)}")
-    if before is not None:
-        conditions.append(f"email < {quote_literal(before)}")
     top = f"LIMIT {int(limit)}" if limit is not None else ""
-    values = "".join(f", {_v(i)}" for i in range(len(spec.payload())))
     return f"""
         SELECT email, hash, {spec.contact_json()} AS contact
-        FROM (
-            SELECT email, hash {values} FROM plan_rows
-            WHERE {" AND ".join(conditions)}
-            ORDER BY email {top}
-        )
+        FROM plan_rows WHERE status = 'to_send' {top}
     """
 
 

@@ -55,6 +55,7 @@ def check(bodies: list[Body], contacts: list[dict], max_contacts: int, max_bytes
         assert len(body.data) <= max_bytes
         assert body.first_email == parsed["contacts"][0]["email"]
         assert body.last_email == parsed["contacts"][-1]["email"]
+        assert body.emails.to_pylist() == [c["email"] for c in parsed["contacts"]]
         assert body.seq == 7 + i
         seen.extend(parsed["contacts"])
     assert seen == contacts

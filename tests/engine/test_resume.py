@@ -11,6 +11,7 @@ import orjson
 from store.history import History
 from store.paths import history_path
 from tests.engine.conftest import expected_emails, run_cli
+from tests.upload_log import confirmed_emails
 from tui.cli import main
 
 
@@ -73,10 +74,12 @@ def test_killed_export_resumes_to_the_exact_list_without_resending(export_env, c
     history = History(history_path(export_env.state_dir))
     run = history.list_runs()[0]
     assert run.status == "interrupted"  # the dead process's run, seen by a new one
-    confirmed = history.confirmed_ranges(run.id)
-    assert len(confirmed) >= 4
+    assert len(history.confirmed_batches(run.id)) >= 4
+    confirmed = confirmed_emails(export_env.emulator, history, run.id)
     assert history.integrity_check() == "ok"
 
+    run_files = export_env.state_dir / "runs" / str(run.id)
+    assert run_files.is_dir()  # the killed run's batch addresses, kept for the resume
     mark = len(export_env.emulator.exchanges)
     capsys.readouterr()
     code = run_cli(main, "export", "news", "--resume", str(run.id), "--json")
@@ -86,11 +89,8 @@ def test_killed_export_resumes_to_the_exact_list_without_resending(export_env, c
 
     expected = expected_emails(export_env.rows, segments)
     assert export_env.emulator.state.list_members(export_env.list_id) == expected
-    resent = [
-        email
-        for email in received_emails(export_env.emulator, mark)
-        if any(first <= email <= last for first, last in confirmed)
-    ]
+    resent = [email for email in received_emails(export_env.emulator, mark) if email in confirmed]
     assert resent == []
     assert summary["counts"]["sent"] == len(expected)
+    assert not run_files.exists()  # finished for good: nothing left to resume
     assert History(history_path(export_env.state_dir)).integrity_check() == "ok"

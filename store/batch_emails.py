@@ -1,0 +1,70 @@
+"""Which addresses each batch of a run carried, kept while the run can be resumed.
+
+Contacts stream in the plan's own order (sorting a million payloads by email
+would cost more than building them), so a batch is not an email range: to
+resume a killed run without sending a confirmed batch twice, the engine writes
+each batch's addresses here before the batch is sent, and a resumed run skips
+exactly the addresses of the batches SendGrid confirmed. A batch whose file is
+missing is simply sent again: an upsert of the same contacts is harmless.
+
+One Arrow IPC file per batch under ``<state>/runs/<run id>/``, owner-only like
+the rest of the state directory (the addresses are personal data); the folder
+is removed once its run has finished for good.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from store.paths import run_dir
+
+_SCHEMA = pa.schema([("email", pa.string())])
+
+
+def _batch_file(folder: Path, seq: int) -> Path:
+    return folder / f"batch-{seq}.arrow"
+
+
+def _folder(state: Path, run_id: int) -> Path:
+    """The run's folder, not created: readers and ``forget`` must not make one."""
+    return Path(state) / "runs" / str(run_id)
+
+
+def record(state: Path, run_id: int, seq: int, emails: pa.Array) -> None:
+    """Write batch ``seq``'s addresses durably (temp file, fsync, rename)."""
+    path = _batch_file(run_dir(state, run_id), seq)
+    tmp = path.with_name(f".{path.name}.tmp")
+    table = pa.table({"email": emails.cast(pa.string())}, schema=_SCHEMA)
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as raw, ipc.new_file(raw, _SCHEMA) as writer:
+            writer.write_table(table)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def confirmed(state: Path, run_id: int, seqs: Iterable[int]) -> pa.Array:
+    """The addresses of batches ``seqs`` that have a file (missing ones are skipped)."""
+    chunks: list[pa.Array] = []
+    folder = _folder(state, run_id)
+    for seq in seqs:
+        path = _batch_file(folder, seq)
+        try:
+            with ipc.open_file(path) as reader:
+                chunks.extend(reader.read_all().column("email").chunks)
+        except (FileNotFoundError, pa.ArrowInvalid):
+            continue  # never written, or torn: the batch is sent again
+    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+
+
+def forget(state: Path, run_id: int) -> None:
+    """Remove a finished run's batch files (it can no longer be resumed)."""
+    shutil.rmtree(_folder(state, run_id), ignore_errors=True)
