@@ -228,7 +228,7 @@ class Plan:
         self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
 
     def contacts(
-        self, rows_per_batch: int = 50_000, limit: int | None = None
+        self, rows_per_batch: int = 16_384, limit: int | None = None
     ) -> Iterator[pa.RecordBatch]:
         """Contacts to send as Arrow batches: ``email``, ``hash``, ``contact`` JSON.
 

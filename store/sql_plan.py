@@ -292,7 +292,10 @@ def rejected_sql(spec: PlanSpec, statuses: Sequence[str], limit: int | None = No
     return f"""
         SELECT CAST(p._key_order AS VARCHAR), CAST({_col(spec.email_column)} AS VARCHAR),
                p.status, p.detail
-        FROM (SELECT * FROM plan_rows WHERE status IN ({in_list}) ORDER BY _row {top}) p
+        FROM (
+            SELECT _row, _key_order, status, detail FROM plan_rows
+            WHERE status IN ({in_list}) ORDER BY _row {top}
+        ) p
         JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
         ORDER BY p._row
     """
