@@ -86,11 +86,13 @@ FIELD_TYPES = {"Text": "T", "Number": "N", "Date": "D"}
 FIELD_PREFIX = {"Text": "e", "Number": "w", "Date": "d"}
 FIELD_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Deliberately "reasonable", not RFC 5322: what SendGrid rejects in practice
-# (no spaces, one @, a dotted domain with a 2+ letter TLD, no empty labels).
-EMAIL_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
-)
+# (no spaces, one @, a dotted domain with a 2+ letter TLD, no empty labels, no
+# hyphen at either end of a label). Possessive quantifiers: no part can give
+# back what it matched (atoms never contain the separators), so the match never
+# backtracks; it runs on every contact of every upsert.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]++"
+_LABEL = r"[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+"
+EMAIL_RE = re.compile(rf"{_ATOM}(?:\.{_ATOM})*+@(?:{_LABEL}\.)++[A-Za-z]{{2,}}")
 _DATE_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2}(T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?|\d{1,2}/\d{1,2}/\d{4})$"
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from connector.emulator.rules import custom_value_problem
+from connector.emulator.rules import EMAIL_RE, custom_value_problem
 
 TYPES = {"e1_T": "Text", "w2_N": "Number", "d3_D": "Date"}
 
@@ -55,3 +55,30 @@ def test_values_that_do_not_fit_name_the_field_and_its_type(
 def test_the_first_bad_value_is_reported_after_good_ones() -> None:
     custom = {"e1_T": "ok", "w2_N": 4, "d3_D": "soon"}
     assert custom_value_problem(custom, TYPES) == "invalid value for Date field d3_D"
+
+
+@pytest.mark.parametrize(
+    ("email", "valid"),
+    [
+        ("a@b.co", True),
+        ("first.last+tag@mail.example.com", True),
+        ("o'brien@x-y.example.org", True),
+        ("a@x--y.com", True),
+        ("a@1.com", True),
+        ("a..b@x.com", False),
+        (".a@x.com", False),
+        ("a.@x.com", False),
+        ("a@-x.com", False),
+        ("a@x-.com", False),
+        ("a@x..com", False),
+        ("a@x.c", False),
+        ("a@x.c0m", False),
+        ("a@x.com.", False),
+        ("a b@x.com", False),
+        ("a@@x.com", False),
+        ("@x.com", False),
+        ("a@x", False),
+    ],
+)
+def test_email_rule(email: str, valid: bool) -> None:
+    assert bool(EMAIL_RE.fullmatch(email)) is valid
