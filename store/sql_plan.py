@@ -202,7 +202,7 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     statements = [
         f"""
         CREATE TABLE plan_rows AS
-        SELECT _row, _key_order, email, hash, status,{kept_values}
+        SELECT _row, _key_order, email, source_email, hash, status,{kept_values}
                CASE _status
                    WHEN 'no_consent' THEN {consent_detail}
                    WHEN 'no_email' THEN 'email is empty'
@@ -232,13 +232,17 @@ def plan_statements(spec: PlanSpec) -> list[str]:
                     END AS _status
                 FROM (
                     -- CASE evaluates only the rows it selects: no hashing for refused consent
-                    SELECT _row, _key_order, email, _consent{values},
+                    SELECT _row, _key_order, email, source_email, _consent{values},
                            CASE WHEN _consent THEN {spec.too_long()} END AS _too_long,
                            CASE WHEN _consent AND email IS NOT NULL
                                 THEN {spec.payload_hash()} END AS hash
                     FROM (
                         SELECT {row} AS _row, {key_order} AS _key_order,
-                               {spec.email_expr} AS email, {spec.consent_ok()} AS _consent
+                               {spec.email_expr} AS email, {spec.consent_ok()} AS _consent,
+                               -- as the source has it, for reports; NULL when it is
+                               -- already the normalised form (most rows: no memory)
+                               NULLIF(CAST({_col(spec.email_column)} AS VARCHAR),
+                                      {spec.email_expr}) AS source_email
                                {spec.values_sql()}
                         FROM {NUMBERED_VIEW} n WHERE {spec.where}
                     )
@@ -286,16 +290,11 @@ def contacts_sql(spec: PlanSpec, limit: int | None = None) -> str:
 
 
 def rejected_sql(spec: PlanSpec, statuses: Sequence[str], limit: int | None = None) -> str:
-    """Excluded rows in source order, with the key and the email as the source has them."""
+    """Excluded rows in source order, with the key and the email as the source has them
+    (kept by the plan: the source is not read again)."""
     in_list = ", ".join(quote_literal(s) for s in statuses)
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     return f"""
-        SELECT CAST(p._key_order AS VARCHAR), CAST({_col(spec.email_column)} AS VARCHAR),
-               p.status, p.detail
-        FROM (
-            SELECT _row, _key_order, status, detail FROM plan_rows
-            WHERE status IN ({in_list}) ORDER BY _row {top}
-        ) p
-        JOIN {NUMBERED_VIEW} n ON n.{quote_ident(ROW_COLUMN)} = p._row
-        ORDER BY p._row
+        SELECT CAST(_key_order AS VARCHAR), coalesce(source_email, email), status, detail
+        FROM plan_rows WHERE status IN ({in_list}) ORDER BY _row {top}
     """
