@@ -576,26 +576,20 @@ class ExportEngine:
         stop = asyncio.Event()  # a failed batch stops new ones; in-flight ones finish
 
         async def send_and_confirm(body: Body, recorded: asyncio.Future[None]) -> None:
+            seq, count, size = body.seq, body.count, len(body.data)
             try:
                 try:
                     await recorded  # the batch is in history before it is sent
                     job_id = await client.upsert_body(body.data)
                 finally:
                     slots.release()
-                await asyncio.to_thread(history.mark_batch_sent, state.run_id, body.seq, job_id)
-                state.sent += body.count
-                emit(
-                    ev.BatchSent(
-                        state.run_id,
-                        body.seq,
-                        body.count,
-                        len(body.data),
-                        job_id,
-                        state.sent,
-                        to_send,
-                    )
-                )
-                await self._confirm_job(state, client, body.seq, job_id, emit)
+                # The body is not needed past its upload: dropped here, memory stays
+                # flat while SendGrid takes its time with the import jobs.
+                del body
+                await asyncio.to_thread(history.mark_batch_sent, state.run_id, seq, job_id)
+                state.sent += count
+                emit(ev.BatchSent(state.run_id, seq, count, size, job_id, state.sent, to_send))
+                await self._confirm_job(state, client, seq, job_id, emit)
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
