@@ -195,9 +195,16 @@ _KEPT = "('to_send', 'unchanged', 'skipped')"
 class Plan:
     """The outcome of planning, backed by a table on its own DuckDB connection."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, spec: PlanSpec, mirror: bool) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        spec: PlanSpec,
+        mirror: bool,
+        ledger: Path | None = None,
+    ) -> None:
         self._con = con
         self._spec = spec
+        self._ledger = ledger  # the ledger file this plan read, if there was one
         found = dict(
             con.execute("SELECT status, count(*) FROM plan_rows GROUP BY status").fetchall()
         )
@@ -274,7 +281,15 @@ class Plan:
         row, so an incremental run will try it again. Rows are in no particular
         order (one per email): readers key by email, and sorting a million rows
         would double the cost of the write.
+
+        When nothing was sent, skipped or removed, every kept row is ``unchanged``
+        (already in the ledger this plan read, with the same hash), so that ledger
+        is already right and is left as it is: the common unchanged re-export.
         """
+        path = Path(path)
+        c = self.counts
+        if self._ledger == path.resolve() and not (c["to_send"] or c["skipped"] or removed_emails):
+            return
         cur = self._con.cursor()  # the merge runs in DuckDB, on both cores
         try:
             for name, emails in (("_errored", errored_emails), ("_removed", removed_emails)):
@@ -297,7 +312,6 @@ class Plan:
         finally:
             cur.close()
         table = table.cast(LEDGER_SCHEMA)
-        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
@@ -371,7 +385,7 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
             culprit = _failing_segment(ws, con, req.segments)
             named = f" (segment {culprit!r})" if culprit else ""
             raise WorkspaceError(f"{ws.source}: planning failed{named}: {err}") from None
-        return Plan(con, spec, req.mirror)
+        return Plan(con, spec, req.mirror, ledger if has_ledger else None)
     except BaseException:
         con.close()
         raise

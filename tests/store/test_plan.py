@@ -250,10 +250,18 @@ def test_ledger_round_trip_then_incremental_sends_nothing(ws: Workspace, tmp_pat
         first.write_ledger(ledger, errored_emails=set(), removed_emails=set())
     assert _read_ledger(ledger) == hashes
     assert [p.name for p in ledger.parent.iterdir()] == ["dest.parquet"]  # no temp left
+    written = ledger.stat()
     with _plan(ws, ledger=ledger, incremental=True) as second:
         assert second.counts["unchanged"] == 4
         assert second.counts["to_send"] == 0
         assert list(second.contacts()) == []
+        second.write_ledger(ledger, errored_emails=set(), removed_emails=set())
+    # Nothing changed: the ledger is right as it is and is not rewritten.
+    assert (ledger.stat().st_ino, ledger.stat().st_mtime_ns) == (
+        written.st_ino,
+        written.st_mtime_ns,
+    )
+    assert _read_ledger(ledger) == hashes
     with _plan(ws, ledger=ledger) as full:  # not incremental: everything again
         assert full.counts["to_send"] == 4
 
