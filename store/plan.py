@@ -233,7 +233,8 @@ class Plan:
         counts["to_add"] = counts["to_send"] - counts["to_update"]
         self.counts: dict[str, int] = counts
         self.sample_contacts: list[dict] = [
-            orjson.loads(r[2]) for r in con.execute(contacts_sql(spec, limit=10)).fetchall()
+            orjson.loads(r[2])
+            for r in con.execute(contacts_sql(spec, limit=10, by_email=True)).fetchall()
         ]
         self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
 

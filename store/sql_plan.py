@@ -275,17 +275,21 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     return statements
 
 
-def contacts_sql(spec: PlanSpec, limit: int | None = None) -> str:
+def contacts_sql(spec: PlanSpec, limit: int | None = None, by_email: bool = False) -> str:
     """Contacts to send: ``email``, ``hash``, ``contact`` JSON, in the plan's order.
 
     Not sorted: the stream starts at once and DuckDB builds the JSON in parallel
     while earlier batches are uploaded. A resumed run skips confirmed batches by
     their recorded addresses (``store.batch_emails``), so no order is needed.
+    ``by_email`` (with a small ``limit``) picks the first contacts by address
+    instead, so a preview's sample is the same from one run to the next.
     """
     top = f"LIMIT {int(limit)}" if limit is not None else ""
+    order = "ORDER BY email" if by_email else ""
     return f"""
         SELECT email, hash, {spec.contact_json()} AS contact
-        FROM plan_rows WHERE status = 'to_send' {top}
+        FROM (SELECT * FROM plan_rows WHERE status = 'to_send' {order} {top})
+        {order}
     """
 
 
