@@ -389,11 +389,20 @@ class ExportEngine:
         emit(ev.PhaseStarted(run_id, "planning"))
         if previous is not None and client is not None:
             await self._settle_unconfirmed_batches(previous, state, client, emit)
-        skip_emails = (
-            await asyncio.to_thread(self._confirmed_emails, run_id)
-            if previous is not None
-            else None
-        )
+        skip_emails, resent = None, frozenset[int]()
+        if previous is not None:
+            skip_emails, missing = await asyncio.to_thread(self._confirmed_emails, run_id)
+            resent = frozenset(missing)
+            if missing:
+                emit(
+                    ev.Warning(
+                        run_id,
+                        f"{len(missing)} confirmed batch(es) of run {run_id} have no record "
+                        "of their addresses (a run started by an older segsync, or a lost "
+                        "file): their contacts are sent again, which SendGrid treats as "
+                        "updates.",
+                    )
+                )
         plan_request = PlanRequest(
             segments=request.segments,
             mapping=mapping,
@@ -425,7 +434,7 @@ class ExportEngine:
             assert client is not None
             if previous is not None:
                 for batch in history.get_run(run_id).batches:
-                    if batch.status in ("completed", "errored"):
+                    if batch.status in ("completed", "errored") and batch.seq not in resent:
                         emit(ev.BatchSkipped(run_id, batch.seq, batch.contacts))
             await self._upload_and_confirm(plan, state, client, emit, cancel)
             if cancel.is_set():
@@ -462,8 +471,9 @@ class ExportEngine:
             run_id, body.seq, body.count, len(body.data), body.first_email, body.last_email
         )
 
-    def _confirmed_emails(self, run_id: int) -> pa.Array:
-        """Addresses of the run's batches that SendGrid finished processing."""
+    def _confirmed_emails(self, run_id: int) -> tuple[pa.Array, list[int]]:
+        """Addresses of the run's batches that SendGrid finished processing, and
+        the seqs of those whose addresses were not recorded."""
         seqs = self.history.confirmed_batches(run_id)
         return batch_emails.confirmed(self.state_dir, run_id, seqs)
 
@@ -596,7 +606,11 @@ class ExportEngine:
                 raise
 
         while not (cancel.is_set() or stop.is_set()):
-            body = await asyncio.to_thread(next, bodies, None)
+            try:
+                body = await asyncio.to_thread(next, bodies, None)
+            except Exception as exc:  # e.g. a contact too large for any request
+                errors.append(exc)  # after the batches in flight have ended
+                break
             if body is None:
                 break
             # Recorded on a thread while the next body is built: when the history's
@@ -608,7 +622,10 @@ class ExportEngine:
             await slots.acquire()
             if cancel.is_set() or stop.is_set():
                 slots.release()
-                await recorded
+                try:
+                    await recorded
+                except Exception as exc:  # reported after the batches in flight end
+                    errors.append(exc)
                 break
             task = asyncio.create_task(send_and_confirm(body, recorded))
             tasks.add(task)
@@ -616,9 +633,7 @@ class ExportEngine:
         if tasks:
             emit(ev.PhaseStarted(state.run_id, "confirming", len(tasks)))
             await asyncio.gather(*tasks, return_exceptions=True)
-        for exc in errors:
-            if isinstance(exc, SendGridError | ExportRefused):
-                raise exc
+        for exc in errors:  # the first failure is the cause; later ones follow from it
             if not isinstance(exc, asyncio.CancelledError):
                 raise exc
 

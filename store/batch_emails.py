@@ -37,23 +37,37 @@ def _folder(state: Path, run_id: int) -> Path:
 
 
 def record(state: Path, run_id: int, seq: int, emails: pa.Array) -> None:
-    """Write batch ``seq``'s addresses durably (temp file, fsync, rename)."""
-    path = _batch_file(run_dir(state, run_id), seq)
+    """Write batch ``seq``'s addresses durably: temp file, fsync, rename, and an
+    fsync of the folder so the rename itself survives a power cut."""
+    folder = run_dir(state, run_id)
+    path = _batch_file(folder, seq)
     tmp = path.with_name(f".{path.name}.tmp")
     table = pa.table({"email": emails.cast(pa.string())}, schema=_SCHEMA)
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     try:
-        with os.fdopen(fd, "wb", closefd=False) as raw, ipc.new_file(raw, _SCHEMA) as writer:
-            writer.write_table(table)
-        os.fsync(fd)
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as raw, ipc.new_file(raw, _SCHEMA) as writer:
+                writer.write_table(table)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        os.close(dir_fd)
 
 
-def confirmed(state: Path, run_id: int, seqs: Iterable[int]) -> pa.Array:
-    """The addresses of batches ``seqs`` that have a file (missing ones are skipped)."""
+def confirmed(state: Path, run_id: int, seqs: Iterable[int]) -> tuple[pa.Array, list[int]]:
+    """The addresses of batches ``seqs``, and the seqs whose file is missing or
+    torn (never written, e.g. a run started by an older segsync): the caller
+    sends those batches again and says so."""
     chunks: list[pa.Array] = []
+    missing: list[int] = []
     folder = _folder(state, run_id)
     for seq in seqs:
         path = _batch_file(folder, seq)
@@ -61,8 +75,9 @@ def confirmed(state: Path, run_id: int, seqs: Iterable[int]) -> pa.Array:
             with ipc.open_file(path) as reader:
                 chunks.extend(reader.read_all().column("email").chunks)
         except (FileNotFoundError, pa.ArrowInvalid):
-            continue  # never written, or torn: the batch is sent again
-    return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+            missing.append(seq)
+    emails = pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
+    return emails, missing
 
 
 def forget(state: Path, run_id: int) -> None:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from store.limits import RESERVED_FIELD_LIMITS
 from store.sql_plan import (
     EMAIL_MAX_LENGTH,
+    ON_LIST,
     PlanSpec,
     contacts_sql,
     plan_statements,
@@ -192,7 +193,6 @@ class RejectedRow(NamedTuple):
 
 
 _STATUSES = (*EXCLUSIONS, "unchanged", "skipped", "to_send")
-_KEPT = "('to_send', 'unchanged', 'skipped')"
 
 
 class Plan:
@@ -219,7 +219,7 @@ class Plan:
                 r[0]
                 for r in con.execute(
                     "SELECT l.email FROM ledger l ANTI JOIN "
-                    f"(SELECT email FROM plan_rows WHERE status IN {_KEPT}) k "
+                    f"(SELECT email FROM plan_rows WHERE status IN {ON_LIST}) k "
                     "ON k.email = l.email ORDER BY l.email"
                 ).fetchall()
             ]
@@ -246,8 +246,9 @@ class Plan:
         Read from the plan itself (its payload values were taken while planning,
         so what was counted is what is sent, even if the source file changes), in
         no particular order: the first batch is ready at once and the JSON is built
-        while earlier batches are uploaded. ``limit`` keeps only the first
-        contacts: what a dry-run needs to show the first request body.
+        while earlier batches are uploaded. ``limit`` keeps only the stream's first
+        contacts (DuckDB keeps a single table's order under LIMIT): what a dry-run
+        needs to show the first request body this plan would send.
         """
         cur = self._con.cursor()
         try:
@@ -303,7 +304,7 @@ class Plan:
                 f"""
                 WITH fresh AS (
                     SELECT email, hash FROM plan_rows
-                    WHERE status IN {_KEPT}
+                    WHERE status IN {ON_LIST}
                       AND email NOT IN (SELECT email FROM _errored)
                 )
                 SELECT email, hash FROM fresh

@@ -167,7 +167,8 @@ class PlanSpec:
         return f"coalesce(list_contains({truthy}, {text}), false)"
 
 
-_CANDIDATES = "('to_send', 'unchanged', 'skipped')"
+# Statuses of rows that end on the list (sent now, unchanged, or sent by the resumed run).
+ON_LIST = "('to_send', 'unchanged', 'skipped')"
 
 
 def plan_statements(spec: PlanSpec) -> list[str]:
@@ -261,14 +262,14 @@ def plan_statements(spec: PlanSpec) -> list[str]:
             SELECT email, arg_min(_row, (_key_order, _row)) AS kept_row,
                    arg_min(_key_order, (_key_order, _row)) AS kept_key
             FROM plan_rows
-            WHERE status IN {_CANDIDATES} AND hash(email) IN (
+            WHERE status IN {ON_LIST} AND hash(email) IN (
                 -- cheap pre-filter: group integers, not strings, to find candidates
-                SELECT hash(email) AS h FROM plan_rows WHERE status IN {_CANDIDATES}
+                SELECT hash(email) AS h FROM plan_rows WHERE status IN {ON_LIST}
                 GROUP BY h HAVING count(*) > 1
             )
             GROUP BY email HAVING count(*) > 1
         ) k
-        WHERE plan_rows.email = k.email AND plan_rows.status IN {_CANDIDATES}
+        WHERE plan_rows.email = k.email AND plan_rows.status IN {ON_LIST}
           AND plan_rows._row <> k.kept_row
         """,
     ]

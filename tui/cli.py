@@ -54,12 +54,19 @@ class _VersionAction(argparse.Action):
     importlib.metadata costs every other command (and the app's start) ~50 ms."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show the version and exit",
+        )
 
     def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
         from importlib.metadata import version
 
-        parser.exit(message=f"segsync {version('segsync')}\n")
+        print(f"segsync {version('segsync')}")  # stdout, as scripts expect
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,3 +94,42 @@ def test_killed_export_resumes_to_the_exact_list_without_resending(export_env, c
     assert summary["counts"]["sent"] == len(expected)
     assert not run_files.exists()  # finished for good: nothing left to resume
     assert History(history_path(export_env.state_dir)).integrity_check() == "ok"
+
+
+def test_a_confirmed_batch_without_its_address_file_is_sent_again_with_a_warning(
+    export_env, capsys
+):
+    export_env.emulator.set_faults(job_delay=0.2)
+    proc = start_export(export_env, "--segment", "germany", "--batch-size", "60")
+    kill_after(proc, "job completed", 3)
+    history = History(history_path(export_env.state_dir))
+    run = history.list_runs()[0]
+    confirmed = history.confirmed_batches(run.id)
+    assert len(confirmed) >= 3
+    lost = confirmed[0]  # as if written by an older segsync, or lost
+    lost_emails = _batch_emails(export_env, history, run.id, lost)
+    kept = confirmed_emails(export_env.emulator, history, run.id) - lost_emails
+    assert lost_emails and kept
+    (export_env.state_dir / "runs" / str(run.id) / f"batch-{lost}.arrow").unlink()
+
+    mark = len(export_env.emulator.exchanges)
+    capsys.readouterr()
+    code = run_cli(main, "export", "news", "--resume", str(run.id))
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "1 confirmed batch(es)" in err and "sent again" in err
+    resent = set(received_emails(export_env.emulator, mark))
+    assert lost_emails <= resent  # the unrecorded batch went again
+    assert not resent & kept  # the recorded ones did not
+    expected = expected_emails(export_env.rows, ["germany"])
+    assert export_env.emulator.state.list_members(export_env.list_id) == expected
+
+
+def _batch_emails(export_env, history, run_id: int, seq: int) -> set[str]:
+    """The addresses of one batch, from the emulator's log (by the batch's job id)."""
+    job = next(b.job_id for b in history.get_run(run_id).batches if b.seq == seq)
+    for exchange in export_env.emulator.exchanges:
+        answer = exchange.response_json
+        if exchange.method == "PUT" and isinstance(answer, dict) and answer.get("job_id") == job:
+            return {c["email"] for c in exchange.request_json["contacts"]}
+    raise AssertionError(f"no upsert answered with job {job}")

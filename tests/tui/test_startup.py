@@ -30,3 +30,15 @@ def test_field_limits_match_the_plan() -> None:
     from tui.backend import FIELD_LIMITS
 
     assert FIELD_LIMITS == {"email": EMAIL_MAX_LENGTH, **RESERVED_FIELD_LIMITS}
+
+
+def test_version_goes_to_stdout_and_the_cli_does_not_read_metadata_otherwise() -> None:
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [sys.executable, "-m", "tui", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout == f"segsync {version('segsync')}\n"
+    code = "import sys, tui.cli; print('importlib.metadata' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert imported.stdout.strip() == "False"
