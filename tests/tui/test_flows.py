@@ -342,4 +342,5 @@ async def test_backend_errors_are_shown_not_raised(make_app, backend) -> None:
         await settle(pilot)
         messages = [n.message for n in app._notifications]
         assert "RuntimeError: database is locked [retry later]" in messages
+        assert messages.count("RuntimeError: database is locked [retry later]") == 1  # once
         assert isinstance(app.screen, HistoryScreen)

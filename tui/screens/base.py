@@ -58,12 +58,3 @@ class SegsyncScreen(Screen[None]):
         except Exception as error:  # every failure reaches the user as text
             self.post_message(BackendFailed(action, describe_error(error)))
             return None
-
-    def on_backend_failed(self, message: BackendFailed) -> None:
-        self.notify(
-            message.error,
-            title=f"Could not {message.action}",
-            severity="error",
-            timeout=10,
-            markup=False,
-        )

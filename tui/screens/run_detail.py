@@ -141,16 +141,6 @@ class RunDetailScreen(Screen[None]):
             )
         self.refresh_bindings()
 
-    def on_backend_failed(self, message: BackendFailed) -> None:
-        message.stop()
-        self.notify(
-            message.error,
-            title=f"Could not {message.action}",
-            severity="error",
-            markup=False,
-            timeout=10,
-        )
-
     # -- actions -----------------------------------------------------------------
 
     def action_back(self) -> None:
