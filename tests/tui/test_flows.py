@@ -344,3 +344,23 @@ async def test_backend_errors_are_shown_not_raised(make_app, backend) -> None:
         assert "RuntimeError: database is locked [retry later]" in messages
         assert messages.count("RuntimeError: database is locked [retry later]") == 1  # once
         assert isinstance(app.screen, HistoryScreen)
+
+
+async def test_a_failed_dry_run_says_so_in_the_preview(make_app, backend) -> None:
+    from connector.events import RunFinished, RunStarted
+
+    def failing(run_id, settings):
+        return [
+            RunStarted(run_id, "Newsletter", settings.segments, "upsert", dry_run=True),
+            RunFinished(run_id, "failed", {}, "planning failed: bad cast", 0.1),
+        ]
+
+    backend.events_for = failing
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "2", "space", "4")
+        await settle(pilot)
+        status = text_of(app.screen.query_one("#preview-status", Static))
+        assert "the dry-run failed" in status
+        assert "ready" not in status

@@ -139,7 +139,6 @@ class PreviewScreen(SegsyncScreen):
     def on_export_ended(self, message: ExportEnded) -> None:
         message.stop()
         self.running = False
-        self.failure: str | None = None  # why the last dry-run failed, if it did
         self.query_one(CountsTable).loading = False
         if self.failure is not None:
             self._show_status("the dry-run failed: fix the problem, then r")
