@@ -20,18 +20,19 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from connector import events as ev
-from connector.batching import Body, pack_bodies
+from connector.batching import MAX_BYTES, MAX_CONTACTS, Body, pack_bodies
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import SendGridError
 from connector.models import ImportJob
 from store import batch_emails
-from store.plan import FieldMapping, Plan, PlanRequest, plan_export
+from store.history import FINAL_BATCH_STATUSES, mapping_json
+from store.plan import EXCLUSIONS, FieldMapping, Plan, PlanRequest, plan_export
 from store.workspace import Workspace
 
 Mode = Literal["upsert", "mirror"]
-TERMINAL_JOB_STATES = frozenset({"completed", "errored", "failed"})
 REMOVE_CHUNK = 100
-DATA_PROBLEMS = ("no_email", "invalid_email", "too_long", "duplicate")
+# Exclusions stored row by row; rows without consent are only counted (see below).
+DATA_PROBLEMS = tuple(e for e in EXCLUSIONS if e != "no_consent")
 
 
 class ExportRefused(Exception):
@@ -57,8 +58,8 @@ class EngineSettings:
     """Knobs with production defaults; tests and benchmarks shrink them."""
 
     concurrency: int = 4
-    max_contacts: int = 30_000
-    max_bytes: int = 6_000_000
+    max_contacts: int = MAX_CONTACTS
+    max_bytes: int = MAX_BYTES
     poll_interval: float = 0.25  # grows x1.5 per poll: quick for small jobs, polite for big
     poll_max_interval: float = 10.0
     job_timeout: float = 3600.0
@@ -176,13 +177,10 @@ class ExportEngine:
                 f"{self.workspace.config_path}. Known segments: {', '.join(sorted(known))}."
             )
         try:
-            validate_mapping(mapping, self.workspace.columns())
-            con = self.workspace.connect()
-            try:
+            with self.workspace.connect() as con:  # one connection for every check
+                validate_mapping(mapping, self.workspace.columns(con))
                 for name in request.segments:
                     self.workspace.check_segment(con, name)
-            finally:
-                con.close()
         except (MappingError, WorkspaceError) as exc:
             raise ExportRefused(str(exc)) from exc
 
@@ -361,12 +359,7 @@ class ExportEngine:
             "mode": request.mode,
             "incremental": request.incremental,
             "dry_run": request.dry_run,
-            "mapping": {
-                "email": mapping.email,
-                "reserved": dict(mapping.reserved),
-                "custom": dict(mapping.custom),
-                "consent_column": mapping.consent_column,
-            },
+            "mapping": mapping_json(mapping),
             "cap": destination.cap,
         }
 
@@ -547,7 +540,7 @@ class ExportEngine:
         counts = dict(state.counts)
         totals = {"sent": 0, "created": 0, "updated": 0, "errored": 0}
         for batch in self.history.get_run(state.run_id).batches:
-            if batch.status in ("completed", "errored", "failed"):
+            if batch.status in FINAL_BATCH_STATUSES:
                 totals["sent"] += batch.contacts
                 totals["created"] += batch.created or 0
                 totals["updated"] += batch.updated or 0
@@ -599,7 +592,7 @@ class ExportEngine:
                 await asyncio.to_thread(history.mark_batch_sent, state.run_id, seq, job_id)
                 state.sent += count
                 emit(ev.BatchSent(state.run_id, seq, count, size, job_id, state.sent, to_send))
-                await self._confirm_job(state, client, seq, job_id, emit)
+                await self._confirm_job(state, client, seq, count, job_id, emit)
             except BaseException as exc:
                 errors.append(exc)
                 stop.set()
@@ -642,10 +635,12 @@ class ExportEngine:
         state: _RunState,
         client: SendGridClient,
         seq: int,
+        count: int,
         job_id: str,
         emit: Callable[[ev.Event], None],
     ) -> None:
-        """Poll one import job until SendGrid says it is done; 202 is not success."""
+        """Poll one import job (batch ``seq`` of ``count`` contacts) until SendGrid
+        says it is done; 202 is not success."""
         job = await self._poll_job(client, job_id)
         if job is None:
             state.failed.append(
@@ -657,9 +652,7 @@ class ExportEngine:
             rejected = await client.download_errors(job.errors_url)
         errored = job.errored if job.errored is not None else len(rejected)
         if job.status == "failed" and not errored:
-            run = await asyncio.to_thread(self.history.get_run, state.run_id)
-            history_rows = run.batches
-            errored = next((b.contacts for b in history_rows if b.seq == seq), 0)
+            errored = count  # failed as a whole, without a per-row count
         await asyncio.to_thread(
             self.history.mark_batch_finished,
             state.run_id,
@@ -694,7 +687,9 @@ class ExportEngine:
         for batch in previous.batches:
             if batch.status == "sent" and batch.job_id:
                 with contextlib.suppress(SendGridError):
-                    await self._confirm_job(state, client, batch.seq, batch.job_id, emit)
+                    await self._confirm_job(
+                        state, client, batch.seq, batch.contacts, batch.job_id, emit
+                    )
 
     # -- mirror -------------------------------------------------------------
 
@@ -744,7 +739,7 @@ class ExportEngine:
                 if missing_ok and getattr(exc, "status", None) == 404:
                     return None
                 raise
-            if job.status in TERMINAL_JOB_STATES:
+            if job.finished:
                 return job
             if time.monotonic() > deadline:
                 return None

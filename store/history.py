@@ -415,7 +415,7 @@ class History:
     def set_mapping(self, destination_id: int, mapping: FieldMapping | Mapping[str, Any]) -> None:
         """Save a destination's mapping (a ``FieldMapping`` or a dict of its fields)."""
         self.get_destination(destination_id)
-        data = _mapping_json(mapping)
+        data = mapping_json(mapping)
         with self._write() as conn:
             conn.execute(_MAP.delete().where(_MAP.c.destination_id == destination_id))
             conn.execute(
@@ -778,7 +778,7 @@ def _check_destination_values(values: Mapping[str, Any]) -> None:
         raise HistoryError(f"the cap must be a positive number of profiles, not {values['cap']!r}")
 
 
-def _mapping_json(mapping: Any) -> dict[str, Any]:
+def mapping_json(mapping: Any) -> dict[str, Any]:
     """The stored JSON shape of a mapping, from a FieldMapping or a plain dict."""
     get = mapping.get if isinstance(mapping, Mapping) else lambda k, d=None: getattr(mapping, k, d)
     email = get("email")

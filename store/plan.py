@@ -356,7 +356,7 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
     has_ledger = ledger is not None and ledger.is_file()
     con = ws.connect(allowed_paths=[ledger] if has_ledger else [])
     try:
-        columns = [Column(r[0], r[1]) for r in con.execute("DESCRIBE profiles").fetchall()]
+        columns = ws.columns(con)
         validate_mapping(req.mapping, columns)
         types = {c.name: c.type for c in columns}
         where = ws.union_filter(req.segments, con)

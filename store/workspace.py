@@ -296,10 +296,13 @@ class Workspace:
         return con
 
     # ---------------------------------------------------------------- queries
-    def columns(self) -> list[Column]:
-        """Profile columns with DuckDB type names, in source order."""
-        with self.connect() as con:
+    def columns(self, con: duckdb.DuckDBPyConnection | None = None) -> list[Column]:
+        """Profile columns with DuckDB type names, in source order (on ``con`` when
+        the caller has a connection open already)."""
+        if con is not None:
             return [Column(r[0], r[1]) for r in con.execute("DESCRIBE profiles").fetchall()]
+        with self.connect() as own:
+            return self.columns(own)
 
     def segments(self) -> list[Segment]:
         """Segments in the order the file defines them."""
