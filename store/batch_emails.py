@@ -14,14 +14,15 @@ is removed once its run has finished for good.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from store.atomic import write_atomic
 from store.paths import run_dir
 
 _SCHEMA = pa.schema([("email", pa.string())])
@@ -37,29 +38,14 @@ def _folder(state: Path, run_id: int) -> Path:
 
 
 def record(state: Path, run_id: int, seq: int, emails: pa.Array) -> None:
-    """Write batch ``seq``'s addresses durably: temp file, fsync, rename, and an
-    fsync of the folder so the rename itself survives a power cut."""
-    folder = run_dir(state, run_id)
-    path = _batch_file(folder, seq)
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Write batch ``seq``'s addresses durably, before the batch is sent."""
     table = pa.table({"email": emails.cast(pa.string())}, schema=_SCHEMA)
-    try:
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as raw, ipc.new_file(raw, _SCHEMA) as writer:
-                writer.write_table(table)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+
+    def write(handle: BinaryIO) -> None:
+        with ipc.new_file(handle, _SCHEMA) as writer:
+            writer.write_table(table)
+
+    write_atomic(_batch_file(run_dir(state, run_id), seq), write)
 
 
 def confirmed(state: Path, run_id: int, seqs: Iterable[int]) -> tuple[pa.Array, list[int]]:

@@ -8,9 +8,7 @@ profiles plan in about a second.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from store.atomic import write_atomic
 from store.limits import RESERVED_FIELD_LIMITS
 from store.sql_plan import (
     EMAIL_MAX_LENGTH,
@@ -318,14 +317,7 @@ class Plan:
             cur.close()
         table = table.cast(LEDGER_SCHEMA)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda handle: pq.write_table(table, handle))
 
     def close(self) -> None:
         """Release the DuckDB connection (and the plan's memory)."""

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, NoReturn
 
+from store.atomic import write_atomic
 from store.paths import keys_dir
 
 KEYRING_SERVICE = "segsync"
@@ -157,16 +158,10 @@ class KeyStore:
     def _write_file(self, destination_id: int, secret: Secret) -> None:
         """Write via a 0600 temp file renamed into place: never a partial key,
         never a moment where the key is readable by others."""
-        path = self._file(destination_id)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, secret.reveal().encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(
+            self._file(destination_id),
+            lambda handle: handle.write(secret.reveal().encode() + b"\n"),
+        )
 
     def load(
         self, destination_id: int, env_var: str | None = None, label: str | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from store import batch_emails
+from store import atomic, batch_emails
 
 
 def _mode(path: Path) -> int:
@@ -56,7 +56,7 @@ def test_a_failed_write_leaves_no_temp_file(
     def disk_full(_fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(batch_emails.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)  # the shared atomic write
     with pytest.raises(OSError, match="No space left"):
         batch_emails.record(tmp_path, 4, 0, pa.array(["a@x.io"]))
     assert list((tmp_path / "runs" / "4").iterdir()) == []
