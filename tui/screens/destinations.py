@@ -24,15 +24,6 @@ from tui.screens.consent import ConsentScreen
 from tui.screens.destination_form import DestinationFormScreen
 from tui.widgets import formatting
 
-_STATUS_STYLE = {
-    "succeeded": "green",
-    "partial": "yellow",
-    "failed": "red",
-    "cancelled": "yellow",
-    "interrupted": "red",
-    "dry_run": "cyan",
-}
-
 
 class DestinationsScreen(SegsyncScreen):
     """Lists destinations; contact counts are fetched from SendGrid in a worker
@@ -150,7 +141,7 @@ class DestinationsScreen(SegsyncScreen):
                 Text(d.list_name or d.list_id),
                 Text(self.counts.get(d.id, "…"), justify="right"),
                 Text(formatting.when(d.last_run_at)[5:] if d.last_run_at else "never"),
-                Text(status, style=_STATUS_STYLE.get(status, "")),
+                formatting.run_status(status),
                 Text("yes" if d.consent else "no", style="" if d.consent else "bold red"),
                 key=str(d.id),
             )

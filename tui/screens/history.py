@@ -17,15 +17,7 @@ from tui.screens.base import SegsyncScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.widgets import formatting
 
-STATUSES = ("succeeded", "partial", "failed", "cancelled", "interrupted", "dry_run")
-STATUS_STYLE = {
-    "succeeded": "green",
-    "partial": "yellow",
-    "failed": "red",
-    "cancelled": "yellow",
-    "interrupted": "red",
-    "dry_run": "cyan",
-}
+STATUSES = tuple(formatting.RUN_STATUS_STYLE)
 
 
 class HistoryScreen(SegsyncScreen):
@@ -126,7 +118,10 @@ class HistoryScreen(SegsyncScreen):
                 Text(run.destination),
                 Text(", ".join(run.segments), no_wrap=True, overflow="ellipsis"),
                 "dry-run" if run.dry_run else mode,
-                Text(run.status.replace("_", " "), style=STATUS_STYLE.get(run.status, "")),
+                Text(
+                    run.status.replace("_", " "),
+                    style=formatting.RUN_STATUS_STYLE.get(run.status, ""),
+                ),
                 Text(formatting.count(sent) if sent is not None else "-", justify="right"),
                 key=str(run.id),
             )

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rich.text import Text
+
+# A run's status in colour, the same on every screen that lists runs.
+RUN_STATUS_STYLE = {
+    "succeeded": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "cancelled": "yellow",
+    "interrupted": "red",
+    "dry_run": "cyan",
+}
+
+
+def run_status(status: str) -> Text:
+    """A run's status as the tables show it: words, in its colour."""
+    return Text(status.replace("_", " "), style=RUN_STATUS_STYLE.get(status, ""))
+
 
 def count(value: int | None) -> str:
     return "…" if value is None else f"{value:,}"
