@@ -15,7 +15,7 @@ early (recording the run as cancelled) once `cancel` is set.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -231,8 +231,13 @@ class Backend(Protocol):
     # mapping
     def columns(self) -> list[ColumnInfo]: ...
     def custom_fields(self, destination_id: int) -> list[str]: ...
-    def mapping(self, destination_id: int) -> MappingDraft: ...  # saved, else suggested
-    def suggested_mapping(self, destination_id: int) -> MappingDraft: ...
+    # saved, else suggested; custom_fields: the account's, when already fetched
+    def mapping(
+        self, destination_id: int, custom_fields: Sequence[str] | None = None
+    ) -> MappingDraft: ...
+    def suggested_mapping(
+        self, destination_id: int, custom_fields: Sequence[str] | None = None
+    ) -> MappingDraft: ...
     def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None: ...
     def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]: ...
 

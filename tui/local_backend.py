@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -276,18 +276,27 @@ class LocalBackend:
         )
         return sorted(f.name for f in custom)
 
-    def mapping(self, destination_id: int) -> MappingDraft:
+    def mapping(
+        self, destination_id: int, custom_fields: Sequence[str] | None = None
+    ) -> MappingDraft:
         saved = self._hist().get_mapping(destination_id)
-        return _draft(saved) if saved is not None else self.suggested_mapping(destination_id)
+        if saved is not None:
+            return _draft(saved)
+        return self.suggested_mapping(destination_id, custom_fields)
 
-    def suggested_mapping(self, destination_id: int) -> MappingDraft:
+    def suggested_mapping(
+        self, destination_id: int, custom_fields: Sequence[str] | None = None
+    ) -> MappingDraft:
+        """Fetches the account's custom fields only when the caller has not (each
+        fetch is a SendGrid request, up to its retry limit when offline)."""
         from store.plan import suggest_mapping
 
-        try:
-            custom = self.custom_fields(destination_id)
-        except Exception:  # suggestions for reserved fields still help offline
-            custom = []
-        return _draft(suggest_mapping(self._ws().columns(), custom))
+        if custom_fields is None:
+            try:
+                custom_fields = self.custom_fields(destination_id)
+            except Exception:  # suggestions for reserved fields still help offline
+                custom_fields = []
+        return _draft(suggest_mapping(self._ws().columns(), custom_fields))
 
     def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:
         from store.plan import FieldMapping, MappingError, validate_mapping

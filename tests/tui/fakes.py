@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -332,7 +332,9 @@ class FakeBackend:
     def custom_fields(self, destination_id: int) -> list[str]:
         return ["lifetime_value"]
 
-    def suggested_mapping(self, destination_id: int) -> MappingDraft:
+    def suggested_mapping(
+        self, destination_id: int, custom_fields: Sequence[str] | None = None
+    ) -> MappingDraft:
         return MappingDraft(
             email="email",
             reserved={"first_name": "first_name", "last_name": "last_name", "country": "country"},
@@ -340,7 +342,9 @@ class FakeBackend:
             consent_column="email_opt_in",
         )
 
-    def mapping(self, destination_id: int) -> MappingDraft:
+    def mapping(
+        self, destination_id: int, custom_fields: Sequence[str] | None = None
+    ) -> MappingDraft:
         return self.mappings.get(destination_id) or self.suggested_mapping(destination_id)
 
     def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:

@@ -187,3 +187,19 @@ async def test_cancel_midway_then_resume_from_history(
         await wait_finished(pilot, resumed)
         assert resumed.finished is not None and resumed.finished.status == "succeeded"
         assert emulator.state.list_members(list_id) == expected
+
+
+def test_a_mapping_screen_load_asks_sendgrid_for_fields_once(tmp_path: Path, monkeypatch) -> None:
+    # The screen fetches the account's custom fields itself; loading an unsaved
+    # mapping must reuse them, not fetch again (offline, each fetch waits out
+    # its retries).
+    write_workspace(tmp_path / "ws")
+    backend = LocalBackend(workspace=tmp_path / "ws", state_dir=tmp_path / "state")
+
+    def no_fetch(destination_id: int) -> list[str]:
+        raise AssertionError("custom fields fetched again")
+
+    monkeypatch.setattr(backend, "custom_fields", no_fetch)
+    draft = backend.mapping(1, ["first_name_custom"])
+    assert draft.email == "email"
+    assert draft.reserved["first_name"] == "first_name"

@@ -85,7 +85,7 @@ class MappingScreen(SegsyncScreen):
         except Exception as error:  # the mapping still works for reserved fields
             custom, custom_error = [], describe_error(error)
         mapping = self.call_backend(
-            "load the mapping", lambda: self.backend.mapping(destination_id)
+            "load the mapping", lambda: self.backend.mapping(destination_id, custom)
         )
         if mapping is None:
             return
