@@ -33,6 +33,7 @@ from connector.errors import (
     RequestRejected,
     SendGridError,
 )
+from connector.hosts import EU_URL, GLOBAL_URL
 from connector.models import ContactList, CustomField, ImportJob
 from connector.retry import Retryable, RetryNotice, RetryPolicy, call_with_retries, rate_limit_wait
 
@@ -47,8 +48,6 @@ __all__ = [
     "SendGridClient",
 ]
 
-GLOBAL_URL = "https://api.sendgrid.com"
-EU_URL = "https://api.eu.sendgrid.com"
 
 # Scopes checked by validate_key(). SendGrid's scopes document lists no
 # marketing scopes, and which scope gates contact *writes* is unconfirmed

@@ -39,6 +39,7 @@ from store.history_models import (
     RunBatchTable,
     RunTable,
 )
+from store.limits import DEFAULT_CAP
 from store.operator import current_operator
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ KEY_STORAGES = ("keyring", "file", "env", "pending")
 MODES = ("upsert", "mirror")
 SUCCESS_STATUSES = ("succeeded", "partial")  # the run finished; rejected rows aside
 REJECTION_SOURCES = ("plan", "sendgrid")
-DEFAULT_CAP = 100_000
 
 _T = DestinationTable.__table__
 _MAP = DestinationMappingTable.__table__

@@ -1,10 +1,13 @@
-"""SendGrid's field length limits, in a module light enough for the TUI to import.
+"""SendGrid's field length limits and the default export cap, light enough for the TUI.
 
 The plan checks rows against them in SQL; the mapping screen highlights values
 that would be cut. One table, so the two can never disagree.
 """
 
 EMAIL_MAX_LENGTH = 254
+
+# The default cap of contacts one export may send, until the user raises it.
+DEFAULT_CAP = 100_000
 
 RESERVED_FIELD_LIMITS: dict[str, int | None] = {
     "first_name": 50,

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from store.limits import DEFAULT_CAP
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -164,7 +166,7 @@ def _destinations_parser(sub: argparse._SubParsersAction) -> None:
     key.add_argument("--api-key-stdin", action="store_true", help="read the key from stdin")
     add.add_argument("--base-url", default=None, help="API address (default: global host)")
     add.add_argument("--eu", action="store_true", help="use SendGrid's EU host")
-    add.add_argument("--cap", type=int, default=100_000, help="max contacts per export")
+    add.add_argument("--cap", type=int, default=DEFAULT_CAP, help="max contacts per export")
     add.add_argument("--agree", action="store_true", help="record the data-privacy statement")
     lst = dsub.add_parser("list", help="list destinations")
     _common(lst, workspace=False)

@@ -112,10 +112,10 @@ def _read_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 
 def _add(args: argparse.Namespace, history: Any, keys: Any) -> int:
-    from connector.client import EU_URL, GLOBAL_URL
     from connector.consent import CONSENT_STATEMENT
     from connector.destinations import verify_destination
     from connector.errors import SendGridError
+    from connector.hosts import EU_URL, GLOBAL_URL
     from store.operator import current_operator
     from store.secrets import Secret
 

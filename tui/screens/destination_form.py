@@ -12,13 +12,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
+from connector.hosts import GLOBAL_URL
+from store.limits import DEFAULT_CAP
 from tui.backend import Backend, DestinationForm, DestinationInfo, ListInfo
 from tui.messages import AccountListsLoaded, BackendFailed, ConnectionChecked, DestinationSaved
 from tui.screens.base import describe_error
 from tui.widgets.check_lines import CheckLines
 
-GLOBAL_URL = "https://api.sendgrid.com"
-DEFAULT_CAP = 100_000
 NEW_LIST = "\x00new-list"
 
 
