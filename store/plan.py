@@ -379,26 +379,13 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
             for sql in plan_statements(spec):
                 con.execute(sql)
         except duckdb.Error as err:
-            culprit = _failing_segment(ws, con, req.segments)
+            culprit = ws.failing_segment(con, req.segments)
             named = f" (segment {culprit!r})" if culprit else ""
             raise WorkspaceError(f"{ws.source}: planning failed{named}: {err}") from None
         return Plan(con, spec, req.mirror, ledger if has_ledger else None)
     except BaseException:
         con.close()
         raise
-
-
-def _failing_segment(
-    ws: Workspace, con: duckdb.DuckDBPyConnection, names: Sequence[str]
-) -> str | None:
-    """The segment whose predicate fails on the data (e.g. a cast that some value
-    cannot take): such a predicate binds, so only evaluating it finds it."""
-    for name in dict.fromkeys(names):
-        try:
-            con.execute(f"SELECT count(*) FROM profiles WHERE (\n{ws.segment(name).where}\n)")
-        except duckdb.Error:
-            return name
-    return None
 
 
 def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None) -> None:

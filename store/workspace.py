@@ -356,6 +356,16 @@ class Workspace:
                             results[seg.name] = SegmentCount(seg.name, None, _describe(err))
         return [results[s.name] for s in self._segments]
 
+    def failing_segment(self, con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> str | None:
+        """The first of ``names`` whose predicate fails on the data (e.g. a cast some
+        value cannot take): such a predicate binds, so only evaluating it finds it."""
+        for name in dict.fromkeys(names):
+            try:
+                con.execute(f"SELECT count(*) FROM profiles WHERE {_wrap(self.segment(name))}")
+            except duckdb.Error:
+                return name
+        return None
+
     def union_filter(self, names: Sequence[str], con: duckdb.DuckDBPyConnection) -> str:
         """SQL condition selecting the union of ``names``; raises PredicateError if one is bad."""
         if not names:
