@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Phase = Literal["planning", "uploading", "confirming", "removing", "recording", "done"]
-RunStatus = Literal["succeeded", "partial", "failed", "cancelled", "interrupted", "dry_run"]
+RunStatus = Literal[
+    "succeeded", "partial", "failed", "cancelled", "interrupted", "refused", "dry_run"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +41,14 @@ class PhaseStarted(Event):
 @dataclass(frozen=True, slots=True)
 class PlanReady(Event):
     """The plan's counts, e.g. selected, no_email, invalid_email, too_long,
-    duplicate, no_consent, unchanged, to_send, to_remove."""
+    duplicate, no_consent, unchanged, to_send, to_add, to_update, to_remove.
+
+    ``batches`` is the fewest requests the contacts need (by count; the 6 MB
+    limit may split more): a lower bound, shown as "at least"."""
 
     counts: dict[str, int]
     batches: int
+    plan_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +106,11 @@ class RowsRejected(Event):
 
 @dataclass(frozen=True, slots=True)
 class ContactsRemoved(Event):
+    """Removals confirmed so far (read back from SendGrid) and those that failed."""
+
     removed: int
     total: int
+    failed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +135,4 @@ class PreviewReady(Event):
     sample_rejected: tuple[tuple[str, str, str], ...]  # (email, category, detail)
     first_body: str  # the first request body (JSON text, truncated for display)
     removals_sample: tuple[str, ...] = ()
+    plan_id: int = 0  # the stored plan (`segsync apply PLAN`); 0 for none

@@ -39,6 +39,7 @@ from store.history_models import (
     RunBatchTable,
     RunTable,
 )
+from store.history_plans import PlanNotFound, PlanRecord, PlansMixin
 from store.limits import DEFAULT_CAP
 from store.operator import current_operator
 
@@ -55,6 +56,8 @@ __all__ = [
     "History",
     "HistoryError",
     "NotFound",
+    "PlanNotFound",
+    "PlanRecord",
     "RejectedRecord",
     "Run",
     "RunDetail",
@@ -62,7 +65,11 @@ __all__ = [
     "current_operator",
 ]
 
-RUN_STATUSES = ("running", "succeeded", "partial", "failed", "cancelled", "interrupted", "dry_run")
+# "refused": a guardrail or a drift check stopped the run before its first request.
+RUN_STATUSES = (
+    "running", "succeeded", "partial", "failed", "cancelled", "interrupted", "refused", "dry_run",
+)  # fmt: skip
+RUN_KINDS = ("export", "undo")
 FINAL_BATCH_STATUSES = ("completed", "errored", "failed")  # the import job's end
 BATCH_STATUSES = ("prepared", "sent", *FINAL_BATCH_STATUSES)
 # "pending": the destination is being set up and its key is not stored yet.
@@ -115,6 +122,9 @@ class Destination:
     consent_text: str | None
     created_at: datetime
     removed_at: datetime | None
+    max_removals: int | None = None
+    max_removal_share: float | None = None
+    max_adds: int | None = None
 
     @property
     def consented(self) -> bool:
@@ -141,6 +151,9 @@ class Run:
     started_at: datetime
     ended_at: datetime | None
     resumed_from: int | None
+    plan_id: int | None = None
+    kind: str = "export"
+    undo_of: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +173,7 @@ class Batch:
     finished_at: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunDetail(Run):
     """A run with its batches (by seq) and its number of rejected rows."""
 
@@ -260,7 +273,7 @@ def _make_engine(db_path: Path) -> Engine:
     return engine
 
 
-class History:
+class History(PlansMixin):
     """The history database at ``db_path`` (created if missing).
 
     Opening it creates or upgrades the schema (backing the file up first) and
@@ -372,7 +385,10 @@ class History:
 
     def update_destination(self, destination_id: int, **changes: Any) -> Destination:
         """Change name, list_id, list_name, base_url, api_key_env, key_storage or cap."""
-        allowed = {"name", "list_id", "list_name", "base_url", "api_key_env", "key_storage", "cap"}
+        allowed = {
+            "name", "list_id", "list_name", "base_url", "api_key_env", "key_storage", "cap",
+            "max_removals", "max_removal_share", "max_adds",
+        }  # fmt: skip
         unknown = set(changes) - allowed
         if unknown:
             raise TypeError(f"cannot update destination field(s): {', '.join(sorted(unknown))}")
@@ -470,8 +486,13 @@ class History:
         dry_run: bool = False,
         config: Mapping[str, Any] | None = None,
         resumed_from: int | None = None,
+        plan_id: int | None = None,
+        kind: str = "export",
+        undo_of: int | None = None,
     ) -> int:
         """Open a run (status ``running``) for this process; returns its id."""
+        if kind not in RUN_KINDS:
+            raise HistoryError(f"unknown run kind {kind!r}; expected one of {RUN_KINDS}")
         if mode not in MODES:
             raise HistoryError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         dest = self.get_destination(destination_id)
@@ -496,6 +517,9 @@ class History:
                     pid=os.getpid(),
                     started_at=_now(),
                     resumed_from=resumed_from,
+                    plan_id=plan_id,
+                    kind=kind,
+                    undo_of=undo_of,
                 )
             ).inserted_primary_key[0]
 
@@ -776,6 +800,15 @@ def _check_destination_values(values: Mapping[str, Any]) -> None:
         raise HistoryError(f"unknown key storage {storage!r}; expected one of {KEY_STORAGES}")
     if "cap" in values and (not isinstance(values["cap"], int) or values["cap"] < 1):
         raise HistoryError(f"the cap must be a positive number of profiles, not {values['cap']!r}")
+    for name in ("max_removals", "max_adds"):
+        value = values.get(name)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise HistoryError(
+                f"{name} must be a whole number of people (0 or more), not {value!r}"
+            )
+    share = values.get("max_removal_share")
+    if share is not None and not (isinstance(share, int | float) and 0 <= share <= 1):
+        raise HistoryError(f"max_removal_share must be between 0 and 1, not {share!r}")
 
 
 def mapping_json(mapping: Any) -> dict[str, Any]:

@@ -14,6 +14,8 @@ Version history:
 2. resume and SendGrid-side rejections: ``run.resumed_from`` and
    ``rejected_row.source`` (``'plan'`` or ``'sendgrid'``; older rows are
    ``'plan'``, the only kind version 1 recorded).
+3. changesets: the ``plan`` table (frozen changesets, apart from runs),
+   ``run.plan_id``/``kind``/``undo_of`` and the destination's guardrails.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, text
 from sqlmodel import SQLModel
 
-from store import history_models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from store import history_models  # registers the tables on SQLModel.metadata
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaError(RuntimeError):
@@ -53,8 +55,18 @@ def _v2_resume_and_sources(conn: Connection) -> None:
     )
 
 
+def _v3_changesets(conn: Connection) -> None:
+    history_models.PlanTable.__table__.create(conn)  # type: ignore[attr-defined]
+    for column in ("max_removals INTEGER", "max_removal_share FLOAT", "max_adds INTEGER"):
+        conn.exec_driver_sql(f"ALTER TABLE destination ADD COLUMN {column}")
+    conn.exec_driver_sql("ALTER TABLE run ADD COLUMN plan_id INTEGER REFERENCES plan (id)")
+    conn.exec_driver_sql("ALTER TABLE run ADD COLUMN kind VARCHAR DEFAULT 'export' NOT NULL")
+    conn.exec_driver_sql("ALTER TABLE run ADD COLUMN undo_of INTEGER REFERENCES run (id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "resume and SendGrid-side rejections", _v2_resume_and_sources),
+    Migration(3, "changesets, run kinds and guardrails", _v3_changesets),
 )
 
 

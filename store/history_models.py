@@ -68,6 +68,10 @@ class DestinationTable(SQLModel, table=True):
     consent_text: str | None = None
     created_at: datetime = Field(sa_type=UTCDateTime)
     removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # schema v3: guardrails (NULL: the default rule, see store.guardrails)
+    max_removals: int | None = None
+    max_removal_share: float | None = None
+    max_adds: int | None = None
 
 
 class DestinationMappingTable(SQLModel, table=True):
@@ -104,6 +108,10 @@ class RunTable(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # schema v2
     resumed_from: int | None = Field(default=None, foreign_key="run.id")
+    # schema v3: the changeset the run applied, and what kind of run it is
+    plan_id: int | None = Field(default=None, foreign_key="plan.id")
+    kind: str = Field(default="export", sa_column_kwargs={"server_default": "export"})
+    undo_of: int | None = Field(default=None, foreign_key="run.id")
 
 
 class RunBatchTable(SQLModel, table=True):
@@ -136,3 +144,25 @@ class RejectedRowTable(SQLModel, table=True):
     reason: str
     # schema v2; the server default lets the upgrade fill rows written by v1
     source: str = Field(sa_column_kwargs={"server_default": "plan"})
+
+
+class PlanTable(SQLModel, table=True):
+    """A frozen changeset (schema v3): what one plan decided for each person lives in
+    a Parquet file beside the database; this row holds its summary and basis."""
+
+    __tablename__: ClassVar[str] = "plan"  # type: ignore[misc]
+    id: int | None = Field(default=None, primary_key=True)
+    destination_id: int = Field(foreign_key="destination.id", index=True)
+    destination_name: str
+    segments: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    mode: str
+    incremental: bool
+    kind: str = "export"
+    undo_of: int | None = Field(default=None, foreign_key="run.id")
+    counts: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    basis: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str  # ready | applied | superseded
+    applied_run_id: int | None = Field(default=None, foreign_key="run.id")
+    operator: str
+    host: str
+    created_at: datetime = Field(sa_type=UTCDateTime, index=True)

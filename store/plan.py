@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import duckdb
 import orjson
@@ -27,6 +27,7 @@ from store.sql_plan import (
     EMAIL_MAX_LENGTH,
     ON_LIST,
     PlanSpec,
+    changeset_sql,
     contacts_sql,
     plan_statements,
     rejected_sql,
@@ -177,6 +178,9 @@ class PlanRequest:
     incremental: bool = False
     mirror: bool = False
     skip_emails: pa.Array | None = None
+    # False when the ledger's digests were computed another way (another DuckDB):
+    # incremental then compares nothing and sends everyone once.
+    compare_digests: bool = True
 
 
 class RejectedRow(NamedTuple):
@@ -276,6 +280,38 @@ class Plan:
         """Mirror mode: ledger emails no longer selected, ascending (empty otherwise)."""
         return list(self._removals)
 
+    def save_changeset(self, path: Path) -> None:
+        """Write the frozen changeset (``store.changeset``): one operation per
+        planned row plus one ``remove`` per departed ledger email, atomically and
+        owner-only. Streamed batch by batch: memory stays flat at any size."""
+        from store.changeset import CHANGESET_SCHEMA
+
+        def write(handle: BinaryIO) -> None:
+            cur = self._con.cursor()
+            try:
+                reader = cur.sql(changeset_sql(self._spec)).to_arrow_reader(65_536)
+                with pq.ParquetWriter(handle, CHANGESET_SCHEMA, compression="zstd") as out:
+                    for batch in reader:
+                        out.write_batch(batch.cast(CHANGESET_SCHEMA))
+                    if self._removals:
+                        removals = pa.array(self._removals, pa.string())
+                        n = len(removals)
+                        out.write_batch(
+                            pa.record_batch(
+                                [
+                                    removals,
+                                    pa.nulls(n, pa.string()),
+                                    pa.array(["remove"] * n, pa.string()),
+                                    *(pa.nulls(n, f.type) for f in list(CHANGESET_SCHEMA)[3:]),
+                                ],
+                                schema=CHANGESET_SCHEMA,
+                            )
+                        )
+            finally:
+                cur.close()
+
+        write_atomic(Path(path), write)
+
     def write_ledger(self, path: Path, errored_emails: set[str], removed_emails: set[str]) -> None:
         """Write what is on the list after a successful run, atomically (temp + rename).
 
@@ -370,7 +406,7 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
                 for name, col in req.mapping.custom.items()
             ),
             skip_confirmed=req.skip_emails is not None and len(req.skip_emails) > 0,
-            incremental=req.incremental,
+            incremental=req.incremental and req.compare_digests,
         )
         if spec.skip_confirmed:
             emails = pc.utf8_lower(pc.utf8_trim_whitespace(req.skip_emails.cast(pa.string())))

@@ -294,6 +294,28 @@ def contacts_sql(spec: PlanSpec, limit: int | None = None, by_email: bool = Fals
     """
 
 
+def changeset_sql(spec: PlanSpec) -> str:
+    """Every planned row as one operation of the changeset (see ``store.changeset``).
+
+    ``add`` (not in the ledger) and ``update`` carry the contact JSON to send;
+    ``unchanged`` carries only its digest; a ``rejected`` row its reason. A row
+    that a resumed legacy run had already confirmed (``skipped``) is sent again
+    by nobody and stays on the list: ``unchanged``. Not sorted: a million rows
+    stream out as DuckDB produces them.
+    """
+    return f"""
+        SELECT email, CAST(_key_order AS VARCHAR) AS key,
+               CASE WHEN status = 'to_send' AND ledger_hash IS NULL THEN 'add'
+                    WHEN status = 'to_send' THEN 'update'
+                    WHEN status IN ('unchanged', 'skipped') THEN 'unchanged'
+                    ELSE 'rejected' END AS op,
+               CASE WHEN status NOT IN {ON_LIST} THEN status END AS reason,
+               detail, source_email, CAST(hash AS UBIGINT) AS digest,
+               CASE WHEN status = 'to_send' THEN {spec.contact_json()} END AS contact
+        FROM plan_rows
+    """
+
+
 def rejected_sql(spec: PlanSpec, statuses: Sequence[str], limit: int | None = None) -> str:
     """Excluded rows in source order, with the key and the email as the source has them
     (kept by the plan: the source is not read again)."""

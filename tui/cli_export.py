@@ -14,13 +14,17 @@ import sys
 import time
 from typing import Any, TextIO
 
+import orjson
+
 from connector import events as ev
-from tui.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, CliError
+from store.safe_text import visible
+from tui.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, CliError
 from tui.cli_commands import open_workspace, print_json, resolve_state_dir
 
 EXIT_BY_STATUS = {
     "succeeded": EXIT_OK,
     "dry_run": EXIT_OK,
+    "refused": EXIT_USAGE,
     "partial": EXIT_REJECTED,
     "failed": EXIT_FAILED,
     "cancelled": EXIT_CANCELLED,
@@ -28,12 +32,16 @@ EXIT_BY_STATUS = {
 }
 
 
+BODY_SHOWN = 1500  # characters of the first request body shown on a terminal
+
+
 class EventPrinter:
     """Turns engine events into human lines (or one live line on a terminal)."""
 
-    def __init__(self, out: TextIO, live: bool) -> None:
+    def __init__(self, out: TextIO, live: bool, preview: bool = True) -> None:
         self.out = out
         self.live = live
+        self.preview = preview  # print a dry-run's samples (`plan` prints its own summary)
         self.started = time.monotonic()
         self.upload_started: float | None = None
         self.status_line = False
@@ -63,8 +71,8 @@ class EventPrinter:
                 kind = "dry-run" if event.dry_run else event.mode
                 resumed = " (resumed)" if event.resumed else ""
                 self._line(
-                    f"run {event.run_id}{resumed}: {kind} to {event.destination} "
-                    f"of {', '.join(event.segments)}"
+                    f"run {event.run_id}{resumed}: {kind} to {visible(event.destination)} "
+                    f"of {visible(', '.join(event.segments))}"
                 )
             case ev.PhaseStarted(phase="uploading"):
                 self.upload_started = time.monotonic()
@@ -74,8 +82,14 @@ class EventPrinter:
             case ev.PhaseStarted():
                 self._line(f"{event.phase}")
             case ev.PlanReady():
-                shown = ", ".join(f"{k} {v:,}" for k, v in event.counts.items() if v)
-                self._line(f"plan: {shown}")
+                c = event.counts
+                shown = ", ".join(f"{k} {v:,}" for k, v in c.items() if v and k != "selected")
+                self._line(f"plan {event.plan_id}: {c.get('selected', 0):,} selected: {shown}")
+                if event.batches:
+                    self._line(
+                        f"to send {c.get('to_send', 0):,} contacts in at least "
+                        f"{event.batches:,} request(s)"
+                    )
             case ev.BatchSent():
                 if self.live:
                     self._progress(event.sent_total, event.to_send)
@@ -101,45 +115,84 @@ class EventPrinter:
             case ev.RowsRejected():
                 self._line(f"batch {event.seq}: SendGrid rejected {len(event.rows):,} rows")
             case ev.ContactsRemoved():
-                self._line(f"removed {event.removed:,} of {event.total:,} from the list")
+                failed = f", {event.failed:,} not confirmed" if event.failed else ""
+                self._line(
+                    f"removed {event.removed:,} of {event.total:,} from the list "
+                    f"(confirmed by reading the list back){failed}"
+                )
             case ev.PreviewReady():
-                self._preview(event)
+                if self.preview:
+                    self._preview(event)
             case ev.Warning():
-                self._line(f"warning: {event.message}")
+                self._line(f"warning: {visible(event.message, multiline=True)}")
+            case ev.RunFinished(run_id=0):
+                self._line(f"{visible(event.message)} ({event.seconds:.1f} s)")
             case ev.RunFinished():
                 self._line(f"run {event.run_id} {event.status} in {event.seconds:.1f} s")
                 if event.message:
-                    self._line(event.message)
+                    self._line(visible(event.message, multiline=True))
 
     def _preview(self, event: ev.PreviewReady) -> None:
+        """Samples as JSON (what would be sent), every value made safe to show."""
         self._line("sample contacts:")
         for contact in event.sample_contacts[:5]:
-            self._line(f"  {contact}")
+            self._line("  " + visible(orjson.dumps(contact).decode()))
         if event.sample_rejected:
             self._line("sample rejected rows:")
             for email, category, detail in event.sample_rejected[:10]:
-                self._line(f"  {email!r}: {category} {detail}".rstrip())
+                self._line(f"  {visible(email)}: {category} {visible(detail)}".rstrip())
         if event.removals_sample:
-            self._line(f"would remove e.g.: {', '.join(event.removals_sample[:5])}")
+            shown = ", ".join(visible(e) for e in event.removals_sample[:5])
+            self._line(f"would remove e.g.: {shown}")
         if event.first_body:
+            body = event.first_body
+            cut = len(body) > BODY_SHOWN or body.endswith(" …")
             self._line("first request body (PUT /v3/marketing/contacts):")
-            self._line("  " + event.first_body[:1500])
+            self._line("  " + visible(body[:BODY_SHOWN].removesuffix(" …")))
+            if cut:
+                self._line("  [cut here: the body goes on; `--json` has it in full]")
 
 
-async def _run_export(engine: Any, request: Any, printer: EventPrinter | None) -> ev.RunFinished:
+async def run_engine(engine: Any, request: Any, printer: EventPrinter | None) -> list[ev.Event]:
+    """Run the engine with SIGINT/SIGTERM as cancel; returns the events that
+    matter afterwards (the plan, the preview, the end)."""
     cancel = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, cancel.set)
     loop.add_signal_handler(signal.SIGTERM, cancel.set)
-    finished: ev.RunFinished | None = None
+    kept: list[ev.Event] = []
     async for event in engine.run(request, cancel):
         if printer is not None:
             printer.handle(event)
-        if isinstance(event, ev.RunFinished):
-            finished = event
+        if isinstance(event, ev.PlanReady | ev.PreviewReady | ev.RunFinished):
+            kept.append(event)
+    return kept
+
+
+def run_export(engine: Any, request: Any, as_json: bool) -> tuple[ev.RunFinished, int]:
+    """Run an export or apply; returns its end and the plan it applied."""
+    printer = None if as_json else EventPrinter(sys.stderr, live=sys.stderr.isatty())
+    # Refusals (no consent, busy destination, a drifted plan, bad input) propagate
+    # to tui.cli.main, which prints their message and exits 2 like every command.
+    events = asyncio.run(run_engine(engine, request, printer))
+    finished = next((e for e in reversed(events) if isinstance(e, ev.RunFinished)), None)
     if finished is None:
         raise CliError("the export ended without a result", EXIT_FAILED)
-    return finished
+    plan_id = next((e.plan_id for e in events if isinstance(e, ev.PlanReady | ev.PreviewReady)), 0)
+    return finished, plan_id
+
+
+def print_summary(finished: ev.RunFinished, plan_id: int) -> None:
+    print_json(
+        {
+            "run": finished.run_id or None,
+            "plan": plan_id or None,
+            "status": finished.status,
+            "counts": finished.counts,
+            "message": finished.message,
+            "seconds": round(finished.seconds, 3),
+        }
+    )
 
 
 def build_engine(args: argparse.Namespace) -> Any:
@@ -173,19 +226,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         incremental=args.incremental,
         dry_run=args.dry_run,
         resume_run=args.resume,
+        allow_removals=args.allow_removals,
     )
-    printer = None if args.json else EventPrinter(sys.stderr, live=sys.stderr.isatty())
-    # Refusals (no consent, over the cap, busy destination, bad input) propagate to
-    # tui.cli.main, which prints their message and exits 2 like every command.
-    finished = asyncio.run(_run_export(engine, request, printer))
+    finished, plan_id = run_export(engine, request, args.json)
     if args.json:
-        print_json(
-            {
-                "run": finished.run_id,
-                "status": finished.status,
-                "counts": finished.counts,
-                "message": finished.message,
-                "seconds": round(finished.seconds, 3),
-            }
-        )
+        print_summary(finished, plan_id)
     return EXIT_BY_STATUS.get(finished.status, EXIT_FAILED)

@@ -45,7 +45,7 @@ def test_upsert_puts_exactly_the_expected_contacts_on_the_list(export_env, capsy
     assert_counts_add_up(counts)
 
 
-def test_dry_run_sends_nothing_and_is_recorded(export_env, capsys):
+def test_dry_run_sends_nothing_and_is_recorded_as_a_plan_not_a_run(export_env, capsys):
     code, summary = export_json(capsys, "news", "--segment", "germany", "--dry-run")
     assert code == 0
     assert summary["status"] == "dry_run"
@@ -54,8 +54,11 @@ def test_dry_run_sends_nothing_and_is_recorded(export_env, capsys):
     assert export_env.emulator.state.stats()["contacts_received"] == 0
     capsys.readouterr()
     run_cli(main, "runs", "--json")
-    runs = orjson.loads(capsys.readouterr().out)
-    assert runs[0]["dry_run"] is True and runs[0]["status"] == "dry_run"
+    assert orjson.loads(capsys.readouterr().out) == []  # previews do not crowd out runs
+    run_cli(main, "plans", "--json")
+    plans = orjson.loads(capsys.readouterr().out)
+    assert [p["plan"] for p in plans] == [summary["plan"]]
+    assert plans[0]["status"] == "ready" and plans[0]["mode"] == "upsert"
 
 
 def test_mirror_removes_who_left_the_segment_but_never_deletes(export_env, capsys):
@@ -73,7 +76,20 @@ def test_mirror_removes_who_left_the_segment_but_never_deletes(export_env, capsy
     left = before - after
     assert left
 
+    # More than 10 % of the list would go: the guardrail refuses before any request.
+    requests_before = len(export_env.emulator.exchanges)
     code, summary = export_json(capsys, "news", "--segment", "germany", "--mode", "mirror")
+    assert code == 2, summary
+    assert summary["status"] == "refused"
+    assert summary["counts"]["to_remove"] == len(left) and summary["counts"]["removed"] == 0
+    assert export_env.emulator.state.list_members(export_env.list_id) == before
+    writes = [x for x in export_env.emulator.exchanges[requests_before:] if x.method != "GET"]
+    assert writes == []  # nothing was sent, nobody removed
+
+    code, summary = export_json(
+        capsys, "news", "--segment", "germany", "--mode", "mirror",
+        "--allow-removals", str(len(left)),
+    )  # fmt: skip
     assert code == 0, summary
     assert export_env.emulator.state.list_members(export_env.list_id) == after
     assert summary["counts"]["removed"] == len(left)

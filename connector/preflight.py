@@ -1,0 +1,320 @@
+"""Everything an export checks before it plans or sends, and the plan's basis.
+
+Each check raises `ExportRefused` with a message that names the problem and
+the fix; nothing has been sent when one fires. The basis is what a plan was
+computed from (profile source fingerprint, mapping, segment predicates, list,
+ledger version): `apply` compares it with the present and refuses a plan that
+no longer describes what would happen (`basis_changes`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from connector.client import RetryNotice, SendGridClient
+from connector.errors import SendGridError
+from store.fingerprint import source_fingerprint
+from store.history import mapping_json
+from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
+from store.plan import FieldMapping
+
+
+class ExportRefused(Exception):
+    """The export cannot start; nothing was sent. The message says why and what to do."""
+
+    exit_code = 2
+
+
+class Preflight:
+    """The checks and look-ups of one export, over the engine's collaborators."""
+
+    def __init__(self, workspace: Any, history: Any, keys: Any, state_dir: Path) -> None:
+        self.workspace = workspace
+        self.history = history
+        self.keys = keys
+        self.state_dir = Path(state_dir)
+
+    # -- what to run ----------------------------------------------------------
+
+    def resolve(self, request: Any, destination: Any) -> tuple[Any, Any, Any]:
+        """The request completed from a stored plan, a resumed run or the saved
+        segments; returns (request, run being resumed or None, plan or None)."""
+        from store.history import PlanNotFound
+
+        if request.resume_run is not None:
+            previous = self._resumable(request.resume_run, destination)
+            request = replace(
+                request,
+                segments=tuple(previous.segments),
+                mode=previous.mode,
+                incremental=previous.incremental,
+                dry_run=False,
+            )
+            stored = self.history.get_plan(previous.plan_id) if previous.plan_id else None
+            return request, previous, stored
+        if request.plan_id is not None:
+            try:
+                stored = self.history.get_plan(request.plan_id)
+            except PlanNotFound as exc:
+                raise ExportRefused(str(exc)) from None
+            if stored.destination_id != destination.id:
+                raise ExportRefused(
+                    f"Plan {stored.id} was made for {stored.destination_name!r}, "
+                    f"not {destination.name!r}."
+                )
+            if stored.status == "applied":
+                raise ExportRefused(
+                    f"Plan {stored.id} was already applied by run {stored.applied_run_id}; "
+                    "make a new plan."
+                )
+            if stored.status == "superseded":
+                raise ExportRefused(f"Plan {stored.id} was superseded; make a new plan.")
+            request = replace(
+                request,
+                segments=tuple(stored.segments),
+                mode=stored.mode,
+                incremental=stored.incremental,
+            )
+            return request, None, stored
+        segments = request.segments or tuple(self.history.get_segments(destination.id))
+        return replace(request, segments=tuple(segments)), None, None
+
+    def _resumable(self, run_id: int, destination: Any) -> Any:
+        previous = self.history.get_run(run_id)
+        if previous.destination_id != destination.id:
+            raise ExportRefused(
+                f"Run {previous.id} belongs to destination {previous.destination_name!r}, "
+                f"not {destination.name!r}."
+            )
+        if previous.status not in ("interrupted", "cancelled", "failed", "running"):
+            raise ExportRefused(
+                f"Run {previous.id} is {previous.status}; only interrupted, cancelled or "
+                "failed runs can be resumed. Start a new export instead."
+            )
+        if previous.dry_run:
+            raise ExportRefused(f"Run {previous.id} was a dry-run; there is nothing to resume.")
+        return previous
+
+    def mapping(self, destination: Any, request: Any) -> FieldMapping:
+        mapping = self.history.get_mapping(destination.id)
+        if mapping is None:
+            raise ExportRefused(
+                f"Destination {destination.name!r} has no field mapping yet. "
+                f"Run `segsync map {destination.name} email=COLUMN ...` first."
+            )
+        if not request.segments:
+            raise ExportRefused(
+                "No segments selected. Name at least one with --segment "
+                "(see `segsync segments` for the list)."
+            )
+        return mapping
+
+    def check_inputs(self, request: Any, mapping: FieldMapping) -> None:
+        """Segments and mapped columns must exist in the workspace as it is now
+        (the profile file may have changed since the mapping was saved)."""
+        from store.plan import MappingError, validate_mapping
+        from store.workspace import WorkspaceError
+
+        known = {s.name for s in self.workspace.segments()}
+        unknown = [name for name in request.segments if name not in known]
+        if unknown:
+            raise ExportRefused(
+                f"Unknown segment(s) {', '.join(map(repr, unknown))} in "
+                f"{self.workspace.config_path}. Known segments: {', '.join(sorted(known))}."
+            )
+        try:
+            with self.workspace.connect() as con:  # one connection for every check
+                validate_mapping(mapping, self.workspace.columns(con))
+                for name in request.segments:
+                    self.workspace.check_segment(con, name)
+        except (MappingError, WorkspaceError) as exc:
+            raise ExportRefused(str(exc)) from exc
+
+    def planning_refusal(self, exc: Exception, request: Any) -> Exception:
+        """A planning failure as the user should read it: a predicate that fails
+        at run time names its segment, never the internal SQL."""
+        from store.workspace import WorkspaceError
+
+        if isinstance(exc, WorkspaceError):
+            return ExportRefused(str(exc))
+        return exc
+
+    @staticmethod
+    def require_consent(destination: Any) -> None:
+        if not destination.consent_at:
+            raise ExportRefused(
+                f"Destination {destination.name!r} has no data-privacy acknowledgment. "
+                f"Record it with `segsync destinations consent {destination.name}` "
+                "(or --agree when adding it) before exporting; a --dry-run is allowed."
+            )
+
+    # -- the account ----------------------------------------------------------
+
+    async def open_client(
+        self,
+        destination: Any,
+        dry_run: bool,
+        on_retry: Callable[[RetryNotice], None],
+        factory: Callable[..., SendGridClient] = SendGridClient,
+    ) -> SendGridClient | None:
+        """Open a client and check the key; a dry-run may go on without one."""
+        try:
+            key = self.keys.load(destination.id, destination.api_key_env, destination.name)
+        except Exception as exc:
+            if dry_run:
+                return None
+            raise ExportRefused(str(exc)) from exc
+        try:
+            client = factory(key, destination.base_url, on_retry=on_retry)
+        except SendGridError as exc:
+            raise ExportRefused(str(exc)) from exc
+        if dry_run:
+            return client
+        try:
+            await client.validate_key()
+        except SendGridError as exc:
+            await client.aclose()
+            raise ExportRefused(str(exc)) from exc
+        return client
+
+    @staticmethod
+    async def list_contacts(
+        client: SendGridClient | None, destination: Any, dry_run: bool
+    ) -> int | None:
+        """How many contacts SendGrid shows on the list now (None: unknown, a
+        preview without a key or an unreachable account). An unknown list id
+        refuses the export (a preview goes on without the number)."""
+        if client is None:
+            return None
+        try:
+            found = await client.get_list(destination.list_id)
+        except SendGridError as exc:
+            if dry_run:
+                return None
+            raise ExportRefused(str(exc)) from exc
+        return found.contact_count
+
+    async def custom_field_ids(
+        self,
+        client: SendGridClient | None,
+        destination: Any,
+        mapping: FieldMapping,
+        request: Any,
+    ) -> dict[str, str]:
+        """The SendGrid ids of the mapped custom fields (they differ per account)."""
+        if not mapping.custom or client is None:
+            return {}
+        try:
+            custom, _reserved = await client.field_definitions()
+        except SendGridError as exc:
+            if request.dry_run:
+                return {}
+            raise ExportRefused(str(exc)) from exc
+        by_name = {f.name.lower(): f.id for f in custom}
+        missing = [name for name in mapping.custom if name.lower() not in by_name]
+        if missing and not request.dry_run:
+            raise ExportRefused(
+                f"Custom field(s) {', '.join(missing)} do not exist on the SendGrid account of "
+                f"{destination.name!r}. Create them with `segsync map {destination.name} ... "
+                "--create-fields`, or remove them from the mapping."
+            )
+        return {name: by_name[name.lower()] for name in mapping.custom if name.lower() in by_name}
+
+    # -- the ledger -----------------------------------------------------------
+
+    def ledger(self, destination: Any) -> Path:
+        """The ledger of the destination's list, adopting the file an older
+        segsync kept per destination when the destination's last successful run
+        went to this same list (otherwise it describes another list: ignored)."""
+        path = ledger_file(self.state_dir, destination.base_url, destination.list_id)
+        legacy = legacy_ledger_file(self.state_dir, destination.id)
+        if not path.exists() and legacy.is_file():
+            last = self.history.last_successful_run(destination.id)
+            config = last.config if last is not None else {}
+            if (
+                config.get("list_id") == destination.list_id
+                and config.get("base_url") == destination.base_url
+            ):
+                shutil.copy2(legacy, path)
+        return path
+
+    @staticmethod
+    def distrust(info: LedgerInfo | None, list_contacts: int | None) -> str | None:
+        return distrust_reason(info, list_contacts)
+
+    @staticmethod
+    def ledger_warnings(info: LedgerInfo | None, distrust: str | None, request: Any) -> list[str]:
+        """What the user must know about the ledger this plan uses."""
+        out = []
+        if distrust:
+            effect = ["everyone selected is sent"]
+            if request.mode == "mirror":
+                effect.append("no one is removed this run")
+            out.append(f"segsync's record of this list is not trusted: {distrust}; " + (
+                " and ".join(effect) + ", and the record is rebuilt from what this run confirms"
+            ))  # fmt: skip
+        elif info is not None and request.incremental and not info.digests_comparable:
+            out.append(
+                "the record of what was sent was computed by another version of DuckDB "
+                f"({info.engine}); --incremental cannot tell what changed, so everyone "
+                "selected is sent once"
+            )
+        return out
+
+    # -- basis and drift --------------------------------------------------------
+
+    def basis_now(self, destination: Any, mapping: FieldMapping, request: Any) -> dict[str, Any]:
+        """What a plan made now would be computed from."""
+        from store.ledger import read_info
+
+        predicates = {s.name: s.where for s in self.workspace.segments()}
+        info = read_info(ledger_file(self.state_dir, destination.base_url, destination.list_id))
+        return {
+            "workspace": str(self.workspace.root),
+            "source": source_fingerprint(self.workspace.source),
+            "mapping": mapping_json(mapping),
+            "predicates": {name: predicates.get(name) for name in request.segments},
+            "list_id": destination.list_id,
+            "base_url": destination.base_url,
+            "ledger_version": info.version if info else 0,
+        }
+
+    def config_snapshot(
+        self, request: Any, destination: Any, mapping: FieldMapping
+    ) -> dict[str, Any]:
+        return {
+            "workspace": str(self.workspace.root),
+            "destination": destination.name,
+            "list_id": destination.list_id,
+            "base_url": destination.base_url,
+            "segments": list(request.segments),
+            "mode": request.mode,
+            "incremental": request.incremental,
+            "dry_run": False,
+            "mapping": mapping_json(mapping),
+            "cap": destination.cap,
+        }
+
+
+_BASIS_WORDS = {
+    "workspace": "the workspace",
+    "source": "the profile source",
+    "mapping": "the field mapping",
+    "predicates": "the segment definitions",
+    "list_id": "the destination's list",
+    "base_url": "the destination's API host",
+    "ledger_version": "segsync's record of the list (another run changed it)",
+}
+
+
+def basis_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between a plan's basis and the present, in words."""
+    return [
+        f"{words} changed since the plan"
+        for key, words in _BASIS_WORDS.items()
+        if old.get(key) != new.get(key)
+    ]

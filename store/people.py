@@ -1,0 +1,144 @@
+"""Who each applied run touched, and how: the per-person record of a run.
+
+One owner-only Parquet file per run (``<state>/people/run-<id>.parquet``),
+rewritten whenever the run ends (a resumed run's file covers every attempt):
+
+- ``added`` / ``updated``: in a batch SendGrid confirmed, not rejected by it
+  (added: the ledger did not have them; updated: it did);
+- ``rejected_by_sendgrid``: in a confirmed batch, refused by SendGrid, with
+  its reason;
+- ``rejected``: left out by the plan (no consent, invalid email, duplicate,
+  too long, no email), with the reason;
+- ``removed``: confirmed off the list by reading membership back;
+- ``remove_failed``: a removal that was tried and not confirmed (still on the
+  list as far as anyone knows), with why;
+- ``not_sent``: planned but not sent or not confirmed (the run was cancelled,
+  failed, or is waiting to be resumed).
+
+Files are kept with their run and pruned only by an explicit command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from store.atomic import write_atomic
+from store.changeset import Changeset
+from store.paths import _private_dir
+from store.workspace import quote_literal
+
+PEOPLE_OPS = (
+    "added", "updated", "rejected_by_sendgrid", "rejected", "removed", "remove_failed",
+    "not_sent",
+)  # fmt: skip
+PEOPLE_SCHEMA = pa.schema(
+    [("email", pa.string()), ("key", pa.string()), ("op", pa.string()), ("reason", pa.string())]
+)
+
+
+def people_file(state: Path, run_id: int) -> Path:
+    return _private_dir(Path(state) / "people") / f"run-{run_id}.parquet"
+
+
+def _emails(values: Iterable[str]) -> pa.Table:
+    return pa.table({"email": pa.array(sorted(set(values)), pa.string())})
+
+
+def write_people(
+    path: Path,
+    changeset: Changeset,
+    *,
+    sent: pa.Array,
+    errored: Mapping[str, str],
+    removed: Iterable[str],
+    remove_failed: Mapping[str, str],
+) -> dict[str, int]:
+    """Write the run's record from its changeset and what SendGrid confirmed;
+    returns how many people each op names."""
+    con = duckdb.connect()
+    try:
+        con.register("_sent", pa.table({"email": sent.cast(pa.string())}))
+        con.register(
+            "_errored",
+            pa.table(
+                {
+                    "email": pa.array(list(errored), pa.string()),
+                    "why": pa.array(list(errored.values()), pa.string()),
+                }
+            ),
+        )
+        con.register("_removed", _emails(removed))
+        con.register(
+            "_remove_failed",
+            pa.table(
+                {
+                    "email": pa.array(list(remove_failed), pa.string()),
+                    "why": pa.array(list(remove_failed.values()), pa.string()),
+                }
+            ),
+        )
+        changes = f"read_parquet({quote_literal(str(changeset.path))})"
+        table = con.sql(
+            f"""
+            SELECT c.email, c.key,
+                   CASE WHEN e.email IS NOT NULL THEN 'rejected_by_sendgrid'
+                        WHEN s.email IS NULL THEN 'not_sent'
+                        WHEN c.op = 'add' THEN 'added' ELSE 'updated' END AS op,
+                   CASE WHEN e.email IS NOT NULL THEN e.why END AS reason
+            FROM {changes} c
+            LEFT JOIN (SELECT DISTINCT email FROM _sent) s ON s.email = c.email
+            LEFT JOIN _errored e ON e.email = c.email
+            WHERE c.op IN ('add', 'update')
+            UNION ALL
+            SELECT coalesce(email, source_email), key, 'rejected',
+                   reason || coalesce(': ' || detail, '')
+            FROM {changes} WHERE op = 'rejected'
+            UNION ALL
+            SELECT c.email, NULL,
+                   CASE WHEN r.email IS NOT NULL THEN 'removed'
+                        WHEN f.email IS NOT NULL THEN 'remove_failed'
+                        ELSE 'not_sent' END,
+                   f.why
+            FROM {changes} c
+            LEFT JOIN _removed r ON r.email = c.email
+            LEFT JOIN _remove_failed f ON f.email = c.email
+            WHERE c.op = 'remove'
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    table = table.cast(PEOPLE_SCHEMA)
+    write_atomic(Path(path), lambda handle: pq.write_table(table, handle, compression="zstd"))
+    ops = table.column("op").value_counts().to_pylist()
+    found = {item["values"]: item["counts"] for item in ops}
+    return {op: int(found.get(op, 0)) for op in PEOPLE_OPS}
+
+
+def read_people(
+    path: Path, ops: Sequence[str] | None = None, limit: int | None = None
+) -> Iterator[tuple[str | None, str | None, str, str | None]]:
+    """(email, key, op, reason) of a run's record, by op then email."""
+    if not Path(path).is_file():
+        return
+    con = duckdb.connect()
+    try:
+        where = ""
+        if ops:
+            where = "WHERE op IN (" + ", ".join(quote_literal(o) for o in ops) + ")"
+        top = f"LIMIT {int(limit)}" if limit is not None else ""
+        order = "CASE op " + " ".join(
+            f"WHEN {quote_literal(op)} THEN {i}" for i, op in enumerate(PEOPLE_OPS)
+        )
+        cur = con.execute(
+            f"SELECT email, key, op, reason FROM read_parquet({quote_literal(str(path))}) "
+            f"{where} ORDER BY {order} END, email {top}"
+        )
+        while batch := cur.fetchmany(10_000):
+            yield from batch
+    finally:
+        con.close()
