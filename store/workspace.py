@@ -5,16 +5,26 @@ through DuckDB table functions, a ``.duckdb`` file through ``ATTACH ... (READ_ON
 Segment predicates are user-written SQL; every connection handed out is locked down
 (no file access beyond the source and explicitly allowed paths, configuration locked)
 so a predicate can select rows but cannot write files, ATTACH databases or load code.
+
+A predicate can also be slow on purpose or by accident (``WITH RECURSIVE``, a huge
+``range()``): every connection is registered so it can be interrupted from any
+thread (Ctrl+C, SIGTERM, a cancelled export, a time limit), because DuckDB does not
+look at Python's signals while a long query step runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
 import json
 import os
+import shutil
+import tempfile
+import threading
 import tomllib
+import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -32,6 +42,179 @@ class WorkspaceError(Exception):
 
 class PredicateError(WorkspaceError):
     """A segment predicate is not a single SQL expression or DuckDB rejects it."""
+
+
+class QueryTimeout(WorkspaceError):
+    """A query ran past its time limit and was interrupted; ``seconds`` is the limit."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class QueryInterrupted(Exception):
+    """A query was stopped by Ctrl+C, SIGTERM or ``Workspace.interrupt()``.
+
+    Deliberately not a WorkspaceError: callers that turn workspace problems into
+    "fix your workspace" messages (exit 2) must let a cancellation through (exit 4).
+    """
+
+
+# Seconds a segment count may run by default (`segsync segments --query-timeout`).
+DEFAULT_QUERY_TIMEOUT = 60.0
+# Checking a predicate runs it over zero rows; anything slower than this is hostile.
+CHECK_TIMEOUT = 10.0
+
+
+def is_interrupt(err: BaseException) -> bool:
+    """True when ``err`` means a query was interrupted rather than wrong.
+
+    DuckDB reports ``con.interrupt()`` as ``duckdb.InterruptException``, and a
+    signal it notices between query steps as ``RuntimeError("Query interrupted")``;
+    both, like our own ``QueryInterrupted`` and ``KeyboardInterrupt``, are a
+    cancellation, never a bad predicate or a bug.
+    """
+    if isinstance(err, QueryInterrupted | KeyboardInterrupt | duckdb.InterruptException):
+        return True
+    return type(err) is RuntimeError and "query interrupted" in str(err).lower()
+
+
+class _Connections:
+    """The open DuckDB connections of one workspace, interruptible from any thread.
+
+    Weak references: a connection that is closed or dropped leaves by itself.
+    Every connection is also in the process-wide set, so the command line can
+    stop all queries on a signal without knowing which workspace runs them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        self._cancelled: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+    def add(self, con: duckdb.DuckDBPyConnection) -> None:
+        with self._lock:
+            self._live.add(con)
+
+    def interrupt(self) -> int:
+        with self._lock:
+            cons = list(self._live)
+            self._cancelled.update(cons)
+        return sum(_interrupt(con) for con in cons)
+
+    def cancelled(self, con: duckdb.DuckDBPyConnection) -> bool:
+        with self._lock:
+            return con in self._cancelled
+
+
+_PROCESS = _Connections()
+
+
+def _interrupt(con: duckdb.DuckDBPyConnection) -> bool:
+    """Interrupt the query running on ``con``, if any; False once it is closed."""
+    try:
+        con.interrupt()
+    except duckdb.Error:  # closed meanwhile: nothing to stop
+        return False
+    return True
+
+
+def interrupt_all() -> int:
+    """Interrupt every query on every workspace connection of this process.
+
+    For the command line's signal watcher and its exit path: a query left running
+    in a worker thread would keep the process alive after segsync has "exited".
+    Returns how many open connections were told to stop.
+    """
+    return _PROCESS.interrupt()
+
+
+def _register(con: duckdb.DuckDBPyConnection, owner: _Connections | None = None) -> None:
+    _PROCESS.add(con)
+    if owner is not None:
+        owner.add(con)
+
+
+def register_connection(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Make a DuckDB connection opened outside a workspace (e.g. ``segsync sample``)
+    stoppable by ``interrupt_all()``; returns it."""
+    _register(con)
+    return con
+
+
+class _Deadline:
+    """Interrupts ``con`` after ``seconds`` unless the block ends first."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._con = con
+        self._timer = None if seconds is None else threading.Timer(seconds, self._fire)
+        if self._timer is not None:
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+        _interrupt(self._con)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Sequence[object] | None = None,
+    *,
+    timeout: float | None = None,
+    what: str = "the query",
+) -> list[tuple]:
+    """Run ``sql`` on a workspace connection and fetch every row, within ``timeout``.
+
+    Raises ``QueryTimeout`` when the limit stopped it, ``QueryInterrupted`` when a
+    signal or ``Workspace.interrupt()`` did, and ``duckdb.Error`` for anything else.
+    """
+    deadline = _Deadline(con, timeout)
+    try:
+        return con.execute(sql, params).fetchall()
+    except (duckdb.InterruptException, RuntimeError) as err:
+        if deadline.fired and isinstance(err, duckdb.InterruptException):
+            raise QueryTimeout(
+                f"{what} took longer than {timeout:g} s and was stopped", timeout or 0.0
+            ) from None
+        if is_interrupt(err):
+            raise QueryInterrupted("interrupted") from None
+        raise
+    finally:
+        deadline.finish()
+
+
+_temp_root: Path | None = None
+_temp_lock = threading.Lock()
+
+
+def duckdb_temp_dir() -> Path:
+    """A private (0700) folder for DuckDB's spill files, one per process.
+
+    DuckDB's default is ``<cwd>/.tmp/``, which it lets SQL read even with external
+    access off: a predicate could read whatever lies there, and spills would land
+    in the user's current folder. Removed when the process exits.
+    """
+    global _temp_root
+    with _temp_lock:
+        if _temp_root is None or not _temp_root.is_dir():
+            _temp_root = Path(tempfile.mkdtemp(prefix="segsync-duckdb-"))
+            atexit.register(shutil.rmtree, _temp_root, True)
+        return _temp_root
 
 
 @dataclass(frozen=True)
@@ -71,8 +254,19 @@ def quote_literal(text: str) -> str:
 
 
 def _describe(err: Exception) -> str:
-    """DuckDB's message without the noisy exception class prefix."""
-    return str(err).strip()
+    """DuckDB's message without the SQL segsync wrapped around the predicate.
+
+    DuckDB quotes the failing statement (``LINE 1: SELECT count(*) FROM profiles
+    WHERE (...``) with a caret under it: that is our internal SQL, not the user's
+    predicate, and it only confuses. The first line names the problem.
+    """
+    lines = str(err).strip().splitlines()
+    kept: list[str] = []
+    for line in lines:
+        if line.startswith("LINE ") or (kept and not line.strip() and len(kept) == 1):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip() or str(err).strip()
 
 
 _TEMPLATE_TRUE = "SELECT * FROM profiles WHERE (\nTRUE\n)"
@@ -102,6 +296,12 @@ def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
     """
     if not where or not where.strip():
         raise PredicateError("the predicate is empty")
+    try:
+        tokens = duckdb.tokenize(where)
+    except duckdb.Error:
+        tokens = [(0, None)]  # let the parser below explain what is wrong
+    if all(kind == duckdb.token_type.comment for _pos, kind in tokens):
+        raise PredicateError("the predicate is empty (it holds only a comment)")
     sql = f"SELECT * FROM profiles WHERE (\n{where}\n)"
     try:
         statements = duckdb.extract_statements(sql)
@@ -134,6 +334,9 @@ class Workspace:
     table: str | None
     key: str | None
     _segments: tuple[Segment, ...]
+    _connections: _Connections = field(
+        default_factory=_Connections, compare=False, hash=False, repr=False
+    )
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -231,7 +434,7 @@ class Workspace:
 
     def _check_csv_header(self) -> None:
         """DuckDB silently renames duplicate CSV headers (``email_1``); refuse them instead."""
-        with duckdb.connect() as con:
+        with register_connection(duckdb.connect()) as con:
             try:
                 delim = con.execute(
                     "SELECT Delimiter FROM sniff_csv(?)", [str(self.source)]
@@ -256,9 +459,20 @@ class Workspace:
         LOAD, or change these settings back.
         """
         con = duckdb.connect(":memory:")
+        _register(con, self._connections)
         try:
+            # Before anything reads the source: spills go to a private folder, and
+            # the folder SQL may read is not the user's ``./.tmp``.
+            con.execute(f"SET temp_directory = {quote_literal(str(duckdb_temp_dir()))}")
             src = quote_literal(str(self.source))
-            if self.kind == "parquet":
+            if self.kind == "parquet" and self._parquet_has_column(con, "file_row_number"):
+                # The source has its own ``file_row_number``: number rows like a CSV.
+                con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
+                con.execute(
+                    f"CREATE VIEW {NUMBERED_VIEW} AS "
+                    f"SELECT row_number() OVER () - 1 AS {ROW_COLUMN}, * FROM profiles"
+                )
+            elif self.kind == "parquet":
                 # file_row_number gives the source order for free (no window over the scan).
                 con.execute(
                     f"CREATE VIEW {NUMBERED_VIEW} AS SELECT * "
@@ -295,6 +509,37 @@ class Workspace:
             raise WorkspaceError(f"{self.source}: {_reword(err, self.kind)}") from None
         return con
 
+    def _parquet_has_column(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
+        """Whether the Parquet source has a top-level column ``name`` (any case)."""
+        rows = con.execute(
+            "SELECT name FROM parquet_schema(?) WHERE num_children IS NULL",
+            [str(self.source)],
+        ).fetchall()
+        return any(r[0].lower() == name for r in rows)
+
+    def interrupt(self) -> int:
+        """Stop every query running on connections this workspace opened; thread-safe.
+
+        For a cancelled export: the query raises ``duckdb.InterruptException`` in the
+        thread running it, and from then on the workspace's own helpers
+        (``check_segment``, ``count_segments``, ``failing_segment``, ``run_query``
+        callers) raise ``QueryInterrupted`` on those connections instead of running
+        more SQL. Connections opened later are not affected. Returns how many open
+        connections were told to stop.
+        """
+        return self._connections.interrupt()
+
+    def track(self, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Add a connection derived from one of ours (``con.cursor()``) so that
+        ``interrupt()`` reaches it too: a cursor is a connection of its own, and
+        interrupting its parent does not stop it. Returns ``con``."""
+        _register(con, self._connections)
+        return con
+
+    def _guard(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._connections.cancelled(con):
+            raise QueryInterrupted("interrupted")
+
     # ---------------------------------------------------------------- queries
     def columns(self, con: duckdb.DuckDBPyConnection | None = None) -> list[Column]:
         """Profile columns with DuckDB type names, in source order (on ``con`` when
@@ -316,55 +561,128 @@ class Workspace:
         known = ", ".join(s.name for s in self._segments) or "none"
         raise WorkspaceError(f"{self.config_path}: no segment named {name!r} (known: {known})")
 
-    def check_segment(self, con: duckdb.DuckDBPyConnection, name: str) -> Segment:
-        """Check a segment's predicate parses as one expression and binds against profiles."""
+    def check_segment(
+        self, con: duckdb.DuckDBPyConnection, name: str, *, timeout: float | None = CHECK_TIMEOUT
+    ) -> Segment:
+        """Check a segment's predicate parses as one expression and binds against profiles.
+
+        The binding check evaluates the predicate over zero rows, which is instant
+        for any honest predicate; ``timeout`` stops one that computes something
+        huge regardless (a ``range()`` or ``WITH RECURSIVE`` subquery).
+        """
         seg = self.segment(name)
+        self._guard(con)
         try:
             check_predicate(con, seg.where)
-            con.execute(f"SELECT count(*) FROM (SELECT * FROM profiles LIMIT 0) WHERE {_wrap(seg)}")
+            run_query(
+                con,
+                f"SELECT count(*) FROM (SELECT * FROM profiles LIMIT 0) WHERE {_wrap(seg)}",
+                timeout=timeout,
+                what="checking the predicate",
+            )
         except PredicateError as err:
             raise PredicateError(f"segment {name!r}: {err}") from None
+        except QueryTimeout as err:
+            raise PredicateError(f"segment {name!r}: {err}") from None
         except duckdb.Error as err:
+            if is_interrupt(err):
+                raise QueryInterrupted("interrupted") from None
             raise PredicateError(f"segment {name!r}: {_describe(err)}") from None
         return seg
 
-    def count_segments(self) -> list[SegmentCount]:
-        """Member counts for every segment; a bad predicate is reported, others still count."""
+    def count_segments(self, timeout: float | None = DEFAULT_QUERY_TIMEOUT) -> list[SegmentCount]:
+        """Member counts for every segment; a bad or slow predicate is reported, others
+        still count.
+
+        All good segments are counted in one scan. When that scan fails or runs past
+        ``timeout`` seconds, each segment is counted on its own (each within
+        ``timeout``), so the error names the segment at fault. Ctrl+C, SIGTERM or
+        ``interrupt()`` raise ``QueryInterrupted``: a cancellation is not a segment error.
+        """
         results: dict[str, SegmentCount] = {}
         good: list[Segment] = []
         with self.connect() as con:
             for seg in self._segments:
                 try:
-                    self.check_segment(con, seg.name)
+                    self.check_segment(con, seg.name, timeout=_shorter(timeout, CHECK_TIMEOUT))
                     good.append(seg)
                 except PredicateError as err:
                     results[seg.name] = SegmentCount(seg.name, None, _strip_prefix(err, seg))
             if good:
                 aggs = ", ".join(f"count(*) FILTER (WHERE {_wrap(s)})" for s in good)
                 try:
-                    row = con.execute(f"SELECT {aggs} FROM profiles").fetchone()
+                    row = run_query(con, f"SELECT {aggs} FROM profiles", timeout=timeout)[0]
                     for seg, n in zip(good, row, strict=True):
                         results[seg.name] = SegmentCount(seg.name, int(n))
-                except duckdb.Error:
-                    # A runtime error (e.g. a failing cast) in one predicate: isolate it.
+                except (duckdb.Error, QueryTimeout):
+                    # A runtime error (e.g. a failing cast) or a slow predicate: isolate it.
                     for seg in good:
-                        try:
-                            sql = f"SELECT count(*) FROM profiles WHERE {_wrap(seg)}"
-                            n = con.execute(sql).fetchone()[0]
-                            results[seg.name] = SegmentCount(seg.name, int(n))
-                        except duckdb.Error as err:
-                            results[seg.name] = SegmentCount(seg.name, None, _describe(err))
+                        results[seg.name] = self._count_one(con, seg, timeout)
         return [results[s.name] for s in self._segments]
 
-    def failing_segment(self, con: duckdb.DuckDBPyConnection, names: Sequence[str]) -> str | None:
+    def _count_one(
+        self, con: duckdb.DuckDBPyConnection, seg: Segment, timeout: float | None
+    ) -> SegmentCount:
+        self._guard(con)
+        sql = f"SELECT count(*) FROM profiles WHERE {_wrap(seg)}"
+        try:
+            n = run_query(con, sql, timeout=timeout, what="counting")[0][0]
+        except QueryTimeout as err:
+            hint = "raise --query-timeout, or simplify the predicate"
+            return SegmentCount(seg.name, None, f"{err}; {hint}")
+        except duckdb.Error as err:
+            if is_interrupt(err):
+                raise QueryInterrupted("interrupted") from None
+            return SegmentCount(seg.name, None, _describe(err))
+        return SegmentCount(seg.name, int(n))
+
+    def failing_segment(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        names: Sequence[str],
+        *,
+        timeout: float | None = DEFAULT_QUERY_TIMEOUT,
+    ) -> str | None:
         """The first of ``names`` whose predicate fails on the data (e.g. a cast some
-        value cannot take): such a predicate binds, so only evaluating it finds it."""
+        value cannot take): such a predicate binds, so only evaluating it finds it.
+
+        Raises ``QueryInterrupted`` if the connection was interrupted: the failure
+        being explained was the interrupt, not a predicate.
+        """
         for name in dict.fromkeys(names):
+            self._guard(con)
             try:
-                con.execute(f"SELECT count(*) FROM profiles WHERE {_wrap(self.segment(name))}")
-            except duckdb.Error:
+                run_query(
+                    con,
+                    f"SELECT count(*) FROM profiles WHERE {_wrap(self.segment(name))}",
+                    timeout=timeout,
+                )
+            except QueryTimeout:
+                return name
+            except duckdb.Error as err:
+                if is_interrupt(err):
+                    raise QueryInterrupted("interrupted") from None
                 return name
         return None
+
+    def runtime_error(
+        self, con: duckdb.DuckDBPyConnection, names: Sequence[str], err: BaseException
+    ) -> Exception:
+        """The error to raise when SQL over ``names``' union failed at run time.
+
+        ``QueryInterrupted`` if it was an interrupt; a ``PredicateError`` naming the
+        segment whose predicate fails on the data, with DuckDB's message but not the
+        internal SQL; else a ``WorkspaceError`` naming the source. Callers
+        ``raise ws.runtime_error(con, names, err) from None``.
+        """
+        if is_interrupt(err) or self._connections.cancelled(con):
+            return QueryInterrupted("interrupted")
+        culprit = self.failing_segment(con, names)
+        if culprit is not None:
+            return PredicateError(
+                f"segment {culprit!r}: the predicate fails on the data: {_describe(err)}"
+            )
+        return WorkspaceError(f"{self.source}: {_describe(err)}")
 
     def union_filter(self, names: Sequence[str], con: duckdb.DuckDBPyConnection) -> str:
         """SQL condition selecting the union of ``names``; raises PredicateError if one is bad."""
@@ -379,9 +697,15 @@ class Workspace:
             email = f"NULLIF(lower(trim(CAST({quote_ident(email_column)} AS VARCHAR))), '')"
             try:
                 sql = f"SELECT count(DISTINCT {email}) FROM profiles WHERE {cond}"
-                return int(con.execute(sql).fetchone()[0])
+                return int(run_query(con, sql)[0][0])
             except duckdb.Error as err:
-                raise WorkspaceError(f"{self.source}: {_describe(err)}") from None
+                raise self.runtime_error(con, names, err) from None
+
+
+def _shorter(a: float | None, b: float | None) -> float | None:
+    """The tighter of two time limits (None: no limit)."""
+    limits = [t for t in (a, b) if t is not None]
+    return min(limits) if limits else None
 
 
 def _wrap(seg: Segment) -> str:
@@ -425,6 +749,11 @@ def _ragged_row(source: Path, delim: str) -> str | None:
 def _reword(err: Exception, kind: str) -> str:
     """Put the cause first in DuckDB's messages about unreadable sources."""
     text = _describe(err)
+    if kind == "csv" and "error when sniffing file" in text.lower():
+        return (
+            "not a readable CSV file: no consistent delimiter or quoting found "
+            "(a binary file, or not comma-, semicolon-, tab- or pipe-separated text?)"
+        )
     if "no files found that match" in text.lower():
         return "the file does not exist (moved or deleted?)"
     if "not utf-8 encoded" in text.lower():
