@@ -17,9 +17,12 @@ from typing import ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from store.safe_text import visible
 from tui.backend import CONSENT_WORDING, Backend, DestinationInfo, ExportSettings, MappingDraft
 from tui.commands import SegsyncCommands
 from tui.messages import BackendFailed, ConsentGivenForExport, ExportApproved
@@ -27,6 +30,7 @@ from tui.screens.base import describe_error
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
 from tui.screens.destinations import DestinationsScreen
+from tui.widgets.formatting import safe_content
 from tui.widgets.screen_tabs import SCREENS
 
 
@@ -91,6 +95,36 @@ class SegsyncApp(App[None]):
         self.theme = "textual-dark"
         self._update_subtitle()
         self.switch_mode(self.first_screen)
+
+    # -- showing text ------------------------------------------------------------
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every notification, from any screen or widget, comes through here:
+        most carry data (names, DuckDB and SendGrid messages), so none is read
+        as markup and controls are made visible. `markup` is accepted for
+        Textual's signature and ignored on purpose."""
+        super().notify(
+            visible(message, multiline=True),
+            title=visible(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The header shows the destination's name and the workspace path: data."""
+        title_content = safe_content(title)
+        if not sub_title:
+            return title_content
+        return Content.assemble(title_content, (" — ", "dim"), safe_content(sub_title, "dim"))
 
     # -- shared state ------------------------------------------------------------
 

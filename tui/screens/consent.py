@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from tui.backend import CONSENT_WORDING
+from tui.widgets.formatting import safe
 
 
 class ConsentScreen(ModalScreen[bool]):
@@ -33,7 +34,7 @@ class ConsentScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text(f"Consent for {self.destination_name}", style="bold"))
+            yield Static(safe(f"Consent for {self.destination_name}", "bold"))
             yield Static(Text(self.wording), classes="question")
             yield Static(
                 Text("Nothing is sent to SendGrid until you agree. Dry runs stay allowed."),

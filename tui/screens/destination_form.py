@@ -14,10 +14,12 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from connector.hosts import GLOBAL_URL
 from store.limits import DEFAULT_CAP
+from store.safe_text import visible
 from tui.backend import Backend, DestinationForm, DestinationInfo, ListInfo
 from tui.messages import AccountListsLoaded, BackendFailed, ConnectionChecked, DestinationSaved
 from tui.screens.base import describe_error
 from tui.widgets.check_lines import CheckLines
+from tui.widgets.formatting import safe
 
 NEW_LIST = "\x00new-list"
 
@@ -46,12 +48,17 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
         existing = self.existing
         with Vertical(classes="dialog form"):
             title = f"Edit {existing.name}" if existing else "Add a destination"
-            yield Static(Text(title, style="bold"))
+            yield Static(safe(title, "bold"))
             with VerticalScroll():
+                # stored values are shown made visible; read_form maps an
+                # untouched one back to what is stored
                 yield from self._row(
-                    "Name", Input(existing.name if existing else "", id="name", compact=True)
+                    "Name",
+                    Input(visible(existing.name) if existing else "", id="name", compact=True),
                 )
-                key_hint = f"stored {existing.key_hint}; empty keeps it" if existing else "SG.…"
+                key_hint = (
+                    f"stored {visible(existing.key_hint)}; empty keeps it" if existing else "SG.…"
+                )
                 yield from self._row(
                     "API key",
                     Input(password=True, placeholder=key_hint, id="api_key", compact=True),
@@ -59,7 +66,9 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
                 yield from self._row(
                     "Base URL",
                     Input(
-                        existing.base_url if existing else GLOBAL_URL, id="base_url", compact=True
+                        visible(existing.base_url) if existing else GLOBAL_URL,
+                        id="base_url",
+                        compact=True,
                     ),
                 )
                 yield from self._row(
@@ -98,13 +107,15 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
             yield Label(label)
             yield widget
 
-    def _list_options(self, lists: list[ListInfo]) -> list[tuple[str, str]]:
-        options = [(f"{item.name} ({item.contact_count:,})", item.id) for item in lists]
+    def _list_options(self, lists: list[ListInfo]) -> list[tuple[Text, str]]:
+        """List names come from the account: Text, never markup (a str prompt
+        in a Select is parsed, and "[/]x" crashed the form)."""
+        options = [(safe(f"{item.name} ({item.contact_count:,})"), item.id) for item in lists]
         if self.existing and all(item.id != self.existing.list_id for item in lists):
             options.insert(
-                0, (self.existing.list_name or self.existing.list_id, self.existing.list_id)
+                0, (safe(self.existing.list_name or self.existing.list_id), self.existing.list_id)
             )
-        options.append(("Create the list named below", NEW_LIST))
+        options.append((Text("Create the list named below"), NEW_LIST))
         return options
 
     def on_mount(self) -> None:
@@ -115,7 +126,13 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
     # -- reading the form ------------------------------------------------------
 
     def _value(self, widget_id: str) -> str:
-        return self.query_one(f"#{widget_id}", Input).value.strip()
+        value = self.query_one(f"#{widget_id}", Input).value.strip()
+        existing = self.existing
+        if existing is not None and widget_id in ("name", "base_url"):
+            stored = existing.name if widget_id == "name" else existing.base_url
+            if value == visible(stored).strip():
+                return stored.strip()  # shown made visible, left as it was
+        return value
 
     def read_form(self, require_list: bool = True) -> DestinationForm:
         """The form as data; raises ValueError naming the field to fix.
@@ -148,7 +165,7 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
         )
 
     def _show_error(self, text: str) -> None:
-        self.query_one("#form-error", Static).update(Text(text))
+        self.query_one("#form-error", Static).update(safe(text, multiline=True))
 
     def _form_or_error(self, require_list: bool = True) -> DestinationForm | None:
         try:

@@ -23,6 +23,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
 from tui.screens.destination_form import DestinationFormScreen
 from tui.widgets import formatting
+from tui.widgets.formatting import safe
 
 
 class DestinationsScreen(SegsyncScreen):
@@ -137,8 +138,8 @@ class DestinationsScreen(SegsyncScreen):
             marker = "▶ " if current is not None and current.id == d.id else "  "
             status = d.last_run_status or "-"
             table.add_row(
-                Text(marker + d.name),
-                Text(d.list_name or d.list_id),
+                safe(marker + d.name),
+                safe(d.list_name or d.list_id),
                 Text(self.counts.get(d.id, "…"), justify="right"),
                 Text(formatting.when(d.last_run_at)[5:] if d.last_run_at else "never"),
                 formatting.run_status(status),
@@ -171,15 +172,20 @@ class DestinationsScreen(SegsyncScreen):
         if d is None:
             return
         text = Text()
-        text.append(f"{d.name}", style="bold")
-        text.append(f"  list {d.list_id}  key {d.key_hint}  cap {d.cap:,}\n{d.base_url}\n")
+        text.append(safe(d.name, "bold"))
+        text.append(safe(f"  list {d.list_id}  key {d.key_hint}  cap {d.cap:,}"))
+        text.append("\n")
+        text.append(safe(d.base_url))
+        text.append("\n")
         if d.consent:
-            text.append(f"Consent given by {d.consent.who} on {formatting.when(d.consent.when)}")
+            text.append(
+                safe(f"Consent given by {d.consent.who} on {formatting.when(d.consent.when)}")
+            )
         else:
             text.append("No consent yet: press c before the first export.", style="bold red")
         if d.id in self._errors:
             text.append("\nSendGrid: ", style="bold red")
-            text.append(self._errors[d.id])
+            text.append(safe(self._errors[d.id], multiline=True))
         self.query_one("#destination-detail", Static).update(text)
 
     # -- actions ---------------------------------------------------------------

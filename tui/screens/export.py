@@ -29,7 +29,7 @@ from tui.screens.base import SegsyncScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.event_log import EventLog
 from tui.widgets.export_progress import ExportProgress as ProgressPanel
-from tui.widgets.formatting import duration
+from tui.widgets.formatting import duration, safe
 
 _JOB_STYLE = {
     "completed": "green",
@@ -125,7 +125,7 @@ class ExportScreen(SegsyncScreen):
         self.query_one(ProgressPanel).set_phase("planning", None)
         verb = "Resuming run" if settings.resume_run else "Starting export"
         self.query_one("#run-line", Static).update(
-            Text(f"{verb} of {', '.join(settings.segments)}…")
+            safe(f"{verb} of {', '.join(settings.segments)}…")
         )
         self.runner = ExportRunner(
             lambda cancel: self.backend.export(settings, cancel),
@@ -158,7 +158,7 @@ class ExportScreen(SegsyncScreen):
             self.run_id = event.run_id
             text = Text.assemble(
                 (f"Run {event.run_id}", "bold"),
-                f" · {event.destination} · {', '.join(event.segments)} · {event.mode}",
+                safe(f" · {event.destination} · {', '.join(event.segments)} · {event.mode}"),
                 " · resumed" if event.resumed else "",
             )
             self.query_one("#run-line", Static).update(text)
@@ -174,78 +174,69 @@ class ExportScreen(SegsyncScreen):
                 )
             )
         elif isinstance(event, BatchSent):
-            table.add_row(
-                str(event.seq),
-                f"{event.contacts:,}",
-                event.job_id,
-                Text("pending", style=_JOB_STYLE["pending"]),
-                "",
-                "",
-                "",
-                key=str(event.seq),
+            self._batch_row(
+                event.seq,
+                contacts=f"{event.contacts:,}",
+                job=safe(event.job_id),
+                status=Text("pending", style=_JOB_STYLE["pending"]),
             )
             table.move_cursor(row=table.row_count - 1)
         elif isinstance(event, BatchSkipped):
-            table.add_row(
-                str(event.seq),
-                f"{event.contacts:,}",
-                "",
-                Text("already sent", style=_JOB_STYLE["skipped"]),
-                "",
-                "",
-                "",
-                key=str(event.seq),
-            )
+            # a resume first confirms the old run's pending jobs (JobFinished
+            # adds their rows), then lists every confirmed batch as skipped
+            if not self._has_batch(event.seq):
+                self._batch_row(
+                    event.seq,
+                    contacts=f"{event.contacts:,}",
+                    status=Text("already sent", style=_JOB_STYLE["skipped"]),
+                )
         elif isinstance(event, JobFinished):
-            self._job_finished(table, event)
+            self._job_finished(event)
         elif isinstance(event, RateLimitWait):
             self._log(
-                Text(
+                safe(
                     f"Waiting {event.seconds:.0f} s for SendGrid's rate limit ({event.endpoint})",
-                    style="yellow",
+                    "yellow",
                 )
             )
         elif isinstance(event, RetryScheduled):
             self._log(
-                Text(
-                    f"Retry {event.attempt} in {event.seconds:.1f} s: {event.reason}",
-                    style="yellow",
-                )
+                safe(f"Retry {event.attempt} in {event.seconds:.1f} s: {event.reason}", "yellow")
             )
         elif isinstance(event, RowsRejected):
             first = f" (first: {event.rows[0][0]}: {event.rows[0][1]})" if event.rows else ""
             self._log(
-                Text(
-                    f"Batch {event.seq}: SendGrid rejected {len(event.rows):,} rows{first}",
-                    style="red",
-                )
+                safe(f"Batch {event.seq}: SendGrid rejected {len(event.rows):,} rows{first}", "red")
             )
         elif isinstance(event, EngineWarning):
-            self._log(Text(event.message, style="yellow"))
+            self._log(safe(event.message, "yellow", multiline=True))
         elif isinstance(event, RunFinished):
             self.finished = event
             self._summarise(event)
 
-    def _job_finished(self, table: DataTable[object], event: JobFinished) -> None:
-        try:
-            for column, value in (
-                ("status", Text(event.status, style=_JOB_STYLE.get(event.status, ""))),
-                ("created", f"{event.created:,}"),
-                ("updated", f"{event.updated:,}"),
-                ("errored", f"{event.errored:,}"),
-            ):
-                table.update_cell(str(event.seq), column, value)
-        except Exception:  # a job of a batch sent before a resume: add its row
-            table.add_row(
-                str(event.seq),
-                "",
-                event.job_id,
-                Text(event.status, style=_JOB_STYLE.get(event.status, "")),
-                f"{event.created:,}",
-                f"{event.updated:,}",
-                f"{event.errored:,}",
-                key=str(event.seq),
-            )
+    def _job_finished(self, event: JobFinished) -> None:
+        self._batch_row(
+            event.seq,
+            job=safe(event.job_id),
+            status=safe(event.status, _JOB_STYLE.get(event.status, "")),
+            created=f"{event.created:,}",
+            updated=f"{event.updated:,}",
+            errored=f"{event.errored:,}",
+        )
+
+    def _has_batch(self, seq: int) -> bool:
+        return str(seq) in self.query_one("#batches", DataTable).rows
+
+    def _batch_row(self, seq: int, **cells: str | Text) -> None:
+        """Set some cells of batch `seq`'s row, adding the row first if it is
+        new. Events about one batch can come in any order (a resume confirms
+        jobs sent before it stopped), and a row key added twice would crash."""
+        table = self.query_one("#batches", DataTable)
+        if not self._has_batch(seq):
+            table.add_row(*([""] * len(table.columns)), key=str(seq))
+            table.update_cell(str(seq), "seq", str(seq))
+        for column, value in cells.items():
+            table.update_cell(str(seq), column, value)
 
     def on_export_progress(self, message: ExportProgress) -> None:
         message.stop()
@@ -258,7 +249,7 @@ class ExportScreen(SegsyncScreen):
         if self.finished is not None:
             return
         if message.error:
-            self._log(Text(f"Export stopped: {message.error}", style="bold red"))
+            self._log(safe(f"Export stopped: {message.error}", "bold red", multiline=True))
             self.notify(
                 message.error, title="Export failed", severity="error", markup=False, timeout=10
             )
@@ -283,7 +274,7 @@ class ExportScreen(SegsyncScreen):
                 text.append(" · " + " · ".join(shown))
         if event.message:
             text.append("\n")
-            text.append(event.message)
+            text.append(safe(event.message, multiline=True))
         next_step = _NEXT_STEPS.get(event.status)
         if next_step:
             text.append("\n")

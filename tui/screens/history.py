@@ -16,6 +16,7 @@ from tui.messages import RunsLoaded
 from tui.screens.base import SegsyncScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.widgets import formatting
+from tui.widgets.formatting import safe
 
 STATUSES = tuple(formatting.RUN_STATUS_STYLE)
 
@@ -87,7 +88,7 @@ class HistoryScreen(SegsyncScreen):
         select = self.query_one("#filter-destination", Select)
         current = select.value
         names = sorted({r.destination for r in self.runs})
-        select.set_options([(n, n) for n in names])
+        select.set_options([(safe(n), n) for n in names])
         if isinstance(current, str) and current in names:
             select.value = current
         self._fill()
@@ -115,13 +116,10 @@ class HistoryScreen(SegsyncScreen):
             table.add_row(
                 str(run.id),
                 formatting.when(run.started_at)[5:],
-                Text(run.destination),
-                Text(", ".join(run.segments), no_wrap=True, overflow="ellipsis"),
-                "dry-run" if run.dry_run else mode,
-                Text(
-                    run.status.replace("_", " "),
-                    style=formatting.RUN_STATUS_STYLE.get(run.status, ""),
-                ),
+                safe(run.destination),
+                safe(", ".join(run.segments), no_wrap=True, overflow="ellipsis"),
+                safe("dry-run" if run.dry_run else mode),
+                formatting.run_status(run.status),
                 Text(formatting.count(sent) if sent is not None else "-", justify="right"),
                 key=str(run.id),
             )
@@ -150,13 +148,18 @@ class HistoryScreen(SegsyncScreen):
         if run is not None:
             text.append(f"Run {run.id}", style="bold")
             text.append(
-                f" by {run.operator} · {formatting.when(run.started_at)}"
-                f" · took {formatting.duration(run.seconds)}\n"
+                safe(
+                    f" by {run.operator} · {formatting.when(run.started_at)}"
+                    f" · took {formatting.duration(run.seconds)}"
+                )
             )
-            text.append(" · ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in run.counts.items()))
+            text.append("\n")
+            text.append(
+                safe(" · ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in run.counts.items()))
+            )
             if run.message:
                 text.append("\n")
-                text.append(run.message, style="yellow")
+                text.append(safe(run.message, "yellow", multiline=True))
             else:
                 text.append("\nEnter opens it: configuration, batches, rejected rows.", style="dim")
         self.query_one("#run-summary", Static).update(text)

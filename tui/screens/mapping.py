@@ -15,6 +15,7 @@ from tui.backend import FIELD_LIMITS, RESERVED_FIELDS, ColumnInfo, MappingDraft
 from tui.messages import MappingLoaded, MappingSaved, SampleRowsLoaded
 from tui.screens.base import SegsyncScreen, describe_error
 from tui.screens.pickers import NOT_MAPPED, ColumnPicker
+from tui.widgets.formatting import safe
 
 SAMPLE_ROWS = 3
 CONSENT_ROW = "\x00consent"
@@ -138,7 +139,7 @@ class MappingScreen(SegsyncScreen):
         status = Text(f"{len(self.columns)} columns · {len(self.custom_fields)} custom fields")
         if message.custom_fields_error:
             status.append(" · custom fields unavailable: ", style="bold red")
-            status.append(message.custom_fields_error)
+            status.append(safe(message.custom_fields_error))
         self.query_one("#mapping-status", Static).update(status)
         self._fill()
 
@@ -171,13 +172,13 @@ class MappingScreen(SegsyncScreen):
         text = str(value)
         limit = FIELD_LIMITS.get(field)
         if limit is not None and len(text) > limit:
-            return Text(
+            return safe(
                 f"{len(text)}>{limit} {text}",
-                style="bold reverse red",
+                "bold reverse red",
                 no_wrap=True,
                 overflow="ellipsis",
             )
-        return Text(text, no_wrap=True, overflow="ellipsis")
+        return safe(text, no_wrap=True, overflow="ellipsis")
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
@@ -192,8 +193,8 @@ class MappingScreen(SegsyncScreen):
             values += [Text("")] * (SAMPLE_ROWS - len(values))
             style = "bold red" if key == "email" and column is None else ""
             table.add_row(
-                Text(label, style=style),
-                Text(column or "-", style="" if column else "dim"),
+                safe(label, style),
+                safe(column or "-", "" if column else "dim"),
                 *values,
                 key=key,
             )
@@ -226,8 +227,8 @@ class MappingScreen(SegsyncScreen):
             )
         else:
             limit = FIELD_LIMITS.get(key)
-            text.append(label, style="bold")
-            text.append(f" ← {column or 'not mapped'}")
+            text.append(safe(label, "bold"))
+            text.append(safe(f" ← {column or 'not mapped'}"))
             if limit:
                 text.append(
                     f" · SendGrid keeps at most {limit} characters;"

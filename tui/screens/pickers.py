@@ -12,6 +12,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui.widgets.formatting import safe
+
 NOT_MAPPED = "\x00not-mapped"
 """Option id for "leave this field empty" (cannot clash with a column name)."""
 
@@ -40,11 +42,11 @@ class ColumnPicker(ModalScreen[str | None]):
             [] if self.required else [Option(Text("(not mapped)", style="italic"), id=NOT_MAPPED)]
         )
         options += [
-            Option(Text.assemble((name, "bold"), f"  {type_}"), id=name)
+            Option(Text.assemble(safe(name, "bold"), safe(f"  {type_}")), id=name)
             for name, type_ in self.columns
         ]
         with Vertical(classes="dialog picker"):
-            yield Static(Text(f"Column for {self.field}", style="bold"))
+            yield Static(safe(f"Column for {self.field}", "bold"))
             yield OptionList(*options, id="columns")
 
     def on_mount(self) -> None:
@@ -75,7 +77,7 @@ class PathPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(Text(self.title_text, style="bold"))
+            yield Static(safe(self.title_text, "bold"))
             yield Input(self.default, id="path", compact=True)
             yield Static(Text("Enter to write, Escape to cancel"), classes="hint")
 

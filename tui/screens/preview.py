@@ -17,6 +17,7 @@ from tui.backend import ExportSettings, MappingDraft
 from tui.messages import EngineEvent, ExportEnded, ExportRunner
 from tui.screens.base import SegsyncScreen
 from tui.widgets.counts_table import CountsTable
+from tui.widgets.formatting import safe
 
 _VIEWS = ("sample", "rejected", "body")
 
@@ -77,7 +78,7 @@ class PreviewScreen(SegsyncScreen):
     def _show_status(self, note: str = "") -> None:
         app = self.segsync
         text = Text()
-        text.append(f"{', '.join(app.selection) or 'no segments'}", style="bold")
+        text.append(safe(", ".join(app.selection) or "no segments", "bold"))
         text.append(f" · {app.mode_setting}{' incremental' if app.incremental else ''}")
         if note:
             text.append(f" · {note}")
@@ -163,17 +164,17 @@ class PreviewScreen(SegsyncScreen):
         fields: list[str] = []
         for contact in event.sample_contacts:
             fields += [k for k in contact if k not in fields]
-        sample.add_columns(*fields)
+        sample.add_columns(*(safe(f) for f in fields))
         for contact in event.sample_contacts:
-            sample.add_row(*(Text(_plain(contact.get(f)), no_wrap=True) for f in fields))
+            sample.add_row(*(safe(_plain(contact.get(f)), no_wrap=True) for f in fields))
         rejected = self.query_one("#rejected-table", DataTable)
         rejected.clear()
         for email, category, detail in event.sample_rejected:
-            rejected.add_row(Text(email or "∅"), Text(category, style="yellow"), Text(detail))
-        body = Text(event.first_body or "(nothing would be sent)")
+            rejected.add_row(safe(email or "∅"), safe(category, "yellow"), safe(detail))
+        body = safe(event.first_body or "(nothing would be sent)", multiline=True)
         if event.removals_sample:
             body.append("\n\nWould remove from the list: ", style="bold")
-            body.append(", ".join(event.removals_sample))
+            body.append(safe(", ".join(event.removals_sample)))
         self.query_one("#first-body", Static).update(body)
 
     # -- actions -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from tui.screens.base import describe_error
 from tui.screens.pickers import PathPrompt
 from tui.widgets import formatting
 from tui.widgets.counts_table import CountsTable
+from tui.widgets.formatting import safe
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
 _VIEWS = ("summary", "batches", "rejected")
@@ -92,20 +93,22 @@ class RunDetailScreen(Screen[None]):
         run = detail.run
         title = Text.assemble(
             (f"Run {run.id}", "bold"),
-            f" · {run.destination} · {', '.join(run.segments)} · ",
-            "dry-run" if run.dry_run else run.mode,
+            safe(f" · {run.destination} · {', '.join(run.segments)} · "),
+            safe("dry-run" if run.dry_run else run.mode),
             " · ",
-            (run.status.replace("_", " "), "bold"),
-            f" · {formatting.when(run.started_at)} · {formatting.duration(run.seconds)}"
-            f" · {run.operator}" + (f"@{detail.host}" if detail.host else ""),
+            safe(run.status.replace("_", " "), "bold"),
+            safe(
+                f" · {formatting.when(run.started_at)} · {formatting.duration(run.seconds)}"
+                f" · {run.operator}" + (f"@{detail.host}" if detail.host else "")
+            ),
         )
         if run.message:
             title.append("\n")
-            title.append(run.message, style="yellow")
+            title.append(safe(run.message, "yellow", multiline=True))
         self.query_one("#run-title", Static).update(title)
         self.query_one("#run-counts", CountsTable).show(run.counts)
         self.query_one("#run-config", Static).update(
-            Text(json.dumps(detail.config, indent=2, sort_keys=True, default=str))
+            safe(json.dumps(detail.config, indent=2, sort_keys=True, default=str), multiline=True)
         )
         batches = self.query_one("#run-batches", DataTable)
         batches.clear()
@@ -113,8 +116,8 @@ class RunDetailScreen(Screen[None]):
             batches.add_row(
                 str(b.seq),
                 f"{b.contacts:,}",
-                b.job_id,
-                b.status,
+                safe(b.job_id),
+                safe(b.status),
                 f"{b.created:,}",
                 f"{b.updated:,}",
                 f"{b.errored:,}",
@@ -123,9 +126,9 @@ class RunDetailScreen(Screen[None]):
         rejected.clear()
         for r in detail.rejected:
             rejected.add_row(
-                Text(r.key),
-                Text(r.email or "∅"),
-                Text(r.reason, style="yellow"),
+                safe(r.key),
+                safe(r.email or "∅"),
+                safe(r.reason, "yellow"),
                 "" if r.seq is None else str(r.seq),
             )
         if detail.rejected_total > len(detail.rejected):

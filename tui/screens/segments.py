@@ -14,6 +14,7 @@ from tui.backend import SegmentCountInfo, SegmentInfo
 from tui.messages import SegmentCountsLoaded, SegmentsLoaded, UnionCounted
 from tui.screens.base import SegsyncScreen
 from tui.widgets import formatting
+from tui.widgets.formatting import safe
 
 
 class SegmentsScreen(SegsyncScreen):
@@ -128,9 +129,9 @@ class SegmentsScreen(SegsyncScreen):
                 members = Text(formatting.count(count.count), justify="right")
             table.add_row(
                 Text("[x]" if segment.name in picked else "[ ]"),
-                Text(segment.name, style="bold" if segment.name in picked else ""),
+                safe(segment.name, "bold" if segment.name in picked else ""),
                 members,
-                Text(segment.where, no_wrap=True, overflow="ellipsis"),
+                safe(segment.where, no_wrap=True, overflow="ellipsis"),
                 key=segment.name,
             )
         if not self.segments:
@@ -158,15 +159,15 @@ class SegmentsScreen(SegsyncScreen):
         if segment is None:
             return
         text = Text()
-        text.append(segment.name, style="bold")
+        text.append(safe(segment.name, "bold"))
         if segment.description:
-            text.append(f"  {segment.description}")
+            text.append(safe(f"  {segment.description}"))
         text.append("\nwhere ", style="dim")
-        text.append(segment.where)
+        text.append(safe(segment.where, multiline=True))
         count = self.counts.get(segment.name)
         if count is not None and count.error is not None:
             text.append("\nThis segment's definition fails: ", style="bold red")
-            text.append(count.error)
+            text.append(safe(count.error, multiline=True))
         self.query_one("#segment-detail", Static).update(text)
 
     def _show_union(self) -> None:

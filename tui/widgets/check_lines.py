@@ -6,16 +6,18 @@ from rich.text import Text
 from textual.widgets import Static
 
 from tui.backend import CheckResult
+from tui.widgets.formatting import safe
 
 
 def render_checks(checks: list[CheckResult]) -> Text:
-    """Plain Text, never markup: SendGrid's messages may contain brackets."""
+    """Plain Text, never markup: SendGrid's messages may contain brackets
+    (and controls, made visible)."""
     text = Text()
     for check in checks:
         mark, style = ("PASS", "bold green") if check.ok else ("FAIL", "bold red")
         text.append(f"{mark} ", style=style)
-        text.append(f"{check.name:8} ", style="bold")
-        text.append(check.message)
+        text.append(safe(f"{check.name:8} ", "bold"))
+        text.append(safe(check.message))
         text.append("\n")
     text.rstrip()
     return text

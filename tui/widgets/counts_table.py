@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from tui.widgets.formatting import safe
+
 ORDER: tuple[tuple[str, str], ...] = (
     ("selected", "Selected"),
     ("no_consent", "No consent"),
@@ -49,6 +51,6 @@ class CountsTable(DataTable[Text]):
                 else ("yellow" if key in _EXCLUDED and value else "")
             )
             self.add_row(
-                Text(labels.get(key, key.replace("_", " ")), style=style),
+                safe(labels.get(key, key.replace("_", " ")), style),
                 Text(f"{value:,}", justify="right", style=style),
             )
