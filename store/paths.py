@@ -4,11 +4,17 @@ Everything lives under one *state directory* so a user can point a test, a
 cron job or a second profile elsewhere with ``--state-dir`` or
 ``SEGSYNC_STATE_DIR``. Directories are created owner-only (0700) because they
 hold the run history and, without an OS keyring, the API keys.
+
+An existing folder is trusted only if it is the user's own and nobody else can
+write to it: whoever can replace ``history.db`` decides where the next export
+sends the key and the contacts. A shared or foreign folder is refused with the
+command that fixes it, never used silently.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import platformdirs
@@ -17,33 +23,85 @@ STATE_DIR_ENV = "SEGSYNC_STATE_DIR"
 APP_NAME = "segsync"
 
 
-def _private_dir(path: Path) -> Path:
+class UnsafeStateDir(Exception):
+    """A state folder others could tamper with; the message says how to fix it."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def check_private_dir(path: Path, *, follow: bool = True) -> None:
+    """Refuse a folder that is not ours, or that group or others can write.
+
+    ``follow=False`` also refuses a symbolic link in place of the folder (for the
+    subfolders segsync creates itself, which are never links).
+    """
+    info = os.stat(path) if follow else os.lstat(path)
+    if not follow and stat.S_ISLNK(info.st_mode):
+        raise UnsafeStateDir(
+            path,
+            f"{path}: is a symbolic link, where segsync keeps a private folder; "
+            f"remove the link (rm {path}) and run again",
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeStateDir(
+            path, f"{path}: is not a folder; move it away or choose another --state-dir"
+        )
+    uid = os.geteuid()
+    if info.st_uid != uid:
+        raise UnsafeStateDir(
+            path,
+            f"{path}: belongs to another user (uid {info.st_uid}, you are {uid}), who could "
+            "swap the history or keys kept there; use a folder of your own (--state-dir), "
+            f"or take it over with: chown -R {uid} {path} && chmod 700 {path}",
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(info.st_mode)
+        raise UnsafeStateDir(
+            path,
+            f"{path}: other users can write to this folder (mode {mode:04o}) and could swap "
+            f"the history or keys kept there; make it private with: chmod 700 {path}",
+        )
+
+
+def _private_dir(path: Path, *, follow: bool = False) -> Path:
     """Create ``path`` (and parents) if missing; the leaf is created mode 0700.
 
-    An existing directory is left as the user set it: it may be one they chose
-    on purpose with ``--state-dir``.
+    An existing directory keeps the mode the user gave it (it may be one they
+    chose with ``--state-dir``) but must be theirs and not writable by others:
+    ``UnsafeStateDir`` otherwise. ``follow`` accepts a symbolic link to a folder
+    (only for the state folder itself, which a user may place anywhere).
     """
-    if not path.is_dir():
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:  # already there (or created concurrently by another segsync)
+        pass
+    except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:  # created concurrently by another segsync process
-            pass
-        else:
-            os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; be exact
+        return _private_dir(path, follow=follow)
+    else:
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; be exact
+        return path
+    check_private_dir(path, follow=follow)
     return path
 
 
 def state_dir(explicit: Path | None = None) -> Path:
     """The state directory: ``explicit``, else ``$SEGSYNC_STATE_DIR``, else the
     platform's per-user data directory (e.g. ``~/.local/share/segsync``)."""
+    return _private_dir(state_dir_path(explicit), follow=True)
+
+
+def state_dir_path(explicit: Path | None = None) -> Path:
+    """Where the state directory is, without creating or checking it (for messages)."""
     if explicit is not None:
         chosen = Path(explicit)
     elif os.environ.get(STATE_DIR_ENV):
         chosen = Path(os.environ[STATE_DIR_ENV])
     else:
         chosen = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    return _private_dir(chosen.expanduser().absolute())
+    return chosen.expanduser().absolute()
 
 
 def history_path(state: Path) -> Path:
