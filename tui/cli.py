@@ -2,15 +2,25 @@
 
 Only argparse is imported at start-up so `segsync --version` and `--help`
 answer at once; every command imports what it needs when it runs.
+
+`main` owns how a command ends: Ctrl+C and SIGTERM stop it with exit 4 within
+a moment (a long DuckDB query included, see `_SignalWatch`), problems of the
+user's files or state folder get one line naming the path and the fix, and
+every message is shown through `store.safe_text.visible` because it may quote
+data, files or the network.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from store.limits import DEFAULT_CAP
 
@@ -71,6 +81,17 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _positive_seconds(text: str) -> float:
+    """argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segsync",
@@ -96,9 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     segments = sub.add_parser("segments", help="list segments with member counts and errors")
     _common(segments)
     segments.add_argument("--json", action="store_true")
+    segments.add_argument(
+        "--query-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop counting a segment after this long and report it (default: 60)",
+    )
 
     emulator = sub.add_parser("emulator", help="run the local SendGrid emulator")
-    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (loopback unless --i-know)"
+    )
+    emulator.add_argument(
+        "--i-know",
+        action="store_true",
+        help="allow a non-loopback --host: anyone who can reach it reads every contact",
+    )
     emulator.add_argument("--port", type=int, default=3030)
     emulator.add_argument("--state-file", type=Path, default=None)
     emulator.add_argument("--discard", action="store_true", help="accept uploads unprocessed")
@@ -114,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(mapping)
     mapping.add_argument("destination")
     mapping.add_argument("pairs", nargs="*", metavar="FIELD=COLUMN")
+    # FIELD=COLUMN pairs may also come after options (see _parse).
+    mapping.set_defaults(_loose_pairs="pairs")
     mapping.add_argument("--consent-column", default=None)
     mapping.add_argument("--suggest", action="store_true", help="fill unmapped fields by name")
     mapping.add_argument(
@@ -191,19 +228,123 @@ def _destinations_parser(sub: argparse._SubParsersAction) -> None:
     test.add_argument("name")
 
 
+def _is_pair(text: str) -> bool:
+    field, sep, column = text.partition("=")
+    return bool(sep and field and column and not text.startswith("-"))
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; FIELD=COLUMN pairs are accepted anywhere on it.
+
+    argparse gives a ``nargs="*"`` positional only the words right after the one
+    before it, so ``map DEST --workspace W email=email`` left the pair
+    "unrecognized". A command that sets ``_loose_pairs`` collects such stray
+    pairs into that list; anything else stray is still an error.
+    """
+    args, extras = parser.parse_known_args(argv)
+    target = getattr(args, "_loose_pairs", None)
+    if extras and target and all(_is_pair(x) for x in extras):
+        setattr(args, target, [*getattr(args, target), *extras])
+    elif extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl+C or SIGTERM: the command stops, exit 4."""
+
+    def __init__(self, signame: str) -> None:
+        super().__init__(signame)
+        self.signame = signame
+
+
+class _SignalWatch:
+    """Make Ctrl+C and SIGTERM stop a command promptly, DuckDB queries included.
+
+    Python runs signal handlers only between bytecodes of the main thread, and a
+    DuckDB query step can run for minutes without returning to Python. So the
+    C-level handler also writes to a wakeup pipe; a watcher thread reads it at
+    once and interrupts every DuckDB query of the process (the query then raises
+    in whatever thread runs it), while the Python handler raises ``Interrupted``
+    in the main thread. Only the first signal raises: a second one while the
+    command winds down must not break its one-line report. (An asyncio loop that
+    adds its own handlers, as `segsync export` does, takes the signals over for
+    its duration and cancels through the engine.)
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._old_handlers = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[sig] = signal.signal(sig, self._handle)
+        self._old_wakeup = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._thread = threading.Thread(target=self._watch, name="segsync-signals", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def install(cls) -> _SignalWatch | None:
+        """Install for this command; None when not in the main thread (tests, embedding)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        return cls()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        raise Interrupted(signal.Signals(signum).name)
+
+    def _watch(self) -> None:
+        try:
+            while os.read(self._read, 64):
+                stop_queries()
+        except OSError:
+            pass
+        finally:
+            os.close(self._read)
+
+    def uninstall(self) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        os.close(self._write)  # the watcher reads end-of-file and ends
+
+
+def stop_queries() -> None:
+    """Interrupt every DuckDB query of this process, if DuckDB was ever loaded.
+
+    Called on a signal and when a command ends: a query left running in a worker
+    thread would otherwise keep the process alive after segsync has exited.
+    """
+    workspace = sys.modules.get("store.workspace")
+    if workspace is not None:
+        workspace.interrupt_all()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
+    watch = _SignalWatch.install() if args.command not in (None, "demo") else None
     try:
-        code = _dispatch(parser, args)
-    except CliError as exc:
-        print(f"segsync: {exc}", file=sys.stderr)
-        code = exc.code
-    except KeyboardInterrupt:
-        print("segsync: cancelled", file=sys.stderr)
-        code = EXIT_CANCELLED
-    except Exception as exc:
-        code = _report_error(exc)
+        try:
+            code = _dispatch(parser, args)
+        except CliError as exc:
+            _say(str(exc))
+            code = exc.code
+        except Exception as exc:
+            if watch is not None and _is_interrupt(exc):
+                watch.stopping = True
+            code = _report_error(exc, args)
+    except KeyboardInterrupt as exc:
+        if watch is not None:
+            watch.stopping = True
+        code = _report_interrupt(exc)
+    finally:
+        stop_queries()
+        if watch is not None:
+            watch.uninstall()
     if argv is None:
         # A real command ends here: skip collecting the whole heap (SQLAlchemy,
         # DuckDB, Arrow objects) at interpreter exit, which took up to a second.
@@ -211,6 +352,29 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         gc.freeze()
     sys.exit(code)
+
+
+def _say(message: str) -> None:
+    """One message on stderr, with anything that could drive the terminal made visible."""
+    from store.safe_text import visible
+
+    print(f"segsync: {visible(message, multiline=True)}", file=sys.stderr)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """Ctrl+C, SIGTERM or an interrupted DuckDB query, however it surfaced: DuckDB
+    reports ``con.interrupt()`` as InterruptException and a signal it noticed
+    itself as ``RuntimeError("Query interrupted")``."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"KeyboardInterrupt", "InterruptException", "QueryInterrupted"}:
+        return True
+    return type(exc) is RuntimeError and "query interrupted" in str(exc).lower()
+
+
+def _report_interrupt(exc: BaseException) -> int:
+    what = "terminated (SIGTERM)" if getattr(exc, "signame", "") == "SIGTERM" else "interrupted"
+    _say(f"{what}; nothing more was done (a run in progress can be resumed)")
+    return EXIT_CANCELLED
 
 
 USER_ERRORS = {
@@ -224,32 +388,128 @@ USER_ERRORS = {
     "KeyNotFound": EXIT_USAGE,
     "ExportRefused": EXIT_USAGE,
     "ExportInProgress": EXIT_USAGE,
+    "UnsafeStateDir": EXIT_USAGE,
+    "LockFileError": EXIT_USAGE,
     "ContactTooLarge": EXIT_FAILED,
 }
 
+# What to do about an OSError, by errno: (advice, exit code). Configuration the
+# user fixes is 2; a disk that filled up or failed is 1 (the command failed).
+_OS_ADVICE = {
+    errno.EACCES: ("check that the folder is yours and writable, or use --state-dir", EXIT_USAGE),
+    errno.EPERM: ("check that the folder is yours and writable, or use --state-dir", EXIT_USAGE),
+    errno.EROFS: (
+        "the file system is read-only: point --state-dir (or SEGSYNC_STATE_DIR) at a "
+        "writable folder",
+        EXIT_USAGE,
+    ),
+    errno.EISDIR: ("a folder is where a file belongs: remove or rename it", EXIT_USAGE),
+    errno.ENOTDIR: ("a file is where a folder belongs: remove or rename it", EXIT_USAGE),
+    errno.ELOOP: ("a symbolic link is where segsync expects a file: remove it", EXIT_USAGE),
+    errno.ENOSPC: ("the disk is full: free some space and run again", EXIT_FAILED),
+    errno.EDQUOT: ("the disk quota is used up: free some space and run again", EXIT_FAILED),
+    errno.EIO: ("the disk reported an I/O error: check it, then run again", EXIT_FAILED),
+}
 
-def _report_error(exc: Exception) -> int:
+
+def _environment_problem(exc: BaseException, args: argparse.Namespace) -> tuple[str, int] | None:
+    """One line and an exit code for a file-system or history-database failure,
+    or None when ``exc`` is not one. These reach here from code that opens files
+    (history, locks, keys, ledgers) and are the user's to fix, not bugs."""
+    if isinstance(exc, OSError) and exc.errno in _OS_ADVICE:
+        advice, code = _OS_ADVICE[exc.errno]
+        where = exc.filename if exc.filename is not None else _state_path(args)
+        return f"{where}: {exc.strerror}; {advice}", code
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"DBAPIError", "DatabaseError", "OperationalError"} and "sqlite" in (
+        type(getattr(exc, "orig", exc)).__module__ + str(exc)
+    ):
+        return _history_problem(exc, args)
+    text = str(exc)
+    if "No space left on device" in text:
+        return f"{_first_line(text)}; the disk is full: free some space and run again", EXIT_FAILED
+    return None
+
+
+def _history_problem(exc: BaseException, args: argparse.Namespace) -> tuple[str, int]:
+    """SQLite's complaint about the history database, with the path and the fix."""
+    from store.paths import history_path
+
+    path = history_path(_state_path(args))
+    sqlite_says = _first_line(str(getattr(exc, "orig", None) or exc))
+    low = sqlite_says.lower()
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return (
+            f"{path}: the history database is damaged ({sqlite_says}); move it aside "
+            f"(mv {path} {path}.damaged) and run again to start a new history",
+            EXIT_USAGE,
+        )
+    if "readonly" in low or "read-only" in low or "unable to open" in low:
+        return (
+            f"{path}: cannot write the history ({sqlite_says}); make {path.parent} writable "
+            "by you, or point --state-dir at a writable folder",
+            EXIT_USAGE,
+        )
+    if "full" in low or ("i/o" in low and _nearly_full(path.parent)):
+        return (
+            f"{path}: {sqlite_says}; the disk is full: free some space and run again",
+            EXIT_FAILED,
+        )
+    if "locked" in low or "busy" in low:
+        return (
+            f"{path}: {sqlite_says}; another segsync is writing to it, try again in a moment",
+            EXIT_FAILED,
+        )
+    return f"{path}: {sqlite_says}; check the disk and the file, then run again", EXIT_FAILED
+
+
+def _nearly_full(folder: Path) -> bool:
+    """SQLite reports a full disk under WAL as a mere "disk I/O error": look."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 1024 * 1024
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    from store.paths import state_dir_path
+
+    return state_dir_path(getattr(args, "state_dir", None))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _report_error(exc: Exception, args: argparse.Namespace | None = None) -> int:
     """A clear line instead of a traceback; SEGSYNC_DEBUG=1 shows the traceback.
 
     Messages of our own errors never contain the API key, so printing them
-    is safe; unexpected errors print only their type and message.
+    is safe; unexpected errors print only their type and message. Every
+    message may quote data, so it is shown through `visible`.
     """
     names = {cls.__name__ for cls in type(exc).__mro__}
     if os.environ.get("SEGSYNC_DEBUG"):
         import traceback
 
         traceback.print_exception(exc)
+    if _is_interrupt(exc):
+        return _report_interrupt(exc)
     if "SendGridError" in names:
-        print(f"segsync: {exc}", file=sys.stderr)
+        _say(str(exc))
         return EXIT_FAILED
     for name, code in USER_ERRORS.items():
         if name in names:
-            print(f"segsync: {exc}", file=sys.stderr)
+            _say(str(exc))
             return code
-    print(
-        f"segsync: unexpected {type(exc).__name__}: {exc}\n"
-        "Run again with SEGSYNC_DEBUG=1 for details and report it.",
-        file=sys.stderr,
+    problem = _environment_problem(exc, args or argparse.Namespace())
+    if problem is not None:
+        _say(problem[0])
+        return problem[1]
+    _say(
+        f"unexpected {type(exc).__name__}: {exc}\n"
+        "Run again with SEGSYNC_DEBUG=1 for details and report it."
     )
     return EXIT_FAILED
 

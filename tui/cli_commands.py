@@ -1,14 +1,21 @@
-"""Small headless commands: sample, segments, emulator, and opening the app."""
+"""Small headless commands: sample, segments, emulator, and opening the app.
+
+Segment names, descriptions, predicates and DuckDB's messages come from the
+user's files: they are printed through `visible` so an escape sequence in
+segments.toml cannot drive the terminal (``--json`` stays exact).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tui.cli import EXIT_FAILED, EXIT_OK, CliError, workspace_path
+from store.safe_text import visible
+from tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, workspace_path
 
 
 def open_workspace(args: argparse.Namespace) -> Any:
@@ -46,8 +53,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_segments(args: argparse.Namespace) -> int:
+    from store.workspace import DEFAULT_QUERY_TIMEOUT
+
     ws = open_workspace(args)
-    counts = ws.count_segments()
+    counts = ws.count_segments(
+        timeout=getattr(args, "query_timeout", None) or DEFAULT_QUERY_TIMEOUT
+    )
     segments = {s.name: s for s in ws.segments()}
     if args.json:
         print_json(
@@ -63,17 +74,47 @@ def cmd_segments(args: argparse.Namespace) -> int:
             ]
         )
     else:
-        width = max((len(c.segment) for c in counts), default=4)
+        names = {c.segment: visible(c.segment) for c in counts}
+        width = max((len(n) for n in names.values()), default=4)
         for c in counts:
             shown = f"{c.count:>10,}" if c.error is None else "     error"
-            print(f"{c.segment:<{width}}  {shown}  {segments[c.segment].where}")
+            where = visible(" ".join(segments[c.segment].where.split()))
+            print(f"{names[c.segment]:<{width}}  {shown}  {where}")
             if c.error:
-                print(f"{'':<{width}}    {c.error}")
+                for line in visible(c.error, multiline=True).splitlines():
+                    print(f"{'':<{width}}    {line}")
     return EXIT_FAILED if any(c.error for c in counts) else EXIT_OK
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that could resolve anywhere
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
     from connector.emulator import run_emulator
+
+    if not is_loopback(args.host):
+        if not getattr(args, "i_know", False):
+            raise CliError(
+                f"--host {visible(args.host)} is not a loopback address: the emulator serves "
+                "every stored contact and accepts any key, so anyone who can reach it would "
+                "read them. Use 127.0.0.1, or add --i-know if you really mean it.",
+                EXIT_USAGE,
+            )
+        banner = "!" * 72
+        print(
+            f"{banner}\nWARNING: the emulator listens on {visible(args.host)}: anyone who can "
+            "reach this\naddress can read every contact in it and upload more, with any key.\n"
+            f"{banner}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     faults = {
         "rate_429": args.rate_429,

@@ -1,4 +1,9 @@
-"""`segsync destinations ...` and `segsync map`: set up where contacts go."""
+"""`segsync destinations ...` and `segsync map`: set up where contacts go.
+
+Destination and list names, column names and SendGrid's messages are printed
+through `visible` (quoted with `_q`): a list name is whatever someone typed into
+SendGrid, and it must not be able to drive the terminal. ``--json`` stays exact.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,14 @@ import os
 import sys
 from typing import Any
 
+from store.safe_text import visible
 from tui.cli import EXIT_FAILED, EXIT_OK, CliError
 from tui.cli_commands import open_workspace, print_json, resolve_state_dir
+
+
+def _q(text: object) -> str:
+    """A name from data, quoted and made safe to print."""
+    return f"'{visible(text)}'"
 
 
 def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -58,7 +69,10 @@ def cmd_destinations(args: argparse.Namespace) -> int:
             print("no destinations yet: add one with `segsync destinations add`")
         for row in rows if not getattr(args, "json", False) else []:
             consent = "consent recorded" if row["consent_at"] else "no consent yet"
-            print(f"{row['name']}  list {row['list_name']!r} ({row['list_id']})  {consent}")
+            print(
+                f"{visible(row['name'])}  list {_q(row['list_name'])} "
+                f"({visible(row['list_id'])})  {consent}"
+            )
         return EXIT_OK
     dest = _destination(history, args.name)
     if command == "show":
@@ -68,12 +82,12 @@ def cmd_destinations(args: argparse.Namespace) -> int:
             print_json(data)
         else:
             for key, value in data.items():
-                print(f"{key:12} {value}")
+                print(f"{key:12} {visible(value)}")
         return EXIT_OK
     if command == "remove":
         history.remove_destination(dest.name)
         keys.forget(dest.id)
-        print(f"removed {dest.name!r}; its key is forgotten and its run history kept")
+        print(f"removed {_q(dest.name)}; its key is forgotten and its run history kept")
         return EXIT_OK
     if command == "consent":
         return _consent(args, history, dest)
@@ -81,7 +95,7 @@ def cmd_destinations(args: argparse.Namespace) -> int:
         if args.cap < 1:
             raise CliError("the cap must be at least 1")
         history.update_destination(dest.id, cap=args.cap)
-        print(f"{dest.name!r} now exports at most {args.cap:,} contacts per run")
+        print(f"{_q(dest.name)} now exports at most {args.cap:,} contacts per run")
         return EXIT_OK
     if command == "test":
         return _test(keys, dest)
@@ -127,7 +141,7 @@ def _add(args: argparse.Namespace, history: Any, keys: Any) -> int:
             verify_destination(secret, base_url, list_id=args.list_id, create_list=args.create_list)
         )
     except SendGridError as exc:
-        raise CliError(f"could not add {args.name!r}: {exc}") from exc
+        raise CliError(f"could not add {_q(args.name)}: {exc}") from exc
     if args.cap < 1:
         raise CliError("the cap must be at least 1")
     dest = history.add_destination(
@@ -144,9 +158,12 @@ def _add(args: argparse.Namespace, history: Any, keys: Any) -> int:
         history.update_destination(dest.id, key_storage=storage)
     if args.agree:
         history.record_consent(dest.id, current_operator(), CONSENT_STATEMENT)
-    print(f"added {args.name!r}: list {found.name!r} ({found.id})")
+    print(f"added {_q(args.name)}: list {_q(found.name)} ({visible(found.id)})")
     if not args.agree:
-        print(f"no export until consent is recorded: `segsync destinations consent {args.name}`")
+        print(
+            "no export until consent is recorded: "
+            f"`segsync destinations consent {visible(args.name)}`"
+        )
     return EXIT_OK
 
 
@@ -161,7 +178,7 @@ def _consent(args: argparse.Namespace, history: Any, dest: Any) -> int:
     if not agreed:
         raise CliError("consent not recorded (pass --agree, or type 'I agree')")
     history.record_consent(dest.id, current_operator(), CONSENT_STATEMENT)
-    print(f"consent recorded for {dest.name!r} by {current_operator()}")
+    print(f"consent recorded for {_q(dest.name)} by {visible(current_operator())}")
     return EXIT_OK
 
 
@@ -174,7 +191,8 @@ def _test(keys: Any, dest: Any) -> int:
         raise CliError(str(exc)) from exc
     checks = asyncio.run(test_connection(key, dest.base_url, dest.list_id))
     for check in checks:
-        print(f"{'pass' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        detail = visible(check.detail, multiline=True)
+        print(f"{'pass' if check.ok else 'FAIL'}  {visible(check.name)}: {detail}")
     return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
 
 
@@ -195,7 +213,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     for pair in args.pairs:
         field, sep, column = pair.partition("=")
         if not sep or not field or not column:
-            raise CliError(f"expected FIELD=COLUMN, got {pair!r}")
+            raise CliError(f"expected FIELD=COLUMN, got {_q(pair)}")
         pairs[field.strip()] = column.strip()
     consent = args.consent_column
     if args.suggest:
@@ -218,8 +236,9 @@ def cmd_map(args: argparse.Namespace) -> int:
         _create_fields(keys, dest, mapping, columns)
     history.set_mapping(dest.id, mapping)
     for field, column in pairs.items():
-        print(f"{field:24} <- {column}")
-    print(f"consent column: {consent or '(none: every selected profile is sent)'}")
+        print(f"{visible(field):24} <- {visible(column)}")
+    shown = visible(consent) if consent else "(none: every selected profile is sent)"
+    print(f"consent column: {shown}")
     return EXIT_OK
 
 
@@ -256,4 +275,4 @@ def _create_fields(keys: Any, dest: Any, mapping: Any, columns: list[Any]) -> No
     except SendGridError as exc:
         raise CliError(f"could not create custom fields: {exc}", EXIT_FAILED) from exc
     for name in made:
-        print(f"created custom field {name!r} on SendGrid")
+        print(f"created custom field {_q(name)} on SendGrid")
