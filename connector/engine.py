@@ -32,7 +32,7 @@ import pyarrow as pa
 from connector import events as ev
 from connector.batching import MAX_BYTES, MAX_CONTACTS, pack_bodies
 from connector.client import RetryNotice, SendGridClient
-from connector.errors import SendGridError
+from connector.errors import RequestCancelled, SendGridError
 from connector.preflight import ExportRefused, Preflight, basis_changes
 from connector.removals import RemovalOutcome, RemovalSettings, remove_departed
 from connector.upload import UploadContext, UploadState, confirm_job, upload_and_confirm
@@ -496,7 +496,7 @@ class ExportEngine:
                 contacts = changeset.contacts(skip=skip)
                 await upload_and_confirm(ctx, contacts, state)
                 if request.mode == "mirror" and not cancel.is_set() and not state.failed:
-                    removals = await remove_departed(
+                    await remove_departed(
                         client,
                         destination.list_id,
                         await asyncio.to_thread(changeset.removals),
@@ -509,7 +509,12 @@ class ExportEngine:
                         ),
                         cancel=cancel,
                         emit=emit,
+                        outcome=removals,
                     )
+            except RequestCancelled:  # the client was cancelled under a request
+                await self._end(run_id, "cancelled", "cancelled by the user", destination, plan,
+                                changeset, state, removals, counts, emit, started)  # fmt: skip
+                return
             except asyncio.CancelledError:
                 await self._end(run_id, "cancelled", "cancelled", destination, plan, changeset,
                                 state, removals, counts, emit, started)  # fmt: skip

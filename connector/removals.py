@@ -5,9 +5,9 @@ so each is confirmed, not assumed:
 
 1. The addresses are looked up (100 per search) for their contact ids; an
    address SendGrid does not know is not on the list: nothing to do.
-2. Ids go in DELETE requests of 100 (an id SendGrid no longer has is split
-   out and counts as gone: a contact that does not exist is on no list), pipelined with the same concurrency as
-   uploads (the client's rate-limit gate is shared by all of them).
+2. Ids go in DELETE requests of 100, pipelined with the same concurrency as
+   uploads (the client's rate-limit gate is shared by all of them); an id
+   SendGrid no longer has is split out (a contact that is gone is on no list).
 3. Each removal job is polled to a terminal status where SendGrid answers for
    it; then, whatever the job said, membership is read back (search returns
    each contact's ``list_ids``) before anyone counts as removed. The 202 and
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from connector import events as ev
 from connector.client import SendGridClient
-from connector.errors import SendGridError
+from connector.errors import RequestCancelled, SendGridError
 from connector.jobs import poll_job
 
 REMOVE_CHUNK = 100
@@ -56,13 +56,15 @@ async def remove_departed(
     settings: RemovalSettings,
     cancel: asyncio.Event,
     emit: Callable[[ev.Event], None],
-) -> RemovalOutcome:
-    """Remove ``emails`` from ``list_id`` (never deleting the contacts)."""
-    outcome = RemovalOutcome()
+    outcome: RemovalOutcome,
+) -> None:
+    """Remove ``emails`` from ``list_id`` (never deleting the contacts), filling
+    ``outcome`` as removals are confirmed, so a cancel or a failure midway
+    still leaves the record of who went."""
     total = len(emails)
     emit(ev.PhaseStarted(run_id, "removing", total))
     if not emails:
-        return outcome
+        return
     ids_by_email = await client.search_emails(emails)
     # Unknown to the account: not on the list, so they are off it already.
     outcome.removed.update(e for e in emails if e not in ids_by_email)
@@ -81,6 +83,9 @@ async def remove_departed(
                     if removal.job_id:
                         await _settle(client, removal.job_id, settings, cancel)
                 on_list = await _still_on_list(client, list_id, chunk_emails)
+            except RequestCancelled:
+                outcome.not_attempted.update(chunk_emails)
+                return
             except SendGridError as exc:
                 # The DELETE or the read-back failed: nobody in the chunk is known
                 # to be off the list, so they all stay in the ledger.
@@ -95,7 +100,6 @@ async def remove_departed(
 
     await asyncio.gather(*(remove_chunk(c) for c in chunks))
     emit(ev.ContactsRemoved(run_id, len(outcome.removed), total, len(outcome.failed)))
-    return outcome
 
 
 async def _settle(

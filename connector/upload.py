@@ -19,6 +19,7 @@ import pyarrow as pa
 from connector import events as ev
 from connector.batching import Body, pack_bodies
 from connector.client import SendGridClient
+from connector.errors import RequestCancelled
 from connector.jobs import poll_job
 from store import batch_emails
 
@@ -126,8 +127,11 @@ async def upload_and_confirm(
         ctx.emit(ev.PhaseStarted(state.run_id, "confirming", len(tasks)))
         await asyncio.gather(*tasks, return_exceptions=True)
     for exc in errors:  # the first failure is the cause; later ones follow from it
-        if not isinstance(exc, asyncio.CancelledError):
-            raise exc
+        if isinstance(exc, asyncio.CancelledError):
+            continue
+        if isinstance(exc, RequestCancelled) and ctx.cancel.is_set():
+            continue  # a batch the cancel stopped before it reached SendGrid
+        raise exc
 
 
 def _record_batch(history: Any, state_dir: Any, run_id: int, body: Body) -> None:

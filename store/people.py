@@ -20,8 +20,11 @@ Files are kept with their run and pruned only by an explicit command.
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -117,6 +120,23 @@ def write_people(
     ops = table.column("op").value_counts().to_pylist()
     found = {item["values"]: item["counts"] for item in ops}
     return {op: int(found.get(op, 0)) for op in PEOPLE_OPS}
+
+
+def write_people_csv(rows: Iterable[tuple[Any, ...]], path: Path) -> int:
+    """Write (email, key, op, reason) rows as CSV, owner-only like every file of
+    personal data, formula cells neutralised; returns how many."""
+    from store.rejected_csv import safe_cell
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    written = 0
+    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("email", "key", "op", "reason"))
+        for row in rows:
+            writer.writerow([safe_cell(v) for v in row])
+            written += 1
+    return written
 
 
 def read_people(

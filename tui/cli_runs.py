@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from store.safe_text import visible
 from tui.cli import EXIT_OK, CliError
 from tui.cli_commands import print_json, resolve_state_dir
 
@@ -71,8 +72,44 @@ def _get_run(history: Any, run_id: int) -> Any:
         raise CliError(f"{exc}. See `segsync runs`.") from exc
 
 
+def _people(args: argparse.Namespace, run: Any) -> int:
+    """Every person the run touched, by operation: from its people record."""
+    from store.people import people_file, read_people
+
+    path = people_file(resolve_state_dir(args), run.id)
+    if not path.is_file():
+        raise CliError(
+            f"run {run.id} has no record of the people it touched (it ran before segsync "
+            "kept one, or it was refused before sending)"
+        )
+    ops = args.op or None
+    if "rejected" in (ops or ()):
+        ops = [*ops, "rejected_by_sendgrid"]
+    if "removed" in (ops or ()):
+        ops = [*ops, "remove_failed"]
+    rows = read_people(path, ops)
+    if args.csv is not None:
+        from store.people import write_people_csv
+
+        try:
+            written = write_people_csv(rows, args.csv)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.csv}: {exc.strerror}") from exc
+        print(f"wrote {written:,} people to {args.csv.absolute()}")
+        return EXIT_OK
+    if args.json:
+        print_json([{"email": e, "key": k, "op": o, "reason": r} for e, k, o, r in rows])
+        return EXIT_OK
+    for email, key, op, reason in rows:
+        why = f"  {visible(reason)}" if reason else ""
+        print(f"{op:<21} {visible(email or '-'):<40} {visible(key or '-'):<12}{why}")
+    return EXIT_OK
+
+
 def _show(args: argparse.Namespace, history: Any) -> int:
     run = _get_run(history, args.run)
+    if args.people:
+        return _people(args, run)
     data = run_dict(run)
     data["config"] = run.config
     data["batches"] = [
