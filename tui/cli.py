@@ -170,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=30_000, help="contacts per request (max 30,000)"
     )
     export.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    export.add_argument(
+        "--allow-removals",
+        type=int,
+        default=None,
+        metavar="N",
+        help="mirror: allow up to N removals this run, past the destination's guardrail",
+    )
 
     runs = sub.add_parser("runs", help="past runs")
     _common(runs, workspace=False)
@@ -181,10 +188,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(show, workspace=False)
     show.add_argument("run", type=int)
     show.add_argument("--json", action="store_true")
+    show.add_argument("--people", action="store_true", help="list every person the run touched")
+    show.add_argument(
+        "--op",
+        action="append",
+        default=[],
+        choices=("added", "updated", "removed", "rejected", "not_sent"),
+        help="with --people: only these operations (repeatable)",
+    )
+    show.add_argument("--csv", type=Path, default=None, help="with --people: write them to CSV")
     rejected = runs_sub.add_parser("rejected", help="write a run's rejected rows to CSV")
     _common(rejected, workspace=False)
     rejected.add_argument("run", type=int)
     rejected.add_argument("--csv", type=Path, required=True)
+    from tui.cli_changesets import add_parsers as add_changeset_parsers
+
+    add_changeset_parsers(sub, _common)
     return parser
 
 
@@ -552,6 +571,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from tui.cli_runs import cmd_runs
 
         return cmd_runs(args)
+    if command in ("plan", "apply", "plans"):
+        from tui.cli_changesets import cmd_changesets
+
+        return cmd_changesets(args)
     parser.error(f"unknown command {command!r}")
     return EXIT_USAGE
 
