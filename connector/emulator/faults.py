@@ -10,6 +10,13 @@ benchmarks and the demo.
 Shares are probabilities in 0..1 drawn from a seeded RNG so a failing test
 can be replayed. `script` lists exact faults for the next requests, in order,
 for tests that need "one 429, then success" without relying on chance.
+
+Removals from a list have their own knobs, because what matters there is
+whether a removal that looks accepted really happened: `removal_job` makes
+every removal job end `failed`, stay `pending` forever, or claim `completed`
+while nothing changed (as one SendGrid user reported); `removal_script` lists
+exact faults (429, 5xx, drop) for the next removal DELETEs only, so a test can
+fail the removals while the searches and polls around them behave.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Any, Literal
 
 FaultKind = Literal["429", "500", "503", "drop", "ok"]
 FAULT_KINDS: frozenset[str] = frozenset({"429", "500", "503", "drop", "ok"})
+REMOVAL_JOB_OUTCOMES: frozenset[str] = frozenset({"ok", "failed", "pending", "ignored"})
+REMOVAL_ENDPOINT = "DELETE /v3/marketing/lists/{id}/contacts"
 _ALIASES = {"drop": "rate_drop", "delay": "job_delay"}
 
 
@@ -42,6 +51,16 @@ class Faults:
     discard: bool = False  # PUT contacts: read the body, answer 202, store nothing
     seed: int | None = None  # RNG seed for reproducible fault sequences
     script: list[str] = field(default_factory=list)  # exact faults for the next requests
+    # How removal ("delete") jobs end. "ok": members removed, job completed.
+    # "failed": nothing removed, job ends `failed` with every id in its errors
+    # file. "pending": nothing removed, job stays `pending` forever (changing
+    # the setting later does not finish the jobs already submitted).
+    # "ignored": nothing removed, yet the job reports `completed` with every id
+    # counted as deleted: only reading membership back can tell.
+    removal_job: str = "ok"
+    # Exact faults for the next removal DELETEs (same kinds as `script`); used
+    # before `script` and the shares, and by removal DELETEs only.
+    removal_script: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -59,9 +78,15 @@ class Faults:
                 raise ValueError(f"{name} must not be negative")
         if self.rate_limit_reset < 0:
             raise ValueError("rate_limit_reset must not be negative")
-        bad = [kind for kind in self.script if kind not in FAULT_KINDS]
-        if bad:
-            raise ValueError(f"unknown fault kinds in script: {bad}; use {sorted(FAULT_KINDS)}")
+        for name in ("script", "removal_script"):
+            bad = [kind for kind in getattr(self, name) if kind not in FAULT_KINDS]
+            if bad:
+                raise ValueError(f"unknown fault kinds in {name}: {bad}; use {sorted(FAULT_KINDS)}")
+        if self.removal_job not in REMOVAL_JOB_OUTCOMES:
+            raise ValueError(
+                f"removal_job must be one of {sorted(REMOVAL_JOB_OUTCOMES)},"
+                f" got {self.removal_job!r}"
+            )
         self.error_emails = {email.lower() for email in self.error_emails}
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +108,9 @@ class Faults:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
         if "error_emails" in values:
             values["error_emails"] = set(values["error_emails"])
+        for name in ("script", "removal_script"):
+            if name in values:  # a copy: drawing pops from it, the caller's list stays whole
+                values[name] = list(values[name])
         return cls(**values)
 
 
@@ -111,10 +139,16 @@ class FaultInjector:
             self._faults = new
             return new
 
-    def draw(self) -> FaultKind:
-        """Decide the fate of one API request: a scripted fault first, else by chance."""
+    def draw(self, endpoint: str = "") -> FaultKind:
+        """Decide the fate of one API request: a scripted fault first, else by chance.
+
+        ``endpoint`` ("METHOD /template") lets removal DELETEs take their faults
+        from ``removal_script`` first.
+        """
         with self._lock:
             f = self._faults
+            if endpoint == REMOVAL_ENDPOINT and f.removal_script:
+                return f.removal_script.pop(0)  # type: ignore[return-value]
             if f.script:
                 return f.script.pop(0)  # type: ignore[return-value]
             roll = self._rng.random()

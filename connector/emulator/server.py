@@ -80,6 +80,10 @@ class RateLimiter:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a client opening its 10 connections at
+    # once had the rest of its SYNs dropped and retried a full second later, so
+    # requests "sent" together reached the server a second apart.
+    request_queue_size = 128
     emulator: Emulator
 
 
@@ -320,7 +324,7 @@ class Emulator:
         self, route: Route | None, req: Request, authorization: str | None
     ) -> tuple[int, Any, dict[str, str]]:
         """Decide the answer to one API request; status 0 means drop the connection."""
-        fault = self._injector.draw()
+        fault = self._injector.draw(f"{route.method} {route.template}" if route else "")
         faults = self._injector.faults
         if faults.latency:
             time.sleep(faults.latency)

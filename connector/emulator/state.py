@@ -294,7 +294,9 @@ class EmulatorState:
         if unknown:
             raise ApiError(404, f"contact IDs do not exist: {', '.join(unknown)}", "contact_ids")
         job = self._new_job("delete", len(contact_ids))
-        self._enqueue(lambda: self._apply_removal(job, list_id, contact_ids))
+        outcome = self.faults.faults.removal_job
+        if outcome != "pending":  # a pending-forever job is simply never processed
+            self._enqueue(lambda: self._apply_removal(job, list_id, contact_ids, outcome))
         return job.id
 
     def _new_job(self, job_type: str, count: int) -> Job:
@@ -409,17 +411,31 @@ class EmulatorState:
         job.created_count += created
         job.updated_count += updated
 
-    def _apply_removal(self, job: Job, list_id: str, contact_ids: list[str]) -> None:
+    def _apply_removal(
+        self, job: Job, list_id: str, contact_ids: list[str], outcome: str = "ok"
+    ) -> None:
+        """Remove members as the job's fault outcome says (see ``Faults.removal_job``)."""
         with self.lock:
-            member_set = self.members.get(list_id, set())
-            removed = 0
-            for contact_id in contact_ids:
-                key = self.contact_ids.get(contact_id)
-                if key is not None and key in member_set:
-                    member_set.discard(key)
-                    removed += 1
-            job.deleted_count = removed
+            if outcome == "failed":
+                job.errors = [
+                    (cid, "contact could not be removed from the list") for cid in contact_ids
+                ]
+                job.errored_count = len(job.errors)
+            elif outcome == "ignored":
+                job.deleted_count = len(contact_ids)  # claims it all, changes nothing
+            else:
+                job.deleted_count = self._remove_members(list_id, contact_ids)
             self._finish(job)
+
+    def _remove_members(self, list_id: str, contact_ids: list[str]) -> int:
+        member_set = self.members.get(list_id, set())
+        removed = 0
+        for contact_id in contact_ids:
+            key = self.contact_ids.get(contact_id)
+            if key is not None and key in member_set:
+                member_set.discard(key)
+                removed += 1
+        return removed
 
     def _finish(self, job: Job) -> None:
         job.processed = True

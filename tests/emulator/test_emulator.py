@@ -300,6 +300,96 @@ def test_remove_from_list_keeps_the_contact(
     assert missing.status_code == 404
 
 
+def removal(http: httpx.Client, list_id: str, *contact_ids: str) -> httpx.Response:
+    return http.delete(
+        f"/v3/marketing/lists/{list_id}/contacts", params={"contact_ids": ",".join(contact_ids)}
+    )
+
+
+def test_removal_jobs_are_pollable_like_upserts(
+    emulator: Emulator, http: httpx.Client, list_id: str
+) -> None:
+    """GET .../imports/{id} documents upsert and delete jobs alike."""
+    upsert(http, [{"email": "a@example.com"}, {"email": "b@example.com"}], [list_id])
+    ids = [emulator.state.contact(e)["id"] for e in ("a@example.com", "b@example.com")]
+    emulator.set_faults(job_delay=0.3)
+    response = removal(http, list_id, *ids)
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+    pending = http.get(f"{CONTACTS}/imports/{job_id}").json()
+    assert (pending["status"], pending["job_type"]) == ("pending", "delete")
+    assert pending["results"]["requested_count"] == 2
+    done = wait_job(http, job_id)
+    assert done["status"] == "completed" and done["results"]["deleted_count"] == 2
+    assert done["finished_at"] and emulator.state.list_members(list_id) == set()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "deleted"),
+    [("failed", "failed", 0), ("pending", "pending", None), ("ignored", "completed", 1)],
+)
+def test_removal_job_faults_change_nothing_whatever_the_job_says(
+    emulator: Emulator,
+    http: httpx.Client,
+    list_id: str,
+    outcome: str,
+    status: str,
+    deleted: int | None,
+) -> None:
+    upsert(http, [{"email": "a@example.com"}], [list_id])
+    contact_id = emulator.state.contact("a@example.com")["id"]
+    emulator.set_faults(removal_job=outcome)
+    job = wait_job(http, removal(http, list_id, contact_id).json()["job_id"], timeout=0.5)
+    assert (job["status"], job["job_type"]) == (status, "delete")
+    assert job["results"].get("deleted_count") == deleted
+    assert emulator.state.list_members(list_id) == {"a@example.com"}
+    if outcome == "failed":
+        rows = httpx.get(job["results"]["errors_url"]).text.splitlines()
+        assert rows[1].startswith(contact_id)
+    emulator.set_faults(removal_job="ok")  # later removals behave again
+    wait_job(http, removal(http, list_id, contact_id).json()["job_id"])
+    assert emulator.state.list_members(list_id) == set()
+
+
+def test_removal_script_faults_only_removal_deletes(
+    emulator: Emulator, http: httpx.Client, list_id: str
+) -> None:
+    upsert(http, [{"email": "a@example.com"}], [list_id])
+    contact_id = emulator.state.contact("a@example.com")["id"]
+    emulator.set_faults(removal_script=["503", "429", "500", "drop"], rate_limit_reset=3)
+    assert http.get("/v3/scopes").status_code == 200  # not a removal: untouched
+    assert removal(http, list_id, contact_id).status_code == 503
+    limited = removal(http, list_id, contact_id)
+    assert limited.status_code == 429 and limited.headers["X-RateLimit-Reset"] == "3"
+    assert http.post(f"{CONTACTS}/search/emails", json={"emails": ["a@example.com"]}).is_success
+    assert removal(http, list_id, contact_id).status_code == 500
+    with pytest.raises(httpx.RemoteProtocolError):
+        removal(http, list_id, contact_id)
+    assert emulator.state.list_members(list_id) == {"a@example.com"}  # none applied
+    assert removal(http, list_id, contact_id).status_code == 202
+    assert emulator.faults.removal_script == []
+
+
+def test_removal_faults_are_validated_and_settable_over_http(emulator: Emulator) -> None:
+    with pytest.raises(ValueError, match="removal_job"):
+        Faults(removal_job="sometimes")
+    with pytest.raises(ValueError, match="removal_script"):
+        Faults(removal_script=["418"])
+    url = f"{emulator.url}/_emulator/faults"
+    answer = httpx.post(url, json={"removal_job": "pending", "removal_script": ["429"]})
+    assert answer.status_code == 200
+    assert (emulator.faults.removal_job, emulator.faults.removal_script) == ("pending", ["429"])
+    assert httpx.post(url, json={"removal_job": "never"}).status_code == 400
+
+
+def test_a_script_given_to_set_faults_is_not_consumed_in_place(emulator: Emulator) -> None:
+    script = ["503"]
+    emulator.set_faults(script=script)
+    with client(emulator) as c:
+        assert c.get("/v3/scopes").status_code == 503
+    assert script == ["503"]  # a parametrized test's list stays whole for the next case
+
+
 # ----------------------------------------------------------- custom fields
 
 
