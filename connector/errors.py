@@ -194,3 +194,58 @@ class InsecureURL(SendGridError):
             " read it. Use https://, or http:// only for this machine (127.0.0.1, ::1,"
             " localhost), such as the local SendGrid emulator."
         )
+
+
+class UnexpectedAnswer(SendGridError):
+    """An answer segsync cannot read: not the JSON object expected, a field missing
+    or of the wrong type, a body that could not be decoded. Not retried: what was
+    sent may have been applied, and asking again rarely changes the shape of the
+    answer. ``endpoint`` and ``detail`` say which call and what was wrong."""
+
+    def __init__(self, endpoint: str, detail: str, *, status: int | None = None) -> None:
+        self.endpoint = endpoint
+        self.detail = detail
+        code = f" ({status})" if status is not None else ""
+        super().__init__(
+            f"SendGrid's answer to {endpoint}{code} could not be used: {detail.rstrip('.')}."
+            " If a proxy or security gateway sits between this machine and SendGrid, check"
+            " that it passes SendGrid's answers through unchanged; otherwise run again"
+            " later and report it if it persists.",
+            status=status,
+        )
+
+
+class ResponseTooLarge(UnexpectedAnswer):
+    """An answer bigger than the cap for its kind of call: reading stopped there,
+    so a runaway server or proxy cannot fill the memory. ``limit`` is in bytes."""
+
+    def __init__(self, endpoint: str, limit: int, *, status: int | None = None) -> None:
+        self.limit = limit
+        super().__init__(
+            endpoint,
+            f"it was larger than {limit / 1_048_576:g} MB, far beyond any answer this call"
+            " can legitimately have, so reading stopped there",
+            status=status,
+        )
+
+
+class RequestCancelled(Exception):
+    """The client was cancelled (``SendGridClient.cancel()`` or its ``cancel`` event)
+    while this call waited to send, or before it started.
+
+    Deliberately not a ``SendGridError``: nothing failed, and code that reports
+    SendGrid failures must not report this as one. ``attempts_sent`` says how
+    many attempts of this call reached the wire before the cancel: 0 means
+    SendGrid certainly never saw it; more means an earlier attempt (answered
+    5xx, or cut off) may have been applied, as with any unconfirmed request.
+    """
+
+    def __init__(self, endpoint: str, attempts_sent: int = 0) -> None:
+        self.endpoint = endpoint
+        self.attempts_sent = attempts_sent
+        sent = (
+            "it was never sent"
+            if attempts_sent == 0
+            else f"{_attempts(attempts_sent)} had reached SendGrid"
+        )
+        super().__init__(f"Cancelled before {endpoint} got through ({sent}).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,32 @@ class ImportJob:
     deleted: int | None = None
     errored: int | None = None
     errors_url: str | None = None
+    job_type: str | None = None  # upsert | delete, when SendGrid says
 
     @property
     def finished(self) -> bool:
         return self.status in ("completed", "errored", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """One DELETE of list members, as ``SendGridClient.remove_members`` reports it.
+
+    ``ids`` are the contact ids this entry covers. ``job_id`` is SendGrid's job for
+    them (poll it with ``import_status``), or None when no job was started for
+    them: either they are all ``already_gone`` (SendGrid answered 404 for each on
+    its own: the contact no longer exists, so it is on no list) or SendGrid's 202
+    named no job. A job id is no proof that membership changed (a 202 has been
+    seen with nothing removed): confirm with ``SendGridClient.memberships``.
+    """
+
+    ids: tuple[str, ...]
+    job_id: str | None
+    already_gone: tuple[str, ...] = ()
+
+
+class Membership(NamedTuple):
+    """A contact as search/emails shows it: its id and the lists it is on now."""
+
+    contact_id: str
+    list_ids: frozenset[str]

@@ -15,6 +15,7 @@ how long each wait is.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ class RetryPolicy:
     backoff_max: float = 30.0
     rate_limit_default: float = 5.0  # a 429 without reset headers
     max_rate_limit_wait: float | None = None
+
+    def rate_limit_delay(self, hint: float | None) -> float:
+        """The wait for a rate limit: SendGrid's hint (or the default), capped for
+        demos by ``max_rate_limit_wait``, never shorter than a tenth of a second."""
+        seconds = self.rate_limit_default if hint is None or not math.isfinite(hint) else hint
+        if self.max_rate_limit_wait is not None:
+            seconds = min(seconds, self.max_rate_limit_wait)
+        return max(seconds, MIN_RATE_LIMIT_WAIT)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -106,28 +115,105 @@ def rate_limit_wait(headers: Mapping[str, str], now: float | None = None) -> flo
 
     SendGrid documents Reset as epoch seconds but has been seen sending small
     values that are seconds from now: a value above 1e9 is taken as epoch.
-    None when neither header is usable.
+    None when neither header is usable: ``nan``, ``inf`` and negative numbers
+    are unusable too (a nan wait would compare false against every bound, so
+    the wait budget would stop applying).
     """
     now = time.time() if now is None else now
-    reset = headers.get("x-ratelimit-reset")
+    reset = _finite(headers.get("x-ratelimit-reset"))
     if reset is not None:
-        try:
-            value = float(reset)
-        except ValueError:
-            value = None
-        if value is not None:
-            return max(value - now, 0.0) if value > EPOCH_THRESHOLD else max(value, 0.0)
+        return max(reset - now, 0.0) if reset > EPOCH_THRESHOLD else reset
     after = headers.get("retry-after")
-    if after is not None:
-        try:
-            return max(float(after), 0.0)
-        except ValueError:
-            pass
-        try:
-            return max(parsedate_to_datetime(after).timestamp() - now, 0.0)
-        except (TypeError, ValueError):
-            return None
-    return None
+    if after is None:
+        return None
+    seconds = _finite(after)
+    if seconds is not None:
+        return seconds
+    try:
+        return max(parsedate_to_datetime(after).timestamp() - now, 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _finite(raw: str | None) -> float | None:
+    """A header's number if it is one a wait can be built on: finite, not negative."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def rate_limit_remaining(headers: Mapping[str, str]) -> int | None:
+    """X-RateLimit-Remaining as a number, None when absent or unreadable."""
+    value = _finite(headers.get("x-ratelimit-remaining"))
+    return int(value) if value is not None else None
+
+
+class RateGate:
+    """One gate per client, shared by every request in flight on it.
+
+    When SendGrid says wait (a 429, or a window whose remaining requests the
+    ones already in flight could use up), the gate closes until the window
+    resets, and no request on the client is sent before it opens: without it,
+    every request queued behind the first 429 would fire into the same closed
+    window and earn its own 429. A closing is announced once, however often it
+    is extended (the UI shows one "waiting" line, not one per queued request).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._open_at = 0.0
+        self._owner: object | None = None
+        self._closings = 0  # each time the gate goes from open to closed
+        self._announced = 0  # the last closing someone told on_retry about
+
+    @property
+    def closed_for(self) -> float:
+        """Seconds until the gate opens (0 when open)."""
+        return max(self._open_at - self._clock(), 0.0)
+
+    def close_for(self, seconds: float, owner: object | None = None, *, announced: bool) -> None:
+        """Keep requests back for ``seconds`` from now (never shortens a closing).
+
+        ``owner`` is the call whose answer closed it: that call is already
+        waiting out its own retry delay, so it does not wait here again.
+        ``announced``: the caller already told ``on_retry`` about this wait.
+        """
+        now = self._clock()
+        until = now + seconds
+        if until <= self._open_at:
+            return
+        if self._open_at <= now:
+            self._closings += 1
+        self._open_at, self._owner = until, owner
+        if announced:
+            self._announced = self._closings
+
+    async def wait_open(
+        self,
+        owner: object,
+        wait: Callable[[float], Awaitable[None]],
+        announce: Callable[[float], None],
+    ) -> None:
+        """Return once the gate is open; ``wait`` sleeps (and may raise on cancel).
+
+        Waits again only if the closing was extended while waiting, so a test's
+        instant sleep cannot make this spin.
+        """
+        while True:
+            target = self._open_at
+            seconds = target - self._clock()
+            if seconds <= 0 or self._owner is owner:
+                return
+            if self._closings > self._announced:
+                self._announced = self._closings
+                announce(seconds)
+            await wait(seconds)
+            if self._open_at <= target:
+                return
 
 
 class _Budget:
@@ -152,12 +238,7 @@ class _Budget:
         failure = self.failure(state)
         if failure.kind != "rate_limit":
             return self.backoff(state)
-        seconds = failure.wait_hint
-        if seconds is None:
-            seconds = self.policy.rate_limit_default
-        if self.policy.max_rate_limit_wait is not None:
-            seconds = min(seconds, self.policy.max_rate_limit_wait)
-        return max(seconds, MIN_RATE_LIMIT_WAIT)
+        return self.policy.rate_limit_delay(failure.wait_hint)
 
     def stop(self, state: RetryCallState) -> bool:
         self.attempts = state.attempt_number
