@@ -145,8 +145,27 @@ def drive_every_endpoint(emu: Emulator) -> set[int]:
         assert http.post(search, json={"emails": ["not-an-email"]}).status_code == 400
 
         ann = emu.state.contact("ann@example.com")["id"]
+        # Removal ("delete") jobs answer on the import-status endpoint in its documented
+        # shape, pending and finished, and when they fail.
+        emu.faults.job_delay = 0.2
         removal = http.delete(f"{LISTS}/{list_id}/contacts", params={"contact_ids": ann})
         assert removal.status_code == 202
+        removal_job = http.get(f"{CONTACTS}/imports/{removal.json()['job_id']}").json()
+        assert (removal_job["job_type"], removal_job["status"]) == ("delete", "pending")
+        emu.faults.job_delay = 0.0
+        emu.state.drain()
+        time.sleep(0.25)
+        finished = http.get(f"{CONTACTS}/imports/{removal.json()['job_id']}").json()
+        assert finished["status"] == "completed"
+        bob = emu.state.contact("bob@example.com")["id"]
+        emu.set_faults(removal_job="failed")
+        failing = http.delete(f"{LISTS}/{list_id}/contacts", params={"contact_ids": bob}).json()
+        emu.state.drain()
+        assert http.get(f"{CONTACTS}/imports/{failing['job_id']}").json()["status"] == "failed"
+        emu.set_faults(removal_job="ok")
+        assert (
+            http.delete(f"{LISTS}/{list_id}/contacts", params={"contact_ids": MISSING_ID})
+        ).status_code == 404
         assert (
             http.delete(f"{LISTS}/{MISSING_ID}/contacts", params={"contact_ids": ann}).status_code
             == 404
@@ -264,6 +283,16 @@ async def test_every_client_call_conforms(emulator: Emulator, api: OpenApi) -> N
         assert await client.search_emails(["nobody@example.com"]) == {}
         assert await client.list_contact_count(created[0].id) == 5
         await client.remove_from_list(created[0].id, [ids["p0@example.com"]])
+        removals = await client.remove_members(
+            created[0].id, [ids["p1@example.com"], MISSING_ID, ids["p2@example.com"]]
+        )
+        assert [r.already_gone for r in removals if r.already_gone] == [(MISSING_ID,)]
+        for removal in removals:
+            if removal.job_id:
+                await client.import_status(removal.job_id)
+        emulator.state.drain()
+        found = await client.memberships([c["email"] for c in contacts[:5]])
+        assert created[0].id not in found["p1@example.com"].list_ids
         assert await client.contact_count() == 5
         emulator.set_faults(script=["429", "503"], rate_limit_reset=0)
         assert await client.contact_count() == 5  # retried through a 429 and a 503
