@@ -153,6 +153,20 @@ class ExportSettings:
     incremental: bool = False
     dry_run: bool = False
     resume_run: int | None = None
+    # Apply this stored plan (the preview's) rather than planning again; its
+    # segments and mode win. allow_removals: the operator confirmed this many.
+    plan_id: int | None = None
+    allow_removals: int | None = None
+
+
+@dataclass(frozen=True)
+class PersonInfo:
+    """One person a run touched: added, updated, removed, rejected (with why), ..."""
+
+    email: str
+    key: str
+    op: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -170,6 +184,8 @@ class RunInfo:
     destination_id: int | None = None
     incremental: bool = False
     message: str = ""  # why it failed or stopped, or what to do next
+    kind: str = "export"  # or "undo"
+    plan_id: int | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -248,3 +264,7 @@ class Backend(Protocol):
     def runs(self) -> list[RunInfo]: ...
     def run_detail(self, run_id: int) -> RunDetail: ...
     def write_rejected_csv(self, run_id: int, path: Path) -> int: ...
+    # who a run touched, by operation (all when ops is empty)
+    def run_people(
+        self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
+    ) -> list[PersonInfo]: ...

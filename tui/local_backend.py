@@ -26,6 +26,7 @@ from tui.backend import (
     ExportSettings,
     ListInfo,
     MappingDraft,
+    PersonInfo,
     RejectedInfo,
     RunDetail,
     RunInfo,
@@ -355,12 +356,14 @@ class LocalBackend:
             settings=self._engine_settings,
         )
         request = ExportRequest(
-            destination=dest.name,
-            segments=() if settings.resume_run else settings.segments,
+            destination=str(dest.id),
+            segments=() if settings.resume_run or settings.plan_id else settings.segments,
             mode=settings.mode,
             incremental=settings.incremental,
             dry_run=settings.dry_run,
             resume_run=settings.resume_run,
+            plan_id=settings.plan_id,
+            allow_removals=settings.allow_removals,
         )
         try:
             async for event in engine.run(request, cancel):
@@ -413,6 +416,15 @@ class LocalBackend:
             ) from None
         return written
 
+    def run_people(
+        self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
+    ) -> list[PersonInfo]:
+        """From the run's people record (store.people); empty for runs before it."""
+        from store.people import people_file, read_people
+
+        rows = read_people(people_file(self._state_dir(), run_id), ops or None, limit)
+        return [PersonInfo(e or "", k or "", op, r or "") for e, k, op, r in rows]
+
 
 def _draft(mapping: Any) -> MappingDraft:
     return MappingDraft(
@@ -438,4 +450,6 @@ def _run_info(run: Any) -> RunInfo:
         destination_id=run.destination_id,
         incremental=run.incremental,
         message=run.message or "",
+        kind=run.kind,
+        plan_id=run.plan_id,
     )
