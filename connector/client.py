@@ -974,12 +974,16 @@ class SendGridClient:
         if not self._slots.locked():
             await self._slots.acquire()
             return
-        if await self._until_cancelled(self._slots.acquire()):
-            if self._cancel.is_set():
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        got = False
+        try:
+            got = await self._until_cancelled(acquire) and not self._cancel.is_set()
+        finally:
+            # Taken just as the wait ended (cancel, or this task cancelled): give it back.
+            if not got and acquire.done() and not acquire.cancelled():
                 self._slots.release()
-            else:
-                return
-        raise RequestCancelled(call.endpoint, call.sent)
+        if not got:
+            raise RequestCancelled(call.endpoint, call.sent)
 
     async def _wait(self, seconds: float, call: _Call) -> None:
         """Every wait of the client (retry backoff, rate limits, the gate): ends at

@@ -271,6 +271,7 @@ async def test_cancel_ends_a_wait_at_once(emulator: Emulator, script, settings):
         assert time.monotonic() - cancelled_at < 5  # SendGrid asked for 30 s
     assert not isinstance(info.value, SendGridError)  # a cancel is not a failure
     assert info.value.attempts_sent == 1 and info.value.endpoint == COUNT
+    assert_clean(info.value)
     assert requests_to(emulator, COUNT, 1) == 1
 
 
@@ -314,6 +315,21 @@ async def test_a_request_already_on_the_wire_finishes_after_cancel(emulator: Emu
         created = await asyncio.wait_for(call, 10)
     assert created.name == "in flight"
     assert [lst["name"] for lst in emulator.state.all_lists()] == ["in flight"]
+
+
+async def test_cancel_ends_a_wait_for_a_free_connection(emulator: Emulator):
+    emulator.set_faults(latency=4.0)
+    async with SendGridClient(emulator.api_key, emulator.url, max_connections=1) as client:
+        busy = asyncio.create_task(client.create_list("holds the only connection"))
+        assert await eventually(lambda: client._in_flight == 1)
+        queued = asyncio.create_task(client.contact_count())
+        await asyncio.sleep(0.2)
+        client.cancel()
+        with pytest.raises(RequestCancelled) as info:
+            await asyncio.wait_for(queued, 3)  # before the busy request's 4 s are up
+        assert not busy.done()
+        assert (await asyncio.wait_for(busy, 10)).name == "holds the only connection"
+    assert info.value.attempts_sent == 0
 
 
 # --------------------------------------------------------- 3. malformed answers
