@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from store import forgotten
 from store.atomic import write_atomic
 from store.limits import RESERVED_FIELD_LIMITS
 from store.sql_plan import (
@@ -32,7 +33,14 @@ from store.sql_plan import (
     plan_statements,
     rejected_sql,
 )
-from store.workspace import Column, Workspace, WorkspaceError, quote_literal
+from store.workspace import (
+    NUMBERED_VIEW,
+    Column,
+    Workspace,
+    WorkspaceError,
+    quote_ident,
+    quote_literal,
+)
 
 __all__ = [
     "EMAIL_MAX_LENGTH",
@@ -181,6 +189,11 @@ class PlanRequest:
     # False when the ledger's digests were computed another way (another DuckDB):
     # incremental then compares nothing and sends everyone once.
     compare_digests: bool = True
+    # People erased with `segsync forget`: (salt, salted digests). They are left
+    # out of the selection before anything else and counted as ``forgotten``.
+    forgotten: tuple[str, pa.Array] | None = None
+    # Only rows with this normalised email (explain: the same rules, one person).
+    only_email: str | None = None
 
 
 class RejectedRow(NamedTuple):
@@ -388,6 +401,17 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
         validate_mapping(req.mapping, columns)
         types = {c.name: c.type for c in columns}
         where = ws.union_filter(req.segments, con)
+        email_expr = f"NULLIF(lower(trim(CAST(n.{quote_ident(req.mapping.email)} AS VARCHAR))), '')"
+        if req.only_email is not None:
+            where = f"({where}) AND {email_expr} = {quote_literal(req.only_email.strip().lower())}"
+        forgotten_filter = None
+        if req.forgotten is not None and len(req.forgotten[1]):
+            con.register("forgotten", pa.table({"digest": req.forgotten[1].cast(pa.string())}))
+            forgotten_filter = (
+                f"{forgotten.digest_sql(req.forgotten[0], email_expr)} "
+                "IN (SELECT digest FROM forgotten)"
+            )
+            where = f"({where}) AND NOT coalesce({forgotten_filter}, false)"
         _load_ledger(con, ledger if has_ledger else None)
         consent = req.mapping.consent_column
         spec = PlanSpec(
@@ -414,11 +438,20 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
         try:
             for sql in plan_statements(spec):
                 con.execute(sql)
+            forgotten_count = 0
+            if forgotten_filter is not None:
+                union = ws.union_filter(req.segments, con)
+                found = con.execute(
+                    f"SELECT count(*) FROM {NUMBERED_VIEW} n "
+                    f"WHERE ({union}) AND coalesce({forgotten_filter}, false)"
+                ).fetchone()
+                forgotten_count = int(found[0]) if found else 0
         except duckdb.Error as err:
-            culprit = ws.failing_segment(con, req.segments)
-            named = f" (segment {culprit!r})" if culprit else ""
-            raise WorkspaceError(f"{ws.source}: planning failed{named}: {err}") from None
-        return Plan(con, spec, req.mirror, ledger if has_ledger else None)
+            raise ws.runtime_error(con, req.segments, err) from None
+        plan = Plan(con, spec, req.mirror, ledger if has_ledger else None)
+        if forgotten_filter is not None:  # only where someone was ever forgotten
+            plan.counts["forgotten"] = forgotten_count
+        return plan
     except BaseException:
         con.close()
         raise
