@@ -36,7 +36,7 @@ from connector.errors import RequestCancelled, SendGridError
 from connector.preflight import ExportRefused, Preflight, basis_changes
 from connector.removals import RemovalOutcome, RemovalSettings, remove_departed
 from connector.upload import UploadContext, UploadState, confirm_job, upload_and_confirm
-from store import batch_emails, guardrails
+from store import batch_emails, forgotten, guardrails
 from store.changeset import Changeset, changeset_file
 from store.ledger import read_info, write_ledger
 from store.people import people_file, write_people
@@ -269,6 +269,12 @@ class ExportEngine:
         distrust = pre.distrust(info, list_contacts)
         for warning in pre.ledger_warnings(info, distrust, request):
             emit(ev.Warning(0, warning))
+        held = await asyncio.to_thread(
+            forgotten.prune, self.state_dir, self.workspace, mapping.email
+        )
+        if held:
+            emit(ev.Warning(0, f"the profile source still holds {held:,} forgotten people: "
+                               "they are not sent; remove them from the source"))  # fmt: skip
         plan_request = PlanRequest(
             segments=request.segments,
             mapping=mapping,
@@ -277,6 +283,9 @@ class ExportEngine:
             incremental=request.incremental,
             mirror=request.mode == "mirror",
             compare_digests=info.digests_comparable if info is not None else True,
+            forgotten=(forgotten.salt(self.state_dir), forgotten.load(self.state_dir))
+            if held
+            else None,
         )
         try:
             plan = await asyncio.to_thread(plan_export, self.workspace, plan_request)

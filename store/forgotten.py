@@ -81,3 +81,26 @@ def add(state: Path, new: list[str]) -> None:
 
 def exists(state: Path) -> bool:
     return os.path.isfile(_file(state))
+
+
+def prune(state: Path, workspace: object, email_column: str) -> int:
+    """Drop the digests of forgotten people the profile source no longer holds
+    (so someone who signs up again later is new, sent only with consent);
+    returns how many the source still holds, for a warning."""
+    digests = load(state)
+    if len(digests) == 0:
+        return 0
+    from store.workspace import quote_ident
+
+    state_salt = salt(state)
+    email = f"NULLIF(lower(trim(CAST({quote_ident(email_column)} AS VARCHAR))), '')"
+    with workspace.connect() as con:  # type: ignore[attr-defined]
+        con.register("forgotten", pa.table({"digest": digests}))
+        rows = con.execute(
+            f"SELECT DISTINCT {digest_sql(state_salt, email)} AS d FROM profiles "
+            "WHERE d IN (SELECT digest FROM forgotten)"
+        ).fetchall()
+    present = [r[0] for r in rows]
+    if len(present) != len(digests):
+        save(state, pa.array(present, pa.string()))
+    return len(present)
