@@ -17,6 +17,9 @@ from typing import Any
 from store.safe_text import visible
 from tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, workspace_path
 
+# Messages of Workspace.open meaning --workspace points at the wrong place.
+WRONG_FOLDER = ("workspace folder does not exist", "not a workspace folder", "segments file not")
+
 
 def open_workspace(args: argparse.Namespace) -> Any:
     """Open the workspace named by the arguments, or explain what is wrong."""
@@ -25,7 +28,10 @@ def open_workspace(args: argparse.Namespace) -> Any:
     try:
         return Workspace.open(workspace_path(args))
     except WorkspaceError as exc:
-        raise CliError(f"{exc}\nPoint --workspace at a folder with segments.toml.") from exc
+        text = str(exc)
+        if not any(m in text for m in WRONG_FOLDER):  # the folder is right, a file is not
+            raise CliError(text) from exc
+        raise CliError(f"{text}\nPoint --workspace at a folder with segments.toml.") from exc
 
 
 def resolve_state_dir(args: argparse.Namespace) -> Path:
