@@ -40,6 +40,7 @@ from store.history_models import (
     RunTable,
 )
 from store.history_plans import PlanNotFound, PlanRecord, PlansMixin
+from store.history_syncs import SyncsMixin
 from store.limits import DEFAULT_CAP
 from store.operator import current_operator
 
@@ -273,7 +274,7 @@ def _make_engine(db_path: Path) -> Engine:
     return engine
 
 
-class History(PlansMixin):
+class History(PlansMixin, SyncsMixin):
     """The history database at ``db_path`` (created if missing).
 
     Opening it creates or upgrades the schema (backing the file up first) and

@@ -16,6 +16,8 @@ Version history:
    ``'plan'``, the only kind version 1 recorded).
 3. changesets: the ``plan`` table (frozen changesets, apart from runs),
    ``run.plan_id``/``kind``/``undo_of`` and the destination's guardrails.
+4. scheduled syncs: the ``sync`` table (saved syncs and their last run) and
+   ``sync_event`` (runs, skips and hooks of each sync).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from sqlmodel import SQLModel
 
 from store import history_models  # registers the tables on SQLModel.metadata
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaError(RuntimeError):
@@ -64,9 +66,15 @@ def _v3_changesets(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE run ADD COLUMN undo_of INTEGER REFERENCES run (id)")
 
 
+def _v4_syncs(conn: Connection) -> None:
+    history_models.SyncTable.__table__.create(conn)  # type: ignore[attr-defined]
+    history_models.SyncEventTable.__table__.create(conn)  # type: ignore[attr-defined]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "resume and SendGrid-side rejections", _v2_resume_and_sources),
     Migration(3, "changesets, run kinds and guardrails", _v3_changesets),
+    Migration(4, "scheduled syncs and their events", _v4_syncs),
 )
 
 

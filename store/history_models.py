@@ -166,3 +166,71 @@ class PlanTable(SQLModel, table=True):
     operator: str
     host: str
     created_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class SyncTable(SQLModel, table=True):
+    """A saved sync (schema v4): what to export where, when, and how it last went.
+
+    The configuration columns are what the user set; the state columns below
+    them are written by `segsync syncs run-due` so that "when did this last
+    run, how did it go, when is it next" is one row read (the TUI's table).
+    """
+
+    __tablename__: ClassVar[str] = "sync"  # type: ignore[misc]
+    # Unique among active syncs only, like destinations: a removed sync keeps
+    # its row (its events point at it) and its name can be used again.
+    __table_args__ = (
+        Index("ux_sync_active_name", "name", unique=True, sqlite_where=text("removed_at IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    destination_id: int = Field(foreign_key="destination.id", index=True)
+    workspace: str  # absolute path of the workspace folder
+    segments: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    mode: str
+    incremental: bool
+    trigger: str  # every | cron | refresh
+    every_seconds: int | None = None
+    cron: str | None = None
+    timezone: str | None = None  # IANA zone a cron expression is read in; NULL: the machine's
+    allow_removals: int | None = None
+    max_rejected_share: float | None = None  # NULL: the default (connector.syncs)
+    on_failure: str | None = None  # a shell command; never holds a key
+    hook_timeout: float | None = None
+    paused: bool = False
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # state, written by the runner
+    next_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_result: str | None = None
+    last_run_id: int | None = None  # not a foreign key: a failed start has no run
+    last_message: str | None = None
+    success_fingerprint: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    attempt_fingerprint: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    running_pid: int | None = None
+    running_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SyncEventTable(SQLModel, table=True):
+    """What happened to a sync (schema v4): runs, skips (with the reason) and hooks.
+
+    Consecutive identical skips are one row with a count, so a destination busy
+    for an hour is one line, not sixty.
+    """
+
+    __tablename__: ClassVar[str] = "sync_event"  # type: ignore[misc]
+    id: int | None = Field(default=None, primary_key=True)
+    sync_id: int = Field(foreign_key="sync.id", index=True)
+    kind: str  # run | skip | hook
+    result: str
+    at: datetime = Field(sa_type=UTCDateTime, index=True)
+    last_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    count: int = 1
+    run_id: int | None = None
+    message: str | None = None
+    alert: bool = False  # a failure someone must hear about
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
