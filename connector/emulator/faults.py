@@ -36,7 +36,12 @@ _ALIASES = {"drop": "rate_drop", "delay": "job_delay"}
 
 @dataclass
 class Faults:
-    """What goes wrong, and how often. All defaults mean "behave well"."""
+    """What goes wrong, and how often. All defaults mean "behave well".
+
+    Every field is settable from Python (``emulator.set_faults(removal_job="failed")``)
+    or over HTTP (``POST /_emulator/faults {"removal_script": ["503", "429"]}``); the
+    comment beside each says what it does.
+    """
 
     rate_limit: int | None = 600  # requests per key and endpoint per period; None: unlimited
     rate_period: float = 1.0  # seconds of one rate-limit window
