@@ -25,7 +25,13 @@ from textual.worker import Worker, WorkerState
 from store.safe_text import visible
 from tui.backend import CONSENT_WORDING, Backend, DestinationInfo, ExportSettings, MappingDraft
 from tui.commands import SegsyncCommands
-from tui.messages import BackendFailed, ConsentGivenForExport, ExportApproved
+from tui.messages import (
+    BackendFailed,
+    ConsentGivenForExport,
+    ExportApproved,
+    ExportRunner,
+    ExportStateChanged,
+)
 from tui.screens.base import describe_error
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
@@ -42,6 +48,10 @@ def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
         return getattr(importlib.import_module(f"tui.screens.{module}"), name)()
 
     return make
+
+
+QUIT_GRACE_SECONDS = 15.0
+"""How long a quit waits for a cancelled export to record itself."""
 
 
 class SegsyncApp(App[None]):
@@ -65,7 +75,11 @@ class SegsyncApp(App[None]):
             Binding(key, f"goto('{mode}')", title, show=False, id=f"goto-{mode}")
             for key, mode, title in SCREENS
         ),
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark,f1", "help", "Help", key_display="?", id="help"),
+        Binding("q", "quit_key", "Quit", show=False, id="quit-q"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+        # the palette's "Keys" panel has no key of its own to close it
+        Binding("escape", "hide_keys_panel", "Hide keys", show=False, priority=True),
     ]
 
     def __init__(
@@ -90,6 +104,8 @@ class SegsyncApp(App[None]):
         self.mapping: MappingDraft | None = None
         self.mode_setting: str = "upsert"
         self.incremental: bool = False
+        self.export_runner: ExportRunner | None = None  # set while a real export runs
+        self.quitting = False  # the user chose to quit: exit once the export ends
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
@@ -250,8 +266,81 @@ class SegsyncApp(App[None]):
     # -- routing -----------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Screen keys do nothing while a dialog is open: it must be answered first."""
-        return not (action == "goto" and isinstance(self.screen, ModalScreen))
+        """Screen keys (and q) do nothing while a dialog is open: it must be
+        answered first. Escape hides the keys panel only when it is shown, so
+        otherwise it reaches the screen (back, cancel)."""
+        if action in ("goto", "quit_key"):
+            return not isinstance(self.screen, ModalScreen)
+        if action == "help":
+            return bool(getattr(self.screen, "PURPOSE", ""))
+        if action == "hide_keys_panel":
+            return bool(self.screen.query("HelpPanel"))
+        return True
+
+    def action_hide_keys_panel(self) -> None:
+        self.action_hide_help_panel()
+
+    def action_help(self) -> None:
+        """What the current screen is for and all its keys (hidden ones too)."""
+        from tui.screens.help import HelpScreen
+
+        screen = self.screen
+        mode = getattr(screen, "MODE", None)
+        title = next((title for _key, m, title in SCREENS if m == mode), None)
+        title = title or getattr(screen, "HELP_TITLE", type(screen).__name__)
+        self.push_screen(HelpScreen(screen, title, getattr(screen, "PURPOSE", "")))
+
+    # -- quitting ----------------------------------------------------------------
+
+    def on_export_state_changed(self, message: ExportStateChanged) -> None:
+        """The export screen says when a real export starts and ends; quitting
+        asks first while one runs, and a quit waiting for it happens now."""
+        self.export_runner = message.runner
+        if message.runner is None and self.quitting:
+            self.exit()
+
+    async def action_quit_key(self) -> None:
+        await self.action_quit()
+
+    async def action_quit(self) -> None:
+        """q, ctrl+q and the palette's Quit. While an export runs, ask; on yes
+        cancel it the way c does (batches sent stay on the list, the run is
+        recorded as cancelled and can be resumed) and exit once it has ended.
+        ctrl+q pressed again while waiting exits at once."""
+        runner = self.export_runner
+        if runner is None or self.quitting:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.export_runner is runner:
+                self.quitting = True
+                self.notify("Cancelling the export, then quitting…", timeout=30)
+                self._cancel_for_quit(runner)
+                # the engine lets requests in flight finish; do not wait forever
+                self.set_timer(QUIT_GRACE_SECONDS, self.exit)
+            elif yes:
+                self.exit()
+
+        self.push_screen(
+            ConfirmScreen(
+                "An export is running. Quit anyway? It is cancelled first: batches "
+                "already sent stay on the list and the run can be resumed from history.",
+                yes="Cancel and quit",
+                no="Keep going",
+            ),
+            answered,
+        )
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="quit",
+        description="cancel the export before quitting",
+    )
+    def _cancel_for_quit(self, runner: ExportRunner) -> None:
+        runner.cancel()
 
     def action_goto(self, mode: str) -> None:
         if self.current_mode != mode:

@@ -68,12 +68,21 @@ class SegsyncCommands(Provider):
             for key, mode, title in SCREENS
         ]
         screen = self.screen
+        seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding = active.binding
-            if active.node is screen and binding.show and binding.description:
-                key = binding.key_display or binding.key
-                run = partial(screen.run_action, binding.action)
-                commands.append(PaletteCommand(binding.description, run, f"key {key}"))
+            # every action of the screen, the footer's and the hidden ones,
+            # once each ("delete,d"), and only those that can run now
+            if active.node is not screen or not binding.description or not active.enabled:
+                continue
+            if binding.action in seen:
+                continue
+            seen.add(binding.action)
+            key = app.get_key_display(binding)
+            run = partial(screen.run_action, binding.action)
+            commands.append(PaletteCommand(binding.description, run, f"key {key}"))
+        if getattr(screen, "PURPOSE", ""):
+            commands.append(PaletteCommand("Help for this screen", app.action_help, "key ? or F1"))
         for destination in app.destinations:
             commands.append(
                 PaletteCommand(

@@ -182,6 +182,16 @@ class ExportApproved(Message):
         self.settings = settings
 
 
+class ExportStateChanged(Message):
+    """A real export started (`runner` set) or ended (None). Posted by the
+    export screen and handled by the app, which asks before quitting while
+    one runs and cancels it through `runner`."""
+
+    def __init__(self, runner: ExportRunner | None) -> None:
+        super().__init__()
+        self.runner = runner
+
+
 class ConsentGivenForExport(Message):
     """Consent was just recorded on the way to an export: ask to confirm it next."""
 

@@ -1,5 +1,8 @@
 """SVG snapshots of each main screen at 80x24: fixed data (FakeBackend),
-fixed clock (TickingClock), no clock in the header, cursor blink off.
+fixed clock (TickingClock), no clock in the header, cursor blink off, and
+no toasts: what the screen shows, not the last thing it said (a toast would
+cover the content and make the image depend on timing). Flow tests check
+the notifications themselves.
 
 Update after an intended change with `pytest tests/tui --snapshot-update`
 and review the SVGs in __snapshots__/ before committing them."""
@@ -19,6 +22,7 @@ def keys(*pressed: str):  # type: ignore[no-untyped-def]
             await settle(pilot)
         for field in pilot.app.screen.query(Input):
             field.cursor_blink = False
+        pilot.app.clear_notifications()
         await settle(pilot)
 
     return run_before

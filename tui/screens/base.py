@@ -32,6 +32,8 @@ class SegsyncScreen(Screen[None]):
     """A main screen: header, screen tabs, the screen's body, footer."""
 
     MODE: ClassVar[str] = ""
+    PURPOSE: ClassVar[str] = ""
+    """What the screen is for, in a sentence or two: the top of its help (`?`)."""
 
     @property
     def segsync(self) -> SegsyncApp:
@@ -45,7 +47,7 @@ class SegsyncScreen(Screen[None]):
         yield Header(icon="≡")
         yield ScreenTabs(self.MODE)
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

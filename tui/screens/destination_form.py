@@ -32,11 +32,19 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
     each as a pass/fail line with SendGrid's own message.
     """
 
+    HELP_TITLE = "Destination"
+    PURPOSE = (
+        "A SendGrid destination: its name, API key (kept in the keyring, never in history), "
+        "API address, list and cap. ctrl+l fetches the account's lists; ctrl+t checks the "
+        "key, its scopes and the list, each with SendGrid's own words."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+l", "fetch_lists", "Fetch lists"),
         Binding("ctrl+t", "test", "Test"),
         Binding("ctrl+s", "save", "Save"),
         Binding("escape", "cancel", "Cancel"),
+        # a dialog does not see the app's keys; ? would be typed into a field
+        Binding("f1", "app.help", "Help", show=False),
     ]
 
     def __init__(self, backend: Backend, existing: DestinationInfo | None = None) -> None:

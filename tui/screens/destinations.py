@@ -31,6 +31,11 @@ class DestinationsScreen(SegsyncScreen):
     and fill in as they arrive, so the table is usable at once."""
 
     MODE = "destinations"
+    PURPOSE = (
+        "Each SendGrid list segsync sends to: its list, how many contacts SendGrid holds, the "
+        "last run and whether consent is recorded. Enter (or u) makes the highlighted one the "
+        "destination every other screen works on."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("u", "use", "Use"),
         Binding("a", "add", "Add"),

@@ -24,7 +24,13 @@ from connector.events import (
 )
 from connector.events import Warning as EngineWarning
 from tui.backend import ExportSettings
-from tui.messages import EngineEvent, ExportEnded, ExportProgress, ExportRunner
+from tui.messages import (
+    EngineEvent,
+    ExportEnded,
+    ExportProgress,
+    ExportRunner,
+    ExportStateChanged,
+)
 from tui.screens.base import SegsyncScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.event_log import EventLog
@@ -62,6 +68,11 @@ class ExportScreen(SegsyncScreen):
     retries, warnings and errors as they happen; a summary at the end."""
 
     MODE = "export"
+    PURPOSE = (
+        "The export as it runs: phase, progress, each batch with its SendGrid job, and a log "
+        "of waits, retries and rejections. At the end a summary says what happened and what "
+        "to do next."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel", "Cancel export"),
         Binding("h", "history", "Open in history"),
@@ -133,6 +144,7 @@ class ExportScreen(SegsyncScreen):
             self.segsync.clock,
         )
         self._run(self.runner)
+        self.post_message(ExportStateChanged(self.runner))  # bubbles to the app
         self.refresh_bindings()
 
     @work(
@@ -245,6 +257,7 @@ class ExportScreen(SegsyncScreen):
     def on_export_ended(self, message: ExportEnded) -> None:
         message.stop()
         self.runner = None
+        self.post_message(ExportStateChanged(None))
         self.refresh_bindings()
         if self.finished is not None:
             return

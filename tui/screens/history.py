@@ -26,6 +26,10 @@ class HistoryScreen(SegsyncScreen):
     resume and re-run from there."""
 
     MODE = "history"
+    PURPOSE = (
+        "Every run, newest first, filtered by destination and status. Enter opens a run: its "
+        "settings, batches and rejected rows, with resume and re-run."
+    )
     AUTO_FOCUS = "#runs"  # the runs, not the filters: keys act on the list at once
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("o", "open", "Open run"),

@@ -27,6 +27,11 @@ class MappingScreen(SegsyncScreen):
     every change is saved at once so Preview always uses what is shown."""
 
     MODE = "mapping"
+    PURPOSE = (
+        "Which profile column feeds each SendGrid field, beside the values of the first rows. "
+        "Values too long for SendGrid are highlighted. Every change is saved at once, so "
+        "Preview uses what you see."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "pick", "Pick column"),
         Binding("u", "suggest", "Suggest"),

@@ -27,6 +27,11 @@ class PreviewScreen(SegsyncScreen):
     would do) whenever destination, segments, mapping or mode changed."""
 
     MODE = "preview"
+    PURPOSE = (
+        "A dry run of the export: how many rows are selected, excluded (and why) and sent, a "
+        "sample of contacts and rejected rows, and the first request body. Pick a category on "
+        "the left to see its rows. Nothing is sent until x, and x asks first."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("x", "export", "Export"),
         Binding("o", "toggle_mode", "Mode"),

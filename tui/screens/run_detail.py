@@ -29,6 +29,13 @@ _VIEWS = ("summary", "batches", "rejected")
 class RunDetailScreen(Screen[None]):
     """Pushed over History; Escape goes back."""
 
+    HELP_TITLE = "Run detail"
+    PURPOSE = (
+        "One run: its counts and configuration, its batches with their SendGrid jobs, and "
+        "the rows that were rejected (e writes them all to CSV). Resume (u) continues an "
+        "interrupted, cancelled or failed run without resending confirmed batches."
+    )
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
         Binding("v", "next_view", "View"),
@@ -54,7 +61,7 @@ class RunDetailScreen(Screen[None]):
                 yield DataTable(id="run-batches", zebra_stripes=True, cursor_type="row")
             with TabPane("Rejected", id="rejected"):
                 yield DataTable(id="run-rejected", zebra_stripes=True, cursor_type="row")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#run-batches", DataTable).add_columns(

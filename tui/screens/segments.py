@@ -22,6 +22,11 @@ class SegmentsScreen(SegsyncScreen):
     the deduplicated union size arrive from workers while the user picks."""
 
     MODE = "segments"
+    PURPOSE = (
+        "The segments of segments.toml with their member counts. Pick the ones to export with "
+        "Space; the line under the table counts the distinct emails of everything picked. A "
+        "segment whose definition fails says why below."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Pick"),
         Binding("ctrl+a", "toggle_all", "All/none"),
