@@ -145,8 +145,10 @@ class ExportEngine:
         pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
         destination = self.history.get_destination(request.destination)
         request, previous, stored = pre.resolve(request, destination)
-        mapping = pre.mapping(destination, request)
-        await asyncio.to_thread(pre.check_inputs, request, mapping)
+        undo = stored is not None and stored.kind == "undo"  # made from a run's record
+        mapping = None if undo else pre.mapping(destination, request)
+        if mapping is not None:
+            await asyncio.to_thread(pre.check_inputs, request, mapping)
         if not request.dry_run:
             pre.require_consent(destination)
         lock = (
@@ -163,15 +165,23 @@ class ExportEngine:
             self._client = client
             try:
                 list_contacts = await pre.list_contacts(client, destination, request.dry_run)
-                field_ids = await pre.custom_field_ids(client, destination, mapping, request)
+                field_ids = (
+                    await pre.custom_field_ids(client, destination, mapping, request)
+                    if mapping is not None
+                    else {}
+                )
                 if request.dry_run:
+                    assert mapping is not None
                     await self._preview(
                         request, destination, mapping, field_ids, list_contacts, emit
                     )
                     return
                 if stored is not None and previous is None:
                     stored = await self._check_drift(stored, destination, mapping, request, emit)
+                    if stored is not None:  # the plan being applied, as it was reviewed
+                        emit(ev.PlanReady(0, dict(stored.counts), 0, stored.id))
                 if stored is None:  # an export (plan + apply), or a run from before plans
+                    assert mapping is not None
                     stored = await self._make_plan(
                         request, destination, mapping, field_ids, list_contacts, emit
                     )
@@ -201,7 +211,7 @@ class ExportEngine:
         self,
         stored: Any,
         destination: Any,
-        mapping: FieldMapping,
+        mapping: FieldMapping | None,
         request: ExportRequest,
         emit: Callable[[ev.Event], None],
     ) -> Any:
@@ -213,7 +223,7 @@ class ExportEngine:
         changed = basis_changes(stored.basis, now)
         if not changed:
             return stored
-        if not request.replan:
+        if not request.replan or stored.kind == "undo":
             raise ExportRefused(
                 f"Plan {stored.id} is out of date: {'; '.join(changed)}. Review a fresh "
                 f"plan (`segsync plan {destination.name} ...`) or apply with --replan."
@@ -384,6 +394,62 @@ class ExportEngine:
         text = body.data[: limit + 1].decode("utf-8", errors="replace")
         return text if len(body.data) <= limit else text[:limit] + " …"
 
+    def plan_undo(self, run_id: int) -> tuple[Any, Any]:
+        """Store the undo of run ``run_id`` as a plan (kind ``undo``); returns the
+        plan and what it would do (store.undo.UndoPlan). Apply it like any plan."""
+        from store.undo import build_undo
+
+        run = self.history.get_run(run_id)
+        if run.status == "running":
+            raise ExportRefused(f"Run {run_id} is still running; undo it once it has ended.")
+        destination = self.history.get_destination(run.destination_id)
+        if run.config.get("list_id") not in (None, destination.list_id):
+            raise ExportRefused(
+                f"Run {run_id} went to list {run.config.get('list_id')}, but "
+                f"{destination.name!r} now points at {destination.list_id}: undo would "
+                "act on the wrong list."
+            )
+        later = [
+            r.id
+            for r in self.history.list_runs(destination=destination.id, limit=None)
+            if r.id > run_id and r.config.get("list_id") == destination.list_id
+        ]
+        pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
+        basis = pre.basis_now(destination, None, None)
+        plan_id = self.history.add_plan(
+            destination_id=destination.id,
+            destination_name=destination.name,
+            segments=run.segments,
+            mode="mirror",  # an undo both puts back and takes off
+            incremental=False,
+            counts={},
+            basis=basis,
+            created_at=datetime.now(UTC),
+            kind="undo",
+            undo_of=run_id,
+        )
+        try:
+            undo = build_undo(
+                self.state_dir, run_id, later, changeset_file(self.state_dir, plan_id)
+            )
+        except BaseException:
+            self.history.delete_plan(plan_id)
+            raise
+        counts = {
+            "selected": undo.to_add + undo.to_remove,
+            **dict.fromkeys(EXCLUSIONS, 0),
+            "unchanged": 0,
+            "skipped": 0,
+            "to_send": undo.to_add,
+            "to_add": undo.to_add,
+            "to_update": 0,
+            "to_remove": undo.to_remove,
+            "updated_not_restored": undo.updated_not_restored,
+            "touched_later": len(undo.touched_later),
+        }
+        self.history.set_plan_counts(plan_id, counts)
+        return self.history.get_plan(plan_id), undo
+
     # -- guardrails ---------------------------------------------------------
 
     def _guardrail_refusal(
@@ -412,7 +478,7 @@ class ExportEngine:
         plan: Any,
         destination: Any,
         request: ExportRequest,
-        mapping: FieldMapping,
+        mapping: FieldMapping | None,
         reason: str,
         emit: Callable[[ev.Event], None],
     ) -> None:
@@ -425,6 +491,8 @@ class ExportEngine:
             incremental=request.incremental,
             config=pre.config_snapshot(request, destination, mapping),
             plan_id=plan.id,
+            kind=plan.kind,
+            undo_of=plan.undo_of,
         )
         counts = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
         message = f"refused before any request: {reason}"
@@ -437,7 +505,7 @@ class ExportEngine:
         self,
         request: ExportRequest,
         destination: Any,
-        mapping: FieldMapping,
+        mapping: FieldMapping | None,
         plan: Any,
         previous: Any,
         client: SendGridClient | None,
@@ -459,6 +527,8 @@ class ExportEngine:
                 incremental=request.incremental,
                 config=pre.config_snapshot(request, destination, mapping),
                 plan_id=plan.id,
+                kind=plan.kind,
+                undo_of=plan.undo_of,
             )
             self.history.mark_plan(plan.id, "applied", run_id)
         run_id_box[0] = run_id

@@ -267,27 +267,34 @@ class Preflight:
 
     # -- basis and drift --------------------------------------------------------
 
-    def basis_now(self, destination: Any, mapping: FieldMapping, request: Any) -> dict[str, Any]:
-        """What a plan made now would be computed from."""
+    def basis_now(
+        self, destination: Any, mapping: FieldMapping | None, request: Any
+    ) -> dict[str, Any]:
+        """What a plan made now would be computed from (an undo plan, made from a
+        run's record rather than the profiles, has no workspace or mapping)."""
         from store.ledger import read_info
 
-        predicates = {s.name: s.where for s in self.workspace.segments()}
         info = read_info(ledger_file(self.state_dir, destination.base_url, destination.list_id))
-        return {
-            "workspace": str(self.workspace.root),
-            "source": source_fingerprint(self.workspace.source),
-            "mapping": mapping_json(mapping),
-            "predicates": {name: predicates.get(name) for name in request.segments},
+        basis: dict[str, Any] = {
             "list_id": destination.list_id,
             "base_url": destination.base_url,
             "ledger_version": info.version if info else 0,
         }
+        if mapping is not None and self.workspace is not None:
+            predicates = {s.name: s.where for s in self.workspace.segments()}
+            basis.update(
+                workspace=str(self.workspace.root),
+                source=source_fingerprint(self.workspace.source),
+                mapping=mapping_json(mapping),
+                predicates={name: predicates.get(name) for name in request.segments},
+            )
+        return basis
 
     def config_snapshot(
-        self, request: Any, destination: Any, mapping: FieldMapping
+        self, request: Any, destination: Any, mapping: FieldMapping | None
     ) -> dict[str, Any]:
         return {
-            "workspace": str(self.workspace.root),
+            "workspace": str(self.workspace.root) if self.workspace is not None else None,
             "destination": destination.name,
             "list_id": destination.list_id,
             "base_url": destination.base_url,
@@ -295,7 +302,7 @@ class Preflight:
             "mode": request.mode,
             "incremental": request.incremental,
             "dry_run": False,
-            "mapping": mapping_json(mapping),
+            "mapping": mapping_json(mapping) if mapping is not None else None,
             "cap": destination.cap,
         }
 
@@ -312,9 +319,10 @@ _BASIS_WORDS = {
 
 
 def basis_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between a plan's basis and the present, in words."""
+    """What differs between a plan's basis and the present, in words (only what
+    the plan was computed from: an undo plan has no profiles to compare)."""
     return [
         f"{words} changed since the plan"
         for key, words in _BASIS_WORDS.items()
-        if old.get(key) != new.get(key)
+        if key in old and old.get(key) != new.get(key)
     ]

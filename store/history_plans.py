@@ -122,6 +122,11 @@ class PlansMixin:
         with self._write() as conn:
             conn.execute(update(_PLAN).where(_PLAN.c.id == plan_id).values(**values))
 
+    def set_plan_counts(self, plan_id: int, counts: Mapping[str, Any]) -> None:
+        """Counts known only once the plan's file was written (an undo's)."""
+        with self._write() as conn:
+            conn.execute(update(_PLAN).where(_PLAN.c.id == plan_id).values(counts=dict(counts)))
+
     def plans_older_than(self, age: timedelta, now: datetime) -> Iterator[PlanRecord]:
         """Plans made more than `age` ago that no run depends on any more
         (never applied, or applied by a run that has ended)."""

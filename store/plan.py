@@ -444,8 +444,8 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
                 found = con.execute(
                     f"SELECT count(*) FROM {NUMBERED_VIEW} n "
                     f"WHERE ({union}) AND coalesce({forgotten_filter}, false)"
-                ).fetchone()
-                forgotten_count = int(found[0]) if found else 0
+                ).fetchall()
+                forgotten_count = int(found[0][0])
         except duckdb.Error as err:
             raise ws.runtime_error(con, req.segments, err) from None
         plan = Plan(con, spec, req.mirror, ledger if has_ledger else None)

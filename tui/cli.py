@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.cli_changesets import add_parsers as add_changeset_parsers
 
     add_changeset_parsers(sub, _common)
+    from tui.cli_undo import add_parsers as add_undo_parsers
+
+    add_undo_parsers(sub, _common)
     return parser
 
 
@@ -575,6 +578,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from tui.cli_changesets import cmd_changesets
 
         return cmd_changesets(args)
+    if command == "undo":
+        from tui.cli_undo import cmd_undo
+
+        return cmd_undo(args)
     parser.error(f"unknown command {command!r}")
     return EXIT_USAGE
 

@@ -45,14 +45,14 @@ def empty_list(emulator, list_id: str) -> None:
     assert state.list_members(list_id) == set()
 
 
-def leave_germany(export_env, how_many: int) -> tuple[set[str], set[str]]:
+def leave_germany(export_env, how_many: int, to: str = "FR") -> tuple[set[str], set[str]]:
     """Move profiles out of `germany`; returns (members before, members after)."""
     before = expected_emails(export_env.rows, ["germany"])
     rows = [dict(r) for r in export_env.rows]
     moved = 0
     for row in rows:
         if moved < how_many and row["country"] == "DE":
-            row["country"] = "FR"
+            row["country"] = to
             moved += 1
     pq.write_table(pa.Table.from_pylist(rows), export_env.workspace / "profiles.parquet")
     export_env.rows[:] = rows
