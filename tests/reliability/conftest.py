@@ -2,18 +2,24 @@
 
 Exports run in-process through the real CLI (`tui.cli.main`) or as real
 `python -m tui` subprocesses, so what is tested is what a user runs.
-The figures each test adds to `FIGURES` are written to the JSON file named
-by $SEGSYNC_RELIABILITY_FIGURES at the end of the session (docs/reliability.md
-quotes them).
+The figures each test adds to `FIGURES` (counts) and `record_latency` (timings,
+summarised as n/median/max milliseconds) are written to the JSON file named by
+$SEGSYNC_RELIABILITY_FIGURES at the end of the session (docs/reliability.md
+quotes them). With $SEGSYNC_RELIABILITY_FIGURES_MERGE=1 a session that ran only
+some modules updates the keys it measured and keeps the others; `_sessions`
+records, for every key, which run (commit, time, modules, outcome) it comes
+from, so a figure is never quoted without its run.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -26,6 +32,7 @@ from tests.reliability.profiles import make_columns, write_workspace
 from tui.cli import main
 
 FIGURES: Counter[str] = Counter()
+LATENCIES: defaultdict[str, list[float]] = defaultdict(list)
 MAPPING = (
     "email=email",
     "first_name=first_name",
@@ -37,10 +44,54 @@ MAPPING = (
 )
 
 
+def record_latency(name: str, seconds: float) -> None:
+    """A measured duration for the figures (printed by the test too; never asserted
+    tightly: the machine is shared)."""
+    LATENCIES[name].append(seconds)
+
+
+def _latency_figures() -> dict[str, dict[str, float]]:
+    return {
+        f"{name}_ms": {
+            "n": len(values),
+            "median": round(statistics.median(values) * 1000, 1),
+            "max": round(max(values) * 1000, 1),
+        }
+        for name, values in sorted(LATENCIES.items())
+    }
+
+
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get("SEGSYNC_RELIABILITY_FIGURES")
-    if target and FIGURES:
-        Path(target).write_bytes(orjson.dumps(dict(FIGURES), option=orjson.OPT_INDENT_2))
+    measured = {**dict(FIGURES), **_latency_figures()}
+    if not (target and measured):
+        return
+    path = Path(target)
+    merge = os.environ.get("SEGSYNC_RELIABILITY_FIGURES_MERGE", "") not in ("", "0")
+    old = orjson.loads(path.read_bytes()) if merge and path.is_file() else {}
+    sessions = [
+        {**s, "keys": [k for k in s["keys"] if k not in measured]} for s in old.pop("_sessions", [])
+    ]
+    modules = sorted({item.nodeid.split("::")[0] for item in session.items})
+    sessions.append(
+        {
+            "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M"),
+            "commit": _commit(),
+            "modules": modules,
+            "tests": session.testscollected,
+            "failed": session.testsfailed,
+            "keys": sorted(measured),
+        }
+    )
+    data = {**old, **measured, "_sessions": [s for s in sessions if s["keys"]]}
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
 
 
 @dataclass
