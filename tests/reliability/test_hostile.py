@@ -536,11 +536,6 @@ def test_a_comment_only_predicate_is_refused_up_front(env: Env, capsys, where: s
     assert_history_whole(env, capsys)
 
 
-@pytest.mark.xfail(
-    reason="engine side (lead): plan_export should raise ws.runtime_error(con, names, err), "
-    "and a PredicateError from planning should end the command with exit 2",
-    strict=False,
-)
 def test_predicate_failing_at_run_time_exits_2_naming_it_without_internal_sql(
     env: Env, capsys
 ) -> None:
