@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.cli_changesets import add_parsers as add_changeset_parsers
 
     add_changeset_parsers(sub, _common)
+    from tui.cli_syncs import add_parsers as add_sync_parsers
+
+    add_sync_parsers(sub, _common)
     from tui.cli_undo import add_parsers as add_undo_parsers
 
     add_undo_parsers(sub, _common)
@@ -578,6 +581,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from tui.cli_changesets import cmd_changesets
 
         return cmd_changesets(args)
+    if command == "syncs":
+        from tui.cli_syncs import cmd_syncs
+
+        return cmd_syncs(args)
     if command == "undo":
         from tui.cli_undo import cmd_undo
 
