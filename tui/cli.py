@@ -201,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(rejected, workspace=False)
     rejected.add_argument("run", type=int)
     rejected.add_argument("--csv", type=Path, required=True)
+    evidence = runs_sub.add_parser("evidence", help="consent evidence for a run (Markdown)")
+    _common(evidence, workspace=False)
+    evidence.add_argument("run", type=int)
+    evidence.add_argument("--out", type=Path, default=None, help="write to this file")
+    evidence.add_argument("--json", action="store_true", help="JSON instead of Markdown")
     from tui.cli_changesets import add_parsers as add_changeset_parsers
 
     add_changeset_parsers(sub, _common)
@@ -210,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.cli_undo import add_parsers as add_undo_parsers
 
     add_undo_parsers(sub, _common)
+    from tui.cli_forget import add_parsers as add_forget_parsers
+
+    add_forget_parsers(sub, _common)
     return parser
 
 
@@ -589,6 +597,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from tui.cli_undo import cmd_undo
 
         return cmd_undo(args)
+    if command == "forget":
+        from tui.cli_forget import cmd_forget
+
+        return cmd_forget(args)
     parser.error(f"unknown command {command!r}")
     return EXIT_USAGE
 

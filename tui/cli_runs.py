@@ -46,6 +46,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _show(args, history)
     if command == "rejected":
         return _rejected(args, history)
+    if command == "evidence":
+        from tui.cli_forget import cmd_evidence
+
+        return cmd_evidence(args, history)
     runs = history.list_runs(destination=args.destination, status=args.status)
     if args.json:
         print_json([run_dict(r) for r in runs])
