@@ -202,8 +202,7 @@ async def _remove_from_list(
             dest.name,
             dest.list_id,
             "removed",
-            "taken off the list, confirmed by reading membership back; the contact stays "
-            "in the account",
+            "confirmed by reading membership back; the contact stays in the account",
         )
     why = outcome.failed.get(email, "the removal was not attempted")
     return ListOutcome(dest.name, dest.list_id, "not_removed", why)

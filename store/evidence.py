@@ -1,0 +1,250 @@
+"""Consent evidence for one run: what an auditor asks for under GDPR accountability.
+
+For a run: who approved the destination's consent wording, when, and the
+wording itself; who ran the export and from which host; the consent column
+and the rule applied to it; how many profiles were left out for lack of
+consent; and a digest of the people sent, with the recipe to recompute it.
+
+It holds no API key and no profile values: the only personal data it is
+computed from are the addresses the run put on the list, and those appear
+only inside the digest. Everything comes from the history database and the
+run's people record (``store.people``), read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from store.safe_text import visible
+from store.sql_plan import TRUTHY
+
+SENT_OPS = ("added", "updated")
+DIGEST_RECIPE = (
+    "SHA-256 (hex) of the UTF-8 text made of the addresses this run's people record marks "
+    "`added` or `updated`, each trimmed and lower-cased, sorted by Unicode code point "
+    "(byte order, as `LC_ALL=C sort`), each once, joined with a newline (\\n), no newline "
+    "at the end"
+)
+# Counts an auditor reads, in this order, when the run has them.
+COUNT_KEYS = (
+    "selected", "no_consent", "forgotten", "no_email", "invalid_email", "too_long",
+    "duplicate", "unchanged", "to_send", "sent", "created", "updated", "errored", "removed",
+)  # fmt: skip
+
+
+def consent_rule(column: str | None) -> str:
+    """The consent rule the plan applies (store.sql_plan.PlanSpec.consent_ok), in words."""
+    if not column:
+        return (
+            "no consent column was mapped: no per-person consent check was made; every "
+            "selected profile was eligible"
+        )
+    words = ", ".join(f"'{t}'" for t in TRUTHY)
+    return (
+        f"a profile is sent only if its consent column is true (a BOOLEAN column), or, for "
+        f"any other type, its value trimmed and lower-cased is one of {words}; empty (NULL) "
+        "and any other value count as no consent"
+    )
+
+
+def people_digest(path: Path) -> dict[str, Any]:
+    """Count and SHA-256 of the people a run sent, from its people record.
+
+    A person erased since (``segsync forget``) appears as their token
+    ``forgotten:…``: still counted, so the totals add up, and hashed as the
+    token, which is said (``erased_since``).
+    """
+    if not Path(path).is_file():
+        return {
+            "available": False,
+            "why": "this run has no record of the people it touched (it ran before segsync "
+            "kept one, or it was refused before sending)",
+        }
+    from store.people import read_people
+    from store.redact import TOKEN_PREFIX
+
+    emails = sorted(
+        {(e or "").strip().lower() for e, _k, _op, _r in read_people(path, SENT_OPS) if e}
+    )
+    text = "\n".join(emails)
+    return {
+        "available": True,
+        "count": len(emails),
+        "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "recipe": DIGEST_RECIPE,
+        "erased_since": sum(1 for e in emails if e.startswith(TOKEN_PREFIX)),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
+    """The evidence of run ``run_id`` as plain JSON-ready data (raises NotFound)."""
+    from store.operator import current_operator
+    from store.people import people_file
+
+    run = history.get_run(run_id)
+    dest = history.get_destination(run.destination_id)
+    config = dict(run.config or {})
+    mapping = dict(config.get("mapping") or {})
+    column = mapping.get("consent_column")
+    counts = dict(run.counts or {})
+    consent_at = dest.consent_at
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
+    if consent_at is not None and consent_at.tzinfo is None:
+        consent_at = consent_at.replace(tzinfo=UTC)
+    people = people_digest(people_file(state, run.id))
+    return {
+        "run": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "ended_at": _iso(run.ended_at),
+        "resumed_from": run.resumed_from,
+        "plan": run.plan_id,
+        "destination": {
+            "id": dest.id,
+            "name": dest.name,
+            "list_id": config.get("list_id", dest.list_id),
+            "list_name": dest.list_name,
+            "api_host": config.get("base_url", dest.base_url),
+            "removed_at": _iso(dest.removed_at),
+        },
+        "consent": {
+            "approved_by": dest.consent_by,
+            "approved_at": _iso(consent_at),
+            "wording": dest.consent_text,
+            # History keeps the latest approval only: one made after the run
+            # replaced whatever was on record when the run started.
+            "approved_after_run_started": bool(consent_at and consent_at > started),
+        },
+        "operator": run.operator,
+        "host": run.host,
+        "workspace": config.get("workspace"),
+        "segments": list(run.segments),
+        "mode": run.mode,
+        "incremental": run.incremental,
+        "consent_column": column,
+        "consent_rule": consent_rule(column),
+        "excluded_no_consent": counts.get("no_consent"),
+        "counts": {k: counts[k] for k in COUNT_KEYS if k in counts},
+        "people_sent": people,
+        "generated_at": datetime.now(UTC).isoformat(),
+        "generated_by": current_operator(),
+    }
+
+
+def _code(text: object) -> str:
+    """A Markdown code span of untrusted text: shown literally, never as markup."""
+    value = visible(text)
+    longest = max((len(m) for m in re.findall(r"`+", value)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") or not value.strip() else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+_MARKUP = re.compile(r"([\\`*_\[\]<>|#!])")
+
+
+def _prose(text: object, *, multiline: bool = False) -> str:
+    """Untrusted text as Markdown prose: controls made visible, markup escaped."""
+    return _MARKUP.sub(r"\\\1", visible(text, multiline=multiline))
+
+
+def _or_none(value: object, render: Any = _prose) -> str:
+    return "*not recorded*" if value in (None, "") else render(value)
+
+
+def render_markdown(evidence: dict[str, Any]) -> str:
+    """The evidence as a Markdown page; every data-derived string through `visible`."""
+    e = evidence
+    dest, consent, people = e["destination"], e["consent"], e["people_sent"]
+    lines = [
+        f"# Consent evidence: run {e['run']}",
+        "",
+        f"- Destination: {_code(dest['name'])} (id {dest['id']}), SendGrid list "
+        f"{_or_none(dest['list_id'], _code)} on {_or_none(dest['api_host'], _code)}"
+        + (f"; destination removed {_prose(dest['removed_at'])}" if dest["removed_at"] else ""),
+        f"- Run: {_prose(e['kind'])}, {_prose(e['mode'])}"
+        + (", incremental" if e["incremental"] else "")
+        + f", status {_code(e['status'])}"
+        + (f", resuming run {e['resumed_from']}" if e["resumed_from"] else "")
+        + (f", applying plan {e['plan']}" if e["plan"] else ""),
+        f"- Started {_or_none(e['started_at'])}, ended {_or_none(e['ended_at'])}",
+        f"- Segments: {', '.join(_code(s) for s in e['segments']) or '*none*'}",
+        f"- Workspace: {_or_none(e['workspace'], _code)}",
+        "",
+        "## Consent wording approved for the destination",
+        "",
+        f"- Approved by: {_or_none(consent['approved_by'])}",
+        f"- Approved at: {_or_none(consent['approved_at'])}",
+    ]
+    if consent["approved_after_run_started"]:
+        lines.append(
+            "- Note: this approval was recorded after the run started; segsync keeps the "
+            "latest approval only, so the one in force when the run started was replaced."
+        )
+    lines += ["", "Wording:", ""]
+    wording = consent["wording"]
+    if wording:
+        lines += ["> " + line for line in _prose(wording, multiline=True).splitlines() or [""]]
+    else:
+        lines.append("> *no wording recorded: consent was not approved for this destination*")
+    lines += [
+        "",
+        "## Who ran it",
+        "",
+        f"- Operator: {_or_none(e['operator'])}",
+        f"- Host: {_or_none(e['host'])}",
+        "",
+        "## Consent check",
+        "",
+        f"- Consent column: {_or_none(e['consent_column'], _code)}",
+        f"- Rule: {e['consent_rule']}",
+        f"- Profiles excluded for no consent: {_count(e['excluded_no_consent'])}",
+    ]
+    counts = e["counts"]
+    if "forgotten" in counts:
+        lines.append(
+            f"- Profiles left out because the person was erased (`segsync forget`): "
+            f"{_count(counts['forgotten'])}"
+        )
+    if counts:
+        lines.append("- Counts: " + ", ".join(f"{k} {_count(v)}" for k, v in counts.items()))
+    lines += ["", "## People sent", ""]
+    if people["available"]:
+        lines += [
+            f"- Number of people sent (added or updated): {people['count']:,}",
+            f"- SHA-256: `{people['sha256']}`",
+            f"- How to recompute: {people['recipe']}. The addresses: `segsync runs show "
+            f"{e['run']} --people --op added --op updated --csv FILE`.",
+        ]
+        if people["erased_since"]:
+            lines.append(
+                f"- {people['erased_since']:,} of them were erased since (`segsync forget`): "
+                "their address is replaced by a token `forgotten:…` in the record, and the "
+                "digest is computed over the record as it is now."
+            )
+    else:
+        lines.append(f"- Digest unavailable: {people['why']}.")
+    lines += [
+        "",
+        f"*Generated {_prose(e['generated_at'])} by {_prose(e['generated_by'])}. "
+        "No API key and no profile values are in this document.*",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _count(value: object) -> str:
+    return f"{value:,}" if isinstance(value, int) else "*not recorded*"
