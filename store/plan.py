@@ -192,8 +192,11 @@ class PlanRequest:
     # People erased with `segsync forget`: (salt, salted digests). They are left
     # out of the selection before anything else and counted as ``forgotten``.
     forgotten: tuple[str, pa.Array] | None = None
-    # Only rows with this normalised email (explain: the same rules, one person).
+    # Only rows with this normalised email (explain: the same rules, one person),
+    # read from ``source`` when given: a table of the numbered rows on the
+    # connection handed to plan_export (so the profiles are scanned once).
     only_email: str | None = None
+    source: str | None = None
 
 
 class RejectedRow(NamedTuple):
@@ -293,6 +296,15 @@ class Plan:
         """Mirror mode: ledger emails no longer selected, ascending (empty otherwise)."""
         return list(self._removals)
 
+    def row_verdicts(self) -> list[tuple[int, str | None, str | None, str, str | None, bool, bool]]:
+        """Every planned row as (row, key, email, status, detail, in the ledger,
+        same digest as the ledger): what `explain` reads for one person."""
+        return self._con.execute(
+            "SELECT _row, CAST(_key_order AS VARCHAR), coalesce(source_email, email), status, "
+            "detail, ledger_hash IS NOT NULL, coalesce(ledger_hash = hash, false) "
+            "FROM plan_rows ORDER BY _row"
+        ).fetchall()
+
     def save_changeset(self, path: Path) -> None:
         """Write the frozen changeset (``store.changeset``): one operation per
         planned row plus one ``remove`` per departed ledger email, atomically and
@@ -388,14 +400,19 @@ def _normalise(emails: Iterable[str]) -> set[str]:
     return {e.strip().lower() for e in emails}
 
 
-def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
+def plan_export(
+    ws: Workspace, req: PlanRequest, con: duckdb.DuckDBPyConnection | None = None
+) -> Plan:
     """Plan an export of ``req.segments``; raises MappingError or WorkspaceError.
 
     ``selected == to_send + unchanged + skipped + sum(exclusions)`` always holds.
+    ``con``: a workspace connection to plan on (opened with the ledger among its
+    allowed paths); the plan takes it over and closes it.
     """
     ledger = Path(req.ledger).resolve() if req.ledger is not None else None
     has_ledger = ledger is not None and ledger.is_file()
-    con = ws.connect(allowed_paths=[ledger] if has_ledger else [])
+    if con is None:
+        con = ws.connect(allowed_paths=[ledger] if has_ledger else [])
     try:
         columns = ws.columns(con)
         validate_mapping(req.mapping, columns)
@@ -431,6 +448,7 @@ def plan_export(ws: Workspace, req: PlanRequest) -> Plan:
             ),
             skip_confirmed=req.skip_emails is not None and len(req.skip_emails) > 0,
             incremental=req.incremental and req.compare_digests,
+            source=req.source or NUMBERED_VIEW,
         )
         if spec.skip_confirmed:
             emails = pc.utf8_lower(pc.utf8_trim_whitespace(req.skip_emails.cast(pa.string())))

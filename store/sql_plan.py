@@ -85,6 +85,7 @@ class PlanSpec:
     custom: Sequence[tuple[str, str, str]]
     skip_confirmed: bool = False  # a ``confirmed`` table lists addresses already sent
     incremental: bool = False
+    source: str = NUMBERED_VIEW  # the numbered rows to plan (explain: one person's copy)
 
     @property
     def email_expr(self) -> str:
@@ -245,7 +246,7 @@ def plan_statements(spec: PlanSpec) -> list[str]:
                                NULLIF(CAST({_col(spec.email_column)} AS VARCHAR),
                                       {spec.email_expr}) AS source_email
                                {spec.values_sql()}
-                        FROM {NUMBERED_VIEW} n WHERE {spec.where}
+                        FROM {spec.source} n WHERE {spec.where}
                     )
                 )
                 LEFT JOIN (SELECT email AS ledger_email, hash AS ledger_hash FROM ledger)

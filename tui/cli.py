@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tui.cli_undo import add_parsers as add_undo_parsers
 
     add_undo_parsers(sub, _common)
+    from tui.cli_explain import add_parsers as add_explain_parsers
+
+    add_explain_parsers(sub, _common)
     from tui.cli_forget import add_parsers as add_forget_parsers
 
     add_forget_parsers(sub, _common)
@@ -597,6 +600,10 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         from tui.cli_undo import cmd_undo
 
         return cmd_undo(args)
+    if command == "explain":
+        from tui.cli_explain import cmd_explain
+
+        return cmd_explain(args)
     if command == "forget":
         from tui.cli_forget import cmd_forget
 
