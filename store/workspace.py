@@ -108,6 +108,11 @@ class _Connections:
 
 
 _PROCESS = _Connections()
+# Which workspace registry each connection belongs to, so its cursors can join it.
+_OWNERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Connections] = (
+    weakref.WeakKeyDictionary()
+)
+_OWNERS_LOCK = threading.Lock()
 
 
 def _interrupt(con: duckdb.DuckDBPyConnection) -> bool:
@@ -133,6 +138,24 @@ def _register(con: duckdb.DuckDBPyConnection, owner: _Connections | None = None)
     _PROCESS.add(con)
     if owner is not None:
         owner.add(con)
+        with _OWNERS_LOCK:
+            _OWNERS[con] = owner
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """``con.cursor()``, interruptible together with ``con``.
+
+    A DuckDB cursor is a connection of its own: interrupting its parent does not
+    stop a query on it. A cursor made here is registered with the workspace that
+    opened ``con`` (``Workspace.interrupt()``) and with the process
+    (``interrupt_all()``), so a plan streaming contacts on a cursor stops on
+    cancel like everything else.
+    """
+    cur = con.cursor()
+    with _OWNERS_LOCK:
+        owner = _OWNERS.get(con)
+    _register(cur, owner)
+    return cur
 
 
 def register_connection(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -28,6 +28,7 @@ from store.workspace import (
     QueryTimeout,
     Workspace,
     WorkspaceError,
+    cursor,
     interrupt_all,
     is_interrupt,
     run_query,
@@ -108,6 +109,22 @@ def test_interrupt_reaches_plan_style_queries_and_later_checks_refuse(
     con.close()
     # A fresh connection of the same workspace is not affected.
     assert {c.segment: c.count for c in ws.count_segments()}["us"] == 7
+
+
+def test_a_cursor_made_through_the_workspace_stops_with_it(
+    make_workspace: Callable[..., Path],
+) -> None:
+    """DuckDB's own ``con.cursor()`` is deaf to its parent's interrupt; the plan
+    streams contacts on cursors, so ``cursor(con)`` registers them."""
+    ws = Workspace.open(make_workspace("parquet"))
+    with ws.connect() as con:
+        cur = cursor(con)
+        _interrupt_soon(ws.interrupt)
+        started = time.monotonic()
+        with pytest.raises(duckdb.InterruptException):
+            cur.execute(f"SELECT count(*) FROM profiles WHERE ({ENDLESS['recursive']})").fetchall()
+        assert time.monotonic() - started < 20
+        cur.close()
 
 
 def test_run_query_time_limit_and_interrupt_are_told_apart(
