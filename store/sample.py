@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from store.workspace import SEGMENTS_FILE, quote_literal
+from store.workspace import SEGMENTS_FILE, quote_literal, register_connection
 
 # (country, weight, culture, [(state, city, postal_code), ...])
 PLACES: list[tuple[str, int, str, list[tuple[str, str, str]]]] = [
@@ -368,7 +368,8 @@ def generate_workspace(out_dir: Path, rows: int, seed: int = 7, fmt: str = "parq
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"profiles.{fmt}"
     options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT csv, HEADER"
-    with duckdb.connect(":memory:") as con:
+    # Registered so Ctrl+C stops a large COPY at once (see store.workspace.interrupt_all).
+    with register_connection(duckdb.connect(":memory:")) as con:
         # One thread: the output order and the Parquet row-group layout (so the bytes)
         # must not depend on how many cores the machine has.
         con.execute("SET threads = 1")

@@ -408,8 +408,8 @@ def _is_interrupt(exc: BaseException) -> bool:
 
 
 def _report_interrupt(exc: BaseException) -> int:
-    what = "terminated (SIGTERM)" if getattr(exc, "signame", "") == "SIGTERM" else "interrupted"
-    _say(f"{what}; nothing more was done (a run in progress can be resumed)")
+    signame = getattr(exc, "signame", "")
+    _say("terminated (SIGTERM)" if signame == "SIGTERM" else "interrupted")
     return EXIT_CANCELLED
 
 

@@ -54,7 +54,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     path = generate_workspace(args.out, args.rows, seed=args.seed, fmt=args.format)
     elapsed = time.perf_counter() - started
-    print(f"wrote {args.rows:,} profiles to {path} in {elapsed:.2f} s")
+    print(f"wrote {args.rows:,} profiles to {visible(path)} in {elapsed:.2f} s")
     return EXIT_OK
 
 

@@ -600,6 +600,38 @@ def test_an_endless_count_stops_on_a_signal_with_exit_4(
     record_latency(f"{signame.lower()}_during_an_endless_count_to_exit_4", latency)
 
 
+def test_a_large_sample_stops_on_ctrl_c_with_exit_4(tmp_path: Path) -> None:
+    """`segsync sample` spends its time in one DuckDB COPY: the same watcher stops it."""
+    out = tmp_path / "big"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "sample", "--rows", "200000000", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "profiles.parquet").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the sample never started writing"
+            time.sleep(0.05)
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        latency = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 4, (proc.returncode, err)
+    assert err.strip() == "segsync: interrupted", err
+    assert latency < 30, latency
+    print(f"SIGINT during segsync sample to exit 4: {latency * 1000:.0f} ms")
+    FIGURES["interrupts_honoured"] += 1
+    record_latency("sigint_during_sample_to_exit_4", latency)
+
+
 # -- state folders and files that are shared, broken or full --------------------------
 
 
