@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --people: only these operations (repeatable)",
     )
     show.add_argument("--csv", type=Path, default=None, help="with --people: write them to CSV")
+    show.add_argument("--batches", action="store_true", help="list every batch, not the first 10")
     rejected = runs_sub.add_parser("rejected", help="write a run's rejected rows to CSV")
     _common(rejected, workspace=False)
     rejected.add_argument("run", type=int)

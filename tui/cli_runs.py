@@ -17,6 +17,9 @@ def _history(args: argparse.Namespace) -> Any:
     return History(history_path(resolve_state_dir(args)))
 
 
+BATCHES_SHOWN = 10
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -29,6 +32,9 @@ def run_dict(run: Any) -> dict[str, Any]:
         "mode": run.mode,
         "incremental": run.incremental,
         "dry_run": run.dry_run,
+        "kind": "dry-run" if run.dry_run else run.kind,
+        "plan": run.plan_id,
+        "undo_of": run.undo_of,
         "status": run.status,
         "counts": dict(run.counts or {}),
         "message": run.message,
@@ -57,14 +63,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs yet")
     for run in runs:
-        counts = run.counts or {}
-        kind = "dry-run" if run.dry_run else run.mode
         print(
-            f"{run.id:>5}  {run.started_at:%Y-%m-%d %H:%M}  {run.destination_name:<16} "
-            f"{kind:<8} {run.status:<11} sent {counts.get('sent', 0):>9,}  "
-            f"{', '.join(run.segments)}"
+            f"{run.id:>5}  {run.started_at:%Y-%m-%d %H:%M}  {visible(run.destination_name):<16} "
+            f"{_kind(run):<8} {run.status:<11} {_outcome(run.counts or {})}  "
+            f"{visible(', '.join(run.segments))}"
         )
     return EXIT_OK
+
+
+def _kind(run: Any) -> str:
+    """What the run was: a (legacy) dry-run, an undo, or its mode."""
+    if run.dry_run:
+        return "dry-run"
+    return "undo" if run.kind == "undo" else run.mode
+
+
+def _outcome(counts: dict[str, Any]) -> str:
+    """What happened, apart from what was planned: confirmed by SendGrid."""
+    sent = f"sent {counts.get('sent', 0):>9,} of {counts.get('to_send', 0):,} planned"
+    if counts.get("to_remove"):
+        sent += f", removed {counts.get('removed', 0):,} of {counts['to_remove']:,}"
+    return sent
 
 
 def _get_run(history: Any, run_id: int) -> Any:
@@ -132,15 +151,30 @@ def _show(args: argparse.Namespace, history: Any) -> int:
     if args.json:
         print_json(data)
         return EXIT_OK
-    for key in ("id", "destination", "segments", "mode", "status", "operator", "host"):
-        print(f"{key:12} {data[key]}")
+    c = data["counts"]
+    print(f"{'run':12} {run.id} ({_kind(run)}" + (f" of run {run.undo_of}" if run.undo_of else "")
+          + (f", plan {run.plan_id})" if run.plan_id else ")"))  # fmt: skip
+    for key in ("destination", "segments", "status", "operator", "host"):
+        print(f"{key:12} {visible(data[key])}")
     print(f"{'started':12} {data['started_at']}  ended {data['ended_at']}")
-    print(f"{'counts':12} " + ", ".join(f"{k} {v:,}" for k, v in data["counts"].items()))
+    print(f"{'planned':12} add {c.get('to_add', 0):,}, update {c.get('to_update', 0):,}, "
+          f"remove {c.get('to_remove', 0):,}, unchanged {c.get('unchanged', 0):,}")  # fmt: skip
+    print(f"{'happened':12} {_outcome(c).strip()} (confirmed by SendGrid); "
+          f"created {c.get('created', 0):,}, updated {c.get('updated', 0):,}, "
+          f"rejected by SendGrid {c.get('errored', 0):,}")  # fmt: skip
+    if c.get("remove_failed"):
+        print(f"{'':12} {c['remove_failed']:,} removals not confirmed (still on the list)")
     if run.message:
-        print(f"{'message':12} {run.message}")
-    for b in data["batches"]:
+        print(f"{'message':12} {visible(run.message, multiline=True)}")
+    if len(data["batches"]) > BATCHES_SHOWN and not args.batches:
+        shown = data["batches"][:BATCHES_SHOWN]
+        print(f"batches      {len(data['batches']):,} (first {BATCHES_SHOWN}; all with --batches)")
+    else:
+        shown = data["batches"]
+    for b in shown:
         print(
-            f"  batch {b['seq']:>3} {b['contacts']:>7,} contacts  job {b['job_id'] or '-':<38} "
+            f"  batch {b['seq']:>3} {b['contacts']:>7,} contacts  "
+            f"job {visible(b['job_id'] or '-'):<38} "
             f"{b['status']:<9} +{b['created'] or 0:,} ~{b['updated'] or 0:,} !{b['errored'] or 0:,}"
         )
     return EXIT_OK
