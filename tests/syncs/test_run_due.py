@@ -19,9 +19,7 @@ def runs_of(env) -> list:
     return [r for r in history_of(env).list_runs() if not r.dry_run]
 
 
-def test_a_nightly_sync_runs_at_its_time_once_and_is_timed_for_the_next_night(
-    export_env, clock
-):
+def test_a_nightly_sync_runs_at_its_time_once_and_is_timed_for_the_next_night(export_env, clock):
     sync = add_sync(export_env, clock, cron="0 2 * * *")
     assert sync.next_due_at == datetime(2026, 11, 3, 2, 0, tzinfo=UTC)
     runner = make_runner(export_env, clock)
