@@ -483,17 +483,24 @@ def _run_due(args: argparse.Namespace) -> int:
     loaded = load_env_file(state)
     history = _history(args)
 
-    def log(line: str) -> None:
-        if not args.quiet or " failed" in line or " refused" in line or " rejected" in line:
-            _say(line)
-
-    runner = SyncRunner(history, state, log=log, strip_env=loaded)
+    quiet = args.quiet or args.json
+    runner = SyncRunner(history, state, log=None if quiet else _say, strip_env=loaded)
     attempts = runner.run_due()
+    if args.quiet:  # cron mails (or logs) only what someone must read
+        for attempt in attempts:
+            if attempt.failed:
+                _say(_failure_line(attempt))
     if args.json:
         print_json([attempt_json(a) for a in attempts])
     if runner.stopping:
         return EXIT_CANCELLED
     return EXIT_FAILED if any(a.failed for a in attempts) else EXIT_OK
+
+
+def _failure_line(attempt: Any) -> str:
+    run = f" (run {attempt.run_id})" if attempt.run_id else ""
+    hook = f"; {attempt.hook.message}" if attempt.hook is not None else ""
+    return f"sync {attempt.sync}: {attempt.result}{run}: {attempt.message}{hook}"
 
 
 def _alerts(args: argparse.Namespace) -> int:

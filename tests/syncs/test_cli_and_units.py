@@ -96,6 +96,13 @@ def test_run_due_exit_code_says_whether_anything_failed_and_alerts_can_be_acked(
     assert code == 1
     assert {a["sync"]: a["result"] for a in attempts} == {"good": "succeeded", "bad": "failed"}
     assert "france" in next(a["message"] for a in attempts if a["sync"] == "bad")
+    for sync in history.list_syncs():
+        history.update_sync(sync.id, updated_at=utc_now(),
+                            next_due_at=utc_now() - timedelta(minutes=1))  # fmt: skip
+    capsys.readouterr()
+    assert run_cli(main, "syncs", "run-due", "--quiet") == 1  # what cron would mail
+    err = capsys.readouterr().err
+    assert "sync bad: failed" in err and "sync good" not in err
     code, alerts = cli_json(capsys, "syncs", "alerts")
     assert "bad" in {a["sync"] for a in alerts}
     assert run_cli(main, "syncs", "alerts", "--ack", "bad") == 0
