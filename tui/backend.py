@@ -170,6 +170,20 @@ class PersonInfo:
 
 
 @dataclass(frozen=True)
+class PlanInfo:
+    """A stored plan as the TUI shows it before it is applied."""
+
+    id: int
+    destination_id: int
+    destination: str
+    kind: str  # export | undo
+    counts: dict[str, int]
+    removals_sample: tuple[str, ...] = ()  # up to 10 of the people it would remove
+    touched_later: tuple[str, ...] = ()  # undo: people later runs changed again
+    undo_of: int | None = None
+
+
+@dataclass(frozen=True)
 class RunInfo:
     id: int
     destination: str
@@ -268,3 +282,11 @@ class Backend(Protocol):
     def run_people(
         self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
     ) -> list[PersonInfo]: ...
+    # the inverse of a run's membership changes, stored as a plan to apply
+    def undo_plan(self, run_id: int) -> PlanInfo: ...
+    # a stored plan with up to 10 of the people it would remove
+    def plan(self, plan_id: int) -> PlanInfo: ...
+    # why a person was or was not sent: the same answer as `segsync explain --json`
+    def explain(
+        self, destination_id: int, email: str | None = None, key: str | None = None
+    ) -> dict[str, object]: ...

@@ -27,6 +27,7 @@ from tui.backend import (
     ListInfo,
     MappingDraft,
     PersonInfo,
+    PlanInfo,
     RejectedInfo,
     RunDetail,
     RunInfo,
@@ -424,6 +425,79 @@ class LocalBackend:
 
         rows = read_people(people_file(self._state_dir(), run_id), ops or None, limit)
         return [PersonInfo(e or "", k or "", op, r or "") for e, k, op, r in rows]
+
+    def undo_plan(self, run_id: int) -> PlanInfo:
+        from connector.engine import ExportEngine, ExportRefused
+        from store.history import NotFound
+
+        engine = ExportEngine(
+            workspace=None,
+            history=self._hist(),
+            keys=self._keystore(),
+            state_dir=self._state_dir(),
+            settings=self._engine_settings,
+        )
+        try:
+            plan, undo = engine.plan_undo(run_id)
+        except (NotFound, FileNotFoundError, ExportRefused) as error:
+            raise BackendError(str(error)) from None
+        return self._plan_info(plan, touched_later=undo.touched_later)
+
+    def plan(self, plan_id: int) -> PlanInfo:
+        from store.history import PlanNotFound
+
+        try:
+            plan = self._hist().get_plan(plan_id)
+        except PlanNotFound as error:
+            raise BackendError(str(error)) from None
+        return self._plan_info(plan)
+
+    def _plan_info(self, plan: Any, touched_later: tuple[str, ...] = ()) -> PlanInfo:
+        from store.changeset import Changeset, changeset_file
+
+        removals: list[str] = []
+        path = changeset_file(self._state_dir(), plan.id)
+        if plan.counts.get("to_remove") and path.is_file():
+            with Changeset(path) as changes:
+                removals = changes.removals()[:10]
+        return PlanInfo(
+            id=plan.id,
+            destination_id=plan.destination_id,
+            destination=plan.destination_name,
+            kind=plan.kind,
+            counts={k: int(v) for k, v in plan.counts.items() if isinstance(v, int | float)},
+            removals_sample=tuple(removals),
+            touched_later=tuple(touched_later),
+            undo_of=plan.undo_of,
+        )
+
+    def explain(
+        self, destination_id: int, email: str | None = None, key: str | None = None
+    ) -> dict[str, object]:
+        from store.explain import ExplainError, explain
+
+        history = self._hist()
+        destination = history.get_destination(destination_id)
+        mapping = history.get_mapping(destination.id)
+        if mapping is None:
+            raise BackendError(f"{destination.name} has no field mapping yet.")
+        segments = tuple(history.get_segments(destination.id))
+        if not segments:
+            last = history.list_runs(destination=destination.id, limit=1)
+            segments = tuple(last[0].segments) if last else ()
+        try:
+            answer = explain(
+                self._ws(),
+                self._state_dir(),
+                destination=destination,
+                mapping=mapping,
+                segments=segments,
+                email=email,
+                key=key,
+            )
+        except ExplainError as error:
+            raise BackendError(str(error)) from None
+        return answer.to_json()
 
 
 def _draft(mapping: Any) -> MappingDraft:
