@@ -20,12 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from store.history import History
 from store.paths import history_path
+from store.workspace import QueryInterrupted
 from tests.engine.conftest import run_cli
 from tests.reliability.conftest import (
     FIGURES,
@@ -598,6 +600,34 @@ def test_an_endless_count_stops_on_a_signal_with_exit_4(
     print(f"{signame} to exit 4: {latency * 1000:.0f} ms")
     FIGURES["interrupts_honoured"] += 1
     record_latency(f"{signame.lower()}_during_an_endless_count_to_exit_4", latency)
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        RuntimeError("Query interrupted"),  # DuckDB noticed the signal itself
+        duckdb.InterruptException("INTERRUPT Error: Interrupted!"),  # con.interrupt()
+        QueryInterrupted("interrupted"),
+        KeyboardInterrupt(),
+    ],
+    ids=["runtime_error", "duckdb_interrupt", "query_interrupted", "keyboard_interrupt"],
+)
+def test_every_shape_of_an_interrupt_exits_4_in_one_line(
+    env: Env, capsys, monkeypatch: pytest.MonkeyPatch, raised: BaseException
+) -> None:
+    """However an interrupt surfaces, it is a cancellation (exit 4), never
+    "unexpected RuntimeError: Query interrupted … report it"."""
+    import tui.cli_commands
+
+    def interrupted(_args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(tui.cli_commands, "cmd_segments", interrupted)
+    capsys.readouterr()
+    assert run_cli(main, "segments") == 4
+    err = capsys.readouterr().err
+    assert err == "segsync: interrupted\n", err
+    FIGURES["interrupts_honoured"] += 1
 
 
 def test_a_large_sample_stops_on_ctrl_c_with_exit_4(tmp_path: Path) -> None:
