@@ -1031,8 +1031,8 @@ class SyncStatus:
     last_run_id: int | None
     last_message: str | None
     last_success_at: datetime | None
-    next_run_at: datetime | None  # None: paused, or on refresh (see `waiting_for`)
-    waiting_for: str | None  # on refresh: "the next change of <file>" / "runs at the next minute"
+    next_run_at: datetime | None  # None: paused, or on refresh waiting for a change
+    waiting_for: str | None  # on refresh only: what it waits for, in words
     alerts: int  # unacknowledged failures
 
 
@@ -1050,6 +1050,9 @@ def sync_overview(history: Any, now: datetime) -> list[SyncStatus]:
             if sync.trigger == "refresh":
                 if due_reason(sync, now, locked=False):
                     waiting = "due: runs at the next minute"
+                elif sync.last_result == "failed" and sync.last_attempt_at is not None:
+                    next_run = sync.last_attempt_at + REFRESH_RETRY
+                    waiting = "a retry of the failed run, or the next change of the profiles"
                 else:
                     waiting = "the next change of the profile source"
             else:

@@ -38,7 +38,6 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         '--cron "0 2 * * *" && segsync syncs install --systemd-user --enable',
     )
     common(syncs, workspace=False)
-    syncs.add_argument("--json", action="store_true")
     ssub = syncs.add_subparsers(dest="syncs_command", metavar="SUBCOMMAND")
 
     add = ssub.add_parser("add", help="save a new sync")
@@ -330,7 +329,8 @@ def _list(args: argparse.Namespace) -> int:
 
     history = _history(args)
     rows = sync_overview(history, _now())
-    if args.json:
+    as_json = getattr(args, "json", False)  # plain `segsync syncs` lists too
+    if as_json:
         print_json([status_json(s) for s in rows])
         return EXIT_OK
     if not rows:
@@ -339,10 +339,10 @@ def _list(args: argparse.Namespace) -> int:
         result = "running" if s.running else (s.last_result or "never ran")
         if s.paused:
             nxt = "paused"
-        elif s.next_run_at is not None:
-            nxt = f"next {_when(s.next_run_at)}"
+        elif s.waiting_for is not None:
+            nxt = s.waiting_for + (f" (retry {_when(s.next_run_at)})" if s.next_run_at else "")
         else:
-            nxt = s.waiting_for or "-"
+            nxt = f"next {_when(s.next_run_at)}"
         run = f" (run {s.last_run_id})" if s.last_run_id else ""
         flag = "!" if s.alerts else " "
         print(
@@ -350,7 +350,7 @@ def _list(args: argparse.Namespace) -> int:
             f"last {_when(s.last_attempt_at)} {result}{run}; {nxt}"
         )
     alerts = history.sync_alerts()
-    if alerts and not args.json:
+    if alerts and not as_json:
         print(f"{len(alerts)} failure(s) not acknowledged: `segsync syncs alerts`")
     return EXIT_OK
 
