@@ -295,7 +295,10 @@ class UnattendedKeys(KeyStore):
                     f"read by others or is not yours; a scheduled run refuses it. Fix: chmod 600 "
                     f"{path} (and check who else could have read it)"
                 )
-            return super().load(destination_id, None, label)
+            # Read here, not through KeyStore.load, which asks the keyring first.
+            value = path.read_text(encoding="utf-8").strip()
+            if value:
+                return Secret(value)
         found = self._keyring(destination_id, label)
         if found is not None:
             return found
@@ -744,6 +747,8 @@ class SyncRunner:
             workspace = Workspace.open(sync.workspace)
         except WorkspaceError as exc:
             return "failed", None, {}, str(exc)
+        except Exception as exc:  # a vanished or unreadable folder, say
+            return "failed", None, {}, f"{sync.workspace}: {type(exc).__name__}: {exc}"
         kwargs: dict[str, Any] = {}
         if self.client_factory is not None:
             kwargs["client_factory"] = self.client_factory
