@@ -630,6 +630,44 @@ def test_every_shape_of_an_interrupt_exits_4_in_one_line(
     FIGURES["interrupts_honoured"] += 1
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_export_planning_an_endless_segment_stops_on_a_signal(
+    env: Env, capsys, signame: str
+) -> None:
+    """The endless predicate passes the checks (they run it over zero rows) and
+    hangs the plan: a signal must still end the export with exit 4, nothing sent,
+    no run left `running`, and the process gone."""
+    env.add_destination("news")
+    toml = SEGMENTS_TOML + f"\n[segments.forever]\nwhere = {_toml_string(ENDLESS)}\n"
+    (env.workspace / "segments.toml").write_text(toml)
+    proc = env.start("export", "news", "--segment", "forever")
+    assert proc.stderr is not None
+    try:
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "planning" in line:
+                break
+        time.sleep(1.0)
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, signame))
+        _out, rest = proc.communicate(timeout=60)
+        latency = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = "".join(lines) + rest
+    assert proc.returncode == 4, (proc.returncode, err)
+    assert "unexpected" not in err and "Traceback" not in err, err
+    assert latency < 30, latency
+    print(f"{signame} during an endless export plan to exit 4: {latency * 1000:.0f} ms")
+    FIGURES["interrupts_honoured"] += 1
+    record_latency(f"{signame.lower()}_during_an_endless_plan_to_exit_4", latency)
+    assert env.emulator.state.stats()["contacts_received"] == 0
+    assert_history_whole(env, capsys)
+
+
 def test_a_large_sample_stops_on_ctrl_c_with_exit_4(tmp_path: Path) -> None:
     """`segsync sample` spends its time in one DuckDB COPY: the same watcher stops it."""
     out = tmp_path / "big"
