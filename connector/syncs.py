@@ -548,7 +548,8 @@ class SyncRunner:
     ``now`` is the clock every decision and record uses; ``keys`` defaults to
     `UnattendedKeys`; ``settings``/``client_factory`` pass through to the
     engine (tests shrink them). ``log`` receives one line per thing worth
-    saying (the CLI prints them).
+    saying (the CLI prints them); ``on_event`` every engine event of the run
+    in progress (a front end's progress bar). `cancel` stops from any thread.
     """
 
     def __init__(
@@ -562,6 +563,7 @@ class SyncRunner:
         client_factory: Any = None,
         log: Callable[[str], None] | None = None,
         strip_env: Sequence[str] = (),
+        on_event: Callable[[Any], None] | None = None,
     ) -> None:
         self.history = history
         self.state_dir = Path(state_dir)
@@ -571,7 +573,19 @@ class SyncRunner:
         self.client_factory = client_factory
         self.log = log or (lambda _line: None)
         self.strip_env = tuple(strip_env)
+        self.on_event = on_event
         self.stopping = False
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    def cancel(self) -> None:
+        """Stop: the run in progress ends cancelled (resumable), no further
+        sync starts. Safe from any thread (the TUI's cancel button)."""
+        self.stopping = True
+        running = self._running
+        if running is not None:
+            loop, event = running
+            with contextlib.suppress(RuntimeError):  # the loop just ended
+                loop.call_soon_threadsafe(event.set)
 
     # -- run-due ------------------------------------------------------------
 
@@ -800,8 +814,13 @@ class SyncRunner:
                     loop.add_signal_handler(sig, self._stop, cancel)
                     handled.append(sig)
         finished = None
+        self._running = (loop, cancel)
+        if self.stopping:
+            cancel.set()
         try:
             async for event in engine.run(request, cancel):
+                if self.on_event is not None:
+                    self.on_event(event)
                 if isinstance(event, ev.RunStarted):
                     self.history.set_sync_state(
                         sync.id, last_run_id=event.run_id, last_result="running"
@@ -809,6 +828,7 @@ class SyncRunner:
                 elif isinstance(event, ev.RunFinished):
                     finished = event
         finally:
+            self._running = None
             for sig in handled:
                 loop.remove_signal_handler(sig)
         return finished
