@@ -62,10 +62,17 @@ def _latency_figures() -> dict[str, dict[str, float]]:
 
 
 def _commit() -> str:
+    """HEAD, marked when the code that ran differs from it (uncommitted changes)."""
     done = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     )
-    return done.stdout.strip() or "unknown"
+    dirty = subprocess.run(
+        ["git", "diff", "--quiet", "HEAD", "--", "store", "connector", "tui", "tests"],
+        capture_output=True,
+        check=False,
+    )
+    commit = done.stdout.strip() or "unknown"
+    return f"{commit}+uncommitted" if dirty.returncode == 1 else commit
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
