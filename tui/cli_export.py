@@ -169,8 +169,11 @@ async def run_engine(engine: Any, request: Any, printer: EventPrinter | None) ->
     return kept
 
 
-def run_export(engine: Any, request: Any, as_json: bool) -> tuple[ev.RunFinished, int]:
-    """Run an export or apply; returns its end and the plan it applied."""
+def run_export(
+    engine: Any, request: Any, as_json: bool, preview: list[ev.PreviewReady] | None = None
+) -> tuple[ev.RunFinished, int]:
+    """Run an export or apply; returns its end and the plan it applied (and
+    appends a dry-run's preview to ``preview`` when given)."""
     printer = None if as_json else EventPrinter(sys.stderr, live=sys.stderr.isatty())
     # Refusals (no consent, busy destination, a drifted plan, bad input) propagate
     # to tui.cli.main, which prints their message and exits 2 like every command.
@@ -179,20 +182,30 @@ def run_export(engine: Any, request: Any, as_json: bool) -> tuple[ev.RunFinished
     if finished is None:
         raise CliError("the export ended without a result", EXIT_FAILED)
     plan_id = next((e.plan_id for e in events if isinstance(e, ev.PlanReady | ev.PreviewReady)), 0)
+    if preview is not None:
+        preview.extend(e for e in events if isinstance(e, ev.PreviewReady))
     return finished, plan_id
 
 
-def print_summary(finished: ev.RunFinished, plan_id: int) -> None:
-    print_json(
-        {
-            "run": finished.run_id or None,
-            "plan": plan_id or None,
-            "status": finished.status,
-            "counts": finished.counts,
-            "message": finished.message,
-            "seconds": round(finished.seconds, 3),
-        }
-    )
+def print_summary(
+    finished: ev.RunFinished, plan_id: int, preview: ev.PreviewReady | None = None
+) -> None:
+    data: dict[str, Any] = {
+        "run": finished.run_id or None,
+        "plan": plan_id or None,
+        "status": finished.status,
+        "counts": finished.counts,
+        "message": finished.message,
+        "seconds": round(finished.seconds, 3),
+    }
+    if preview is not None:  # a dry-run: what would be sent, in full
+        data["sample_contacts"] = list(preview.sample_contacts)
+        data["sample_rejected"] = [
+            {"email": e, "category": c, "detail": d} for e, c, d in preview.sample_rejected
+        ]
+        data["removals_sample"] = list(preview.removals_sample)
+        data["first_body"] = preview.first_body
+    print_json(data)
 
 
 def build_engine(args: argparse.Namespace) -> Any:
@@ -228,7 +241,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         resume_run=args.resume,
         allow_removals=args.allow_removals,
     )
-    finished, plan_id = run_export(engine, request, args.json)
+    previews: list[ev.PreviewReady] = []
+    finished, plan_id = run_export(engine, request, args.json, previews)
     if args.json:
-        print_summary(finished, plan_id)
+        print_summary(finished, plan_id, previews[0] if previews else None)
     return EXIT_BY_STATUS.get(finished.status, EXIT_FAILED)
