@@ -167,3 +167,16 @@ def test_rejected_rows_csv_replaces_a_link_instead_of_writing_through_it(
     assert victim.read_bytes() == before
     assert not target.is_symlink()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_atomic_write_never_writes_through_a_link_planted_at_its_temp_name(
+    tmp_path: Path, victim: Path
+):
+    """In a shared folder another user can guess the temp name (pid) and plant a link."""
+    target = tmp_path / "rejected.csv"
+    (tmp_path / f".{target.name}.{os.getpid()}.tmp").symlink_to(victim)
+    before = victim.read_bytes()
+    write_rejected_csv(ROWS, target)
+    assert victim.read_bytes() == before
+    assert target.read_text(encoding="utf-8").startswith("batch,key,email")
+    assert not (tmp_path / f".{target.name}.{os.getpid()}.tmp").exists()
