@@ -87,8 +87,8 @@ def _positive_seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    if not 0 < value < 10**9:  # also refuses nan and inf, which no timer takes
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
     return value
 
 
