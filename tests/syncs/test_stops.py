@@ -37,7 +37,7 @@ def wait_for_a_sent_batch(env, proc: subprocess.Popen) -> int:
 def test_a_stopped_run_due_is_finished_by_the_next(export_env, sig):
     add_sync(export_env, Clock(utc_now()), every="1h", cron=None)
     due_now(export_env, "nightly")
-    export_env.emulator.set_faults(job_delay=30)  # the import job stays pending
+    export_env.emulator.set_faults(job_delay=3)  # the import job stays pending a while
 
     first = start_run_due(export_env)
     run_id = wait_for_a_sent_batch(export_env, first)
