@@ -90,7 +90,35 @@ def _private_dir(path: Path, *, follow: bool = False) -> Path:
 def state_dir(explicit: Path | None = None) -> Path:
     """The state directory: ``explicit``, else ``$SEGSYNC_STATE_DIR``, else the
     platform's per-user data directory (e.g. ``~/.local/share/segsync``)."""
-    return _private_dir(state_dir_path(explicit), follow=True)
+    state = _private_dir(state_dir_path(explicit), follow=True)
+    for name in _STATE_FILES:
+        _check_private_file(state / name)
+    return state
+
+
+# Files opened straight from the state folder (the history and SQLite's companions).
+_STATE_FILES = ("history.db", "history.db-wal", "history.db-shm")
+
+
+def _check_private_file(path: Path) -> None:
+    """Refuse a link, a non-file or another user's file where segsync keeps its own:
+    planted before the folder was made private, it would still be opened."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
+        raise UnsafeStateDir(
+            path,
+            f"{path}: is not a plain file (a link or something else); move it away "
+            f"(mv {path} {path}.suspect) and run again",
+        )
+    if info.st_uid != os.geteuid():
+        raise UnsafeStateDir(
+            path,
+            f"{path}: belongs to another user (uid {info.st_uid}), who may have put it "
+            f"there; move it away (mv {path} {path}.suspect) and run again",
+        )
 
 
 def state_dir_path(explicit: Path | None = None) -> Path:

@@ -85,6 +85,25 @@ def test_state_folder_owned_by_another_user_is_refused(tmp_path: Path):
     assert f"chown -R {os.geteuid()} {folder}" in str(caught.value)
 
 
+def test_history_replaced_by_a_link_is_refused(tmp_path: Path):
+    folder = state_dir(tmp_path / "state")
+    elsewhere = tmp_path / "their.db"
+    elsewhere.write_bytes(b"")
+    (folder / "history.db").symlink_to(elsewhere)
+    with pytest.raises(UnsafeStateDir, match="not a plain file") as caught:
+        state_dir(folder)
+    assert f"mv {folder / 'history.db'}" in str(caught.value)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root can give a file to another user")
+def test_history_owned_by_another_user_is_refused(tmp_path: Path):
+    folder = state_dir(tmp_path / "state")
+    (folder / "history.db").write_bytes(b"")
+    os.chown(folder / "history.db", 65534, 65534)
+    with pytest.raises(UnsafeStateDir, match="another user"):
+        state_dir(folder)
+
+
 # -- lock files -------------------------------------------------------------------
 
 
