@@ -249,6 +249,8 @@ def _add(args: argparse.Namespace) -> int:
     if args.paused:
         history.update_sync(sync.id, updated_at=_now(), paused=True)
     print(f"added sync {visible(sync.name)}: {_describe(history, history.get_sync(sync.id))}")
+    for warning in _not_ready(history, sync, resolve_state_dir(args)):
+        print(f"warning: {warning}")
     if not _scheduler_installed(resolve_state_dir(args)):
         print("nothing calls run-due yet: `segsync syncs install --systemd-user --enable` "
               "(or --cron)")  # fmt: skip
@@ -295,6 +297,23 @@ def _edit(args: argparse.Namespace) -> int:
         raise CliError(f"{exc}. See `segsync destinations list`.") from None
     print(f"sync {visible(sync.name)}: {_describe(history, sync)}")
     return EXIT_OK
+
+
+def _not_ready(history: Any, sync: Any, state: Path) -> list[str]:
+    """What would make this sync's first run fail, said now rather than at 2 a.m."""
+    dest = history.get_destination(sync.destination_id)
+    name = visible(dest.name)
+    out = []
+    if history.get_mapping(dest.id) is None:
+        out.append(f"{name} has no field mapping yet: `segsync map {name} email=COLUMN ...`")
+    if not dest.consented:
+        out.append(f"{name} has no data-privacy acknowledgment: "
+                   f"`segsync destinations consent {name}`")  # fmt: skip
+    key_file = state / "keys" / f"destination-{dest.id}.key"
+    if dest.key_storage == "keyring" and not dest.api_key_env and not key_file.exists():
+        out.append(f"{name} keeps its key in the OS keyring, which a timer cannot unlock: "
+                   f"`segsync syncs key-file {name}`")  # fmt: skip
+    return out
 
 
 def _describe(history: Any, sync: Any) -> str:

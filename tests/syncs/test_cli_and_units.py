@@ -41,7 +41,16 @@ def test_add_list_show_edit_pause_resume_remove(export_env, capsys, monkeypatch,
                    "germany", "--cron", "0 2 * * *", "--tz", "Europe/Berlin", "--mode",
                    "mirror", "--on-failure", "mail -s failed me")  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    assert "added sync nightly" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "added sync nightly" in out and "warning" not in out
+
+    history = history_of(export_env)
+    history.update_destination(history.get_destination("news").id, key_storage="keyring",
+                               api_key_env=None)  # fmt: skip
+    assert run_cli(main, "syncs", "add", "keyed", "--destination", "news", "--segment",
+                   "germany", "--every", "1h") == 0  # fmt: skip
+    assert "warning: news keeps its key in the OS keyring" in capsys.readouterr().out
+    assert run_cli(main, "syncs", "remove", "keyed") == 0
 
     code, [row] = cli_json(capsys, "syncs", "list")
     assert code == 0
