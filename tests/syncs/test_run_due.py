@@ -4,12 +4,13 @@ a busy destination (and says so), and resumes a run that was stopped."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connector.syncs import next_due
+from connector.syncs import next_due, sync_lock
 from store.locks import export_lock
 from tests.engine.conftest import expected_emails
 from tests.syncs.conftest import add_sync, history_of, make_runner
@@ -192,3 +193,22 @@ def test_a_paused_sync_does_not_run_and_resuming_does_not_fire_it(export_env, cl
     sync = edit_sync(history, history.get_sync(sync.id), clock(), paused=False)
     assert runner.run_due() == []
     assert sync.next_due_at == datetime(2026, 11, 4, 13, 0, tzinfo=UTC)
+
+
+def test_a_sync_due_while_another_run_due_holds_its_destination_is_skipped_and_said_so(
+    export_env, clock
+):
+    """The other run-due claimed what it runs; a sync that became due after that
+    claim is skipped here (recorded with the holder), and runs once it is free."""
+    add_sync(export_env, clock, name="hourly", every="1h", cron=None)
+    runner = make_runner(export_env, clock)
+    clock.advance(hours=1)
+    destination = history_of(export_env).get_destination("news")
+    with sync_lock(export_env.state_dir, destination.id, "news"):
+        [skipped] = runner.run_due()
+    assert skipped.result == "skipped" and not skipped.failed
+    assert f"process {os.getpid()} is running its syncs" in skipped.message
+    history = history_of(export_env)
+    [event] = history.sync_events(history.get_sync("hourly").id)
+    assert (event.kind, event.result, event.alert) == ("skip", "busy", False)
+    assert [a.result for a in runner.run_due()] == ["succeeded"]
