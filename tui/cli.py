@@ -447,6 +447,11 @@ _OS_ADVICE = {
     errno.EISDIR: ("a folder is where a file belongs: remove or rename it", EXIT_USAGE),
     errno.ENOTDIR: ("a file is where a folder belongs: remove or rename it", EXIT_USAGE),
     errno.ELOOP: ("a symbolic link is where segsync expects a file: remove it", EXIT_USAGE),
+    errno.ENOENT: (
+        "a folder on this path does not exist: create it or choose another path",
+        EXIT_USAGE,
+    ),
+    errno.ENAMETOOLONG: ("the path is too long: choose a shorter one", EXIT_USAGE),
     errno.ENOSPC: ("the disk is full: free some space and run again", EXIT_FAILED),
     errno.EDQUOT: ("the disk quota is used up: free some space and run again", EXIT_FAILED),
     errno.EIO: ("the disk reported an I/O error: check it, then run again", EXIT_FAILED),

@@ -755,6 +755,16 @@ def test_a_lock_path_that_is_a_folder_is_explained(env: Env, capsys) -> None:
     assert env.members("news") == set()
 
 
+def test_a_report_into_a_missing_folder_is_explained(env: Env, capsys, tmp_path: Path) -> None:
+    env.add_destination("news")
+    summary = exported(env, capsys, "--segment", "everyone")
+    target = tmp_path / "no" / "such" / "rejected.csv"
+    err = _one_line_refusal(
+        capsys, 2, "runs", "rejected", str(summary["run"]), "--csv", str(target)
+    )
+    assert str(target) in err
+
+
 def _mount_tmpfs(where: Path, options: str) -> bool:
     """A small file system of its own (needs root and mount rights); False if not allowed."""
     where.mkdir(mode=0o700)
