@@ -371,8 +371,20 @@ def test_workspace_deleted_mid_run_ends_exact_or_fails_cleanly(moment: str, env:
     FIGURES["hostile_inputs_tried"] += 1
     assert "Traceback" not in err, err
     assert_history_whole(env, capsys)
-    run = History(history_path(env.state_dir)).list_runs()[0]
+    runs = History(history_path(env.state_dir)).list_runs()
     intended = intended_emails(columns, ["everyone"])
+    if not runs:
+        # Gone while planning: no plan, no run, nothing sent; the message names the file.
+        assert proc.returncode == 2, (proc.returncode, err)
+        assert "profiles.parquet" in err, err
+        assert env.members("news") == set()
+        shutil.copytree(backup, env.workspace)  # the user puts it back and exports again
+        env.emulator.set_faults(latency=0.0, job_delay=0.0)
+        code, summary, err = export_json(capsys, "news", "--segment", "everyone")
+        assert code == 0, (summary, err)
+        assert env.members("news") == intended
+        return
+    run = runs[0]
     if proc.returncode == 0:
         assert run.status == "succeeded"
     else:
