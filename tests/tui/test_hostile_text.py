@@ -177,11 +177,11 @@ async def test_destinations_names_lists_errors_and_the_header(make_app) -> None:
     app = hostile_app(make_app)
     async with app.run_test(size=WIDE, notifications=True) as pilot:
         await settle(pilot)
-        text = assert_safe(app, LITERAL, BROKEN, "▶ Customers [D", "http://\\x1b]0;owned\\x07Bob")
+        text = assert_safe(app, LITERAL, BROKEN, "▶ Customers [DE]", "http://\\x1b]0;owned\\x07Bob")
         assert "SendGrid says: \\x1b]52;c;REFUQQ==\\x1b\\Ann [/]\\x1b[2K" in text
         assert "segsync — Customers [DE] · sample_data" in text  # the header's subtitle
         await pilot.press("down")
-        assert_safe(app, "\\x1b]52;c;REFUQQ==\\x1b\\Ann", "[@click=app.qu", "invoice\\u202efdp.exe")
+        assert_safe(app, "\\x1b]52;c;REFUQQ==\\x1b\\Ann", CLICK, "invoice\\u202efdp.exe")
         await pilot.press("u")  # the notification names the destination
         await pilot.pause()
         assert_safe(app, "Using \\x1b]52;c;REFUQQ==")
@@ -254,7 +254,12 @@ async def test_mapping_sample_values_columns_and_custom_fields(make_app) -> None
         await settle(pilot)
         await pilot.press("3")
         await settle(pilot)
-        assert_safe(app, "\\x1b]52;c", "\\x1b]0;ow", "[@click=app.quit]x[/] (c")
+        assert_safe(
+            app,
+            "\\x1b]52;c;REFUQQ==\\x1b\\Ann",
+            "\\x1b]0;owned\\x07Bob",
+            "[@click=app.quit]x[/] (custom)",
+        )
         await pilot.press("space")
         assert isinstance(app.screen, ColumnPicker)
         assert_safe(app, "[/]broken  VARCHAR", "\\x1b]8;;file:///etc/passwd")
@@ -296,7 +301,12 @@ async def test_history_and_run_detail(make_app) -> None:
         await settle(pilot)
         await pilot.press("6")
         await settle(pilot)
-        assert_safe(app, "[/]broken, ", "\\x1b]52;c;R", "SendGrid said \\x1b[2K\\x1b[1Aok")
+        assert_safe(
+            app,
+            "[/]broken, \\x1b]8;;file:///etc/passwd",
+            "\\x1b]52;c;REFUQQ==\\x1b\\Ann",
+            "SendGrid said \\x1b[2K\\x1b[1Aok",
+        )
         await pilot.press("o")
         await settle(pilot)
         assert isinstance(app.screen, RunDetailScreen)

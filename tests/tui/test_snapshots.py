@@ -1,5 +1,5 @@
-"""SVG snapshots of each main screen at 80x24: fixed data (FakeBackend),
-fixed clock (TickingClock), no clock in the header, cursor blink off, and
+"""SVG snapshots of each main screen at 80x24, and of the key ones at 120x40:
+fixed data (FakeBackend), fixed clock (TickingClock), no clock in the header, cursor blink off, and
 no toasts: what the screen shows, not the last thing it said (a toast would
 cover the content and make the image depend on timing). Flow tests check
 the notifications themselves.
@@ -20,6 +20,8 @@ def keys(*pressed: str):  # type: ignore[no-untyped-def]
         for key in pressed:
             await pilot.press(key)
             await settle(pilot)
+            # after each key: a screen under a dialog keeps the toasts it showed
+            pilot.app.clear_notifications()
         for field in pilot.app.screen.query(Input):
             field.cursor_blink = False
         pilot.app.clear_notifications()
@@ -64,3 +66,40 @@ def test_history(snap_compare, make_app) -> None:
 
 def test_run_detail(snap_compare, make_app) -> None:
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("6", "o", "v", "v"))
+
+
+# -- 120x40: the same screens when the terminal has room ----------------------
+
+WIDE = (120, 40)
+
+
+def test_destinations_wide(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=keys())
+
+
+def test_mapping_wide(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=WIDE, run_before=keys("enter", "3", "down", "down")
+    )
+
+
+def test_preview_rejected_wide(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=WIDE, run_before=keys("enter", "2", "space", "4", "v")
+    )
+
+
+def test_export_finished_wide(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=WIDE, run_before=keys("enter", "2", "space", "4", "x", "y")
+    )
+
+
+def test_history_wide(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=keys("6"))
+
+
+def test_help_wide(snap_compare, make_app) -> None:
+    assert snap_compare(
+        make_app(), terminal_size=WIDE, run_before=keys("enter", "2", "space", "4", "question_mark")
+    )

@@ -24,6 +24,16 @@ from tui.screens.consent import ConsentScreen
 from tui.screens.destination_form import DestinationFormScreen
 from tui.widgets import formatting
 from tui.widgets.formatting import safe
+from tui.widgets.row_table import Column, RowTable
+
+COLUMNS = (
+    Column("Name", "name", 14, grow=1),
+    Column("List", "list", 14, grow=1),
+    Column("Contacts", "contacts", 9),
+    Column("Last run", "last", 11),
+    Column("Status", "status", 11),
+    Column("Consent", "consent", 7),
+)
 
 
 class DestinationsScreen(SegsyncScreen):
@@ -52,20 +62,12 @@ class DestinationsScreen(SegsyncScreen):
         self._errors: dict[int, str] = {}  # destination id -> why its count failed
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="destinations", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="destinations", cursor_type="row", zebra_stripes=True)
         yield Static("", id="destination-detail", classes="detail")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key, width in (
-            ("Name", "name", 14),
-            ("List", "list", 14),
-            ("Contacts", "contacts", 9),
-            ("Last run", "last", 11),
-            ("Status", "status", 11),
-            ("Consent", "consent", 7),
-        ):
-            table.add_column(label, key=key, width=width)
+        table = self.query_one(RowTable)
+        table.show_rows(COLUMNS, [])
         table.loading = True
         # after the first paint: opening history imports SQLModel (~0.4 s) in the
         # worker thread, which would otherwise compete with drawing the screen
@@ -120,39 +122,30 @@ class DestinationsScreen(SegsyncScreen):
         self.counts[message.destination_id] = (
             formatting.count(message.count) if message.error is None else "error"
         )
-        table = self.query_one(DataTable)
-        try:
-            table.update_cell(
-                str(message.destination_id),
-                "contacts",
-                Text(self.counts[message.destination_id], justify="right"),
-            )
-        except Exception:  # the row went away while counting
-            return
         if message.error:
             self._errors[message.destination_id] = message.error
-            self._show_detail()
+        # redrawn whole (a few rows): the table keeps every cell for a resize
+        self._fill()
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
+        """(Re)draw the table for the current width; the cursor keeps its row."""
+        table = self.query_one(RowTable)
         table.loading = False
-        row = table.cursor_row  # a reload keeps the user's place
-        table.clear()
         current = self.segsync.destination
+        rows = []
         for d in self.destinations:
             marker = "▶ " if current is not None and current.id == d.id else "  "
             status = d.last_run_status or "-"
-            table.add_row(
-                safe(marker + d.name),
-                safe(d.list_name or d.list_id),
+            cells = (
+                safe(marker + d.name, no_wrap=True, overflow="ellipsis"),
+                safe(d.list_name or d.list_id, no_wrap=True, overflow="ellipsis"),
                 Text(self.counts.get(d.id, "…"), justify="right"),
                 Text(formatting.when(d.last_run_at)[5:] if d.last_run_at else "never"),
                 formatting.run_status(status),
                 Text("yes" if d.consent else "no", style="" if d.consent else "bold red"),
-                key=str(d.id),
             )
-        if self.destinations and row > 0:
-            table.move_cursor(row=min(row, len(self.destinations) - 1))
+            rows.append((str(d.id), cells))
+        table.show_rows(COLUMNS, rows)
         if not self.destinations:
             self.query_one("#destination-detail", Static).update(
                 Text("No destination yet. Press a to add one (a SendGrid key and a list).")

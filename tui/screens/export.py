@@ -36,6 +36,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.widgets.event_log import EventLog
 from tui.widgets.export_progress import ExportProgress as ProgressPanel
 from tui.widgets.formatting import duration, safe
+from tui.widgets.row_table import RowTable
 
 _JOB_STYLE = {
     "completed": "green",
@@ -91,7 +92,7 @@ class ExportScreen(SegsyncScreen):
             classes="status",
         )
         yield ProgressPanel()
-        yield DataTable(id="batches", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="batches", cursor_type="row", zebra_stripes=True)
         yield EventLog(id="export-log")
         yield Static("", id="summary", classes="summary")
 

@@ -17,8 +17,20 @@ from tui.screens.base import SegsyncScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.widgets import formatting
 from tui.widgets.formatting import safe
+from tui.widgets.row_table import Column, RowTable
 
 STATUSES = tuple(formatting.RUN_STATUS_STYLE)
+
+
+COLUMNS = (
+    Column("#", "id", 3),
+    Column("Started", "started", 11),
+    Column("Destination", "destination", 11, grow=2),
+    Column("Segments", "segments", 12, grow=1),
+    Column("Mode", "mode", 7),
+    Column("Status", "status", 11),
+    Column("Sent", "sent", 7),
+)
 
 
 class HistoryScreen(SegsyncScreen):
@@ -54,21 +66,12 @@ class HistoryScreen(SegsyncScreen):
                 id="filter-status",
                 compact=True,
             )
-        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="run-summary", classes="detail")
 
     def on_mount(self) -> None:
-        table = self.query_one("#runs", DataTable)
-        for label, key, width in (
-            ("#", "id", 3),
-            ("Started", "started", 11),
-            ("Destination", "destination", 11),
-            ("Segments", "segments", 12),
-            ("Mode", "mode", 7),
-            ("Status", "status", 11),
-            ("Sent", "sent", 7),
-        ):
-            table.add_column(label, key=key, width=width)
+        table = self.query_one("#runs", RowTable)
+        table.show_rows(COLUMNS, [])
         table.loading = True
 
     def on_screen_resume(self) -> None:
@@ -102,10 +105,9 @@ class HistoryScreen(SegsyncScreen):
         self._fill()
 
     def _fill(self) -> None:
-        table = self.query_one("#runs", DataTable)
+        """(Re)draw the runs for the filters and the width; the cursor keeps its row."""
+        table = self.query_one("#runs", RowTable)
         table.loading = False
-        row = table.cursor_row  # a reload keeps the user's place
-        table.clear()
         destination = self.query_one("#filter-destination", Select).value
         status = self.query_one("#filter-status", Select).value
         self.shown = [
@@ -114,27 +116,26 @@ class HistoryScreen(SegsyncScreen):
             if (not isinstance(destination, str) or r.destination == destination)
             and (not isinstance(status, str) or r.status == status)
         ]
+        rows: list[tuple[str | None, tuple[object, ...]]] = []
         for run in self.shown:
             sent = run.counts.get("sent", run.counts.get("to_send"))
             mode = run.mode + ("+inc" if run.incremental else "")
-            table.add_row(
-                str(run.id),
-                formatting.when(run.started_at)[5:],
-                safe(run.destination),
+            cells = (
+                Text(str(run.id)),
+                Text(formatting.when(run.started_at)[5:]),
+                safe(run.destination, no_wrap=True, overflow="ellipsis"),
                 safe(", ".join(run.segments), no_wrap=True, overflow="ellipsis"),
                 safe("dry-run" if run.dry_run else mode),
                 formatting.run_status(run.status),
                 Text(formatting.count(sent) if sent is not None else "-", justify="right"),
-                key=str(run.id),
             )
+            rows.append((str(run.id), cells))
+        table.show_rows(COLUMNS, rows)
         if not self.runs:
-            table.add_row(
-                "",
-                Text("No runs yet: preview (4) and export (x) to make one.", style="dim"),
-                *[""] * 5,
+            self.query_one("#run-summary", Static).update(
+                Text("No runs yet: preview (4) and export (x) to make one.", style="dim")
             )
-        if self.shown and row > 0:
-            table.move_cursor(row=min(row, len(self.shown) - 1))
+            return
         self._show_detail()
 
     def _highlighted(self) -> RunInfo | None:

@@ -16,9 +16,19 @@ from tui.messages import MappingLoaded, MappingSaved, SampleRowsLoaded
 from tui.screens.base import SegsyncScreen, describe_error
 from tui.screens.pickers import NOT_MAPPED, ColumnPicker
 from tui.widgets.formatting import safe
+from tui.widgets.row_table import Column, RowTable
 
 SAMPLE_ROWS = 3
 CONSENT_ROW = "\x00consent"
+
+
+COLUMNS = (
+    Column("SendGrid field", "field", 24, grow=3),
+    Column("Column", "column", 14, grow=2),
+    *(Column(f"row {index + 1}", f"row{index}", 10, grow=1) for index in range(SAMPLE_ROWS)),
+)
+"""At 80 columns as designed; wider, the sample values are shown in full
+first, then long column and field names."""
 
 
 class MappingScreen(SegsyncScreen):
@@ -49,15 +59,11 @@ class MappingScreen(SegsyncScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="mapping-status", classes="status")
-        yield DataTable(id="mapping", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="mapping", cursor_type="row", zebra_stripes=True)
         yield Static("", id="mapping-detail", classes="detail")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column("SendGrid field", key="field", width=24)
-        table.add_column("Column", key="column", width=14)
-        for index in range(SAMPLE_ROWS):
-            table.add_column(f"row {index + 1}", key=f"row{index}", width=10)
+        self.query_one(RowTable).show_rows(COLUMNS, [])
         self.on_screen_resume()
 
     def on_screen_resume(self) -> None:
@@ -186,10 +192,10 @@ class MappingScreen(SegsyncScreen):
         return safe(text, no_wrap=True, overflow="ellipsis")
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
+        """(Re)draw the fields for the mapping, samples and width."""
+        table = self.query_one(RowTable)
         table.loading = False
-        row = table.cursor_row
-        table.clear()
+        rows: list[tuple[str | None, tuple[Text, ...]]] = []
         for key, label, column in self._fields():
             values = [
                 self._cell(key, r.get(column)) if column else Text("")
@@ -197,14 +203,13 @@ class MappingScreen(SegsyncScreen):
             ]
             values += [Text("")] * (SAMPLE_ROWS - len(values))
             style = "bold red" if key == "email" and column is None else ""
-            table.add_row(
-                safe(label, style),
-                safe(column or "-", "" if column else "dim"),
+            cells = (
+                safe(label, style, no_wrap=True, overflow="ellipsis"),
+                safe(column or "-", "" if column else "dim", no_wrap=True, overflow="ellipsis"),
                 *values,
-                key=key,
             )
-        if row >= 0:
-            table.move_cursor(row=min(row, table.row_count - 1))
+            rows.append((key, cells))
+        table.show_rows(COLUMNS, rows)
         self._show_detail()
 
     def _highlighted(self) -> tuple[str, str, str | None] | None:

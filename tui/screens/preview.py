@@ -18,8 +18,22 @@ from tui.messages import EngineEvent, ExportEnded, ExportRunner
 from tui.screens.base import SegsyncScreen
 from tui.widgets.counts_table import CountsTable
 from tui.widgets.formatting import safe
+from tui.widgets.row_table import Column, Row, RowTable
 
 _VIEWS = ("sample", "rejected", "body")
+EXCLUSIONS = ("no_consent", "no_email", "invalid_email", "too_long", "duplicate")
+_CATEGORY_VIEW = {
+    **dict.fromkeys(EXCLUSIONS, "rejected"),
+    **dict.fromkeys(("to_send", "to_add", "to_update"), "sample"),
+    "to_remove": "body",
+}
+"""Which view shows the rows of a category picked on the left (others: all)."""
+REJECTED_COLUMNS = (
+    Column("Email", "email", 16, grow=1),
+    Column("Reason", "reason", len("invalid_email")),
+    Column("Detail", "detail", 0, optional=True),
+)
+"""Email and reason in full first (at 80 columns too); the detail gets the rest."""
 
 
 class PreviewScreen(SegsyncScreen):
@@ -42,6 +56,8 @@ class PreviewScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
+        self.preview: PreviewReady | None = None
+        self.category: str | None = None  # the category picked on the left, None: all
         self.previewed: tuple[Any, ...] | None = None
         self.counts: dict[str, int] = {}
         self.running = False
@@ -55,12 +71,14 @@ class PreviewScreen(SegsyncScreen):
                 with TabPane("Sample", id="sample"):
                     yield DataTable(id="sample-table", zebra_stripes=True)
                 with TabPane("Rejected", id="rejected"):
-                    yield DataTable(id="rejected-table", zebra_stripes=True)
+                    yield RowTable(id="rejected-table", zebra_stripes=True, cursor_type="row")
                 with TabPane("Request", id="body"), VerticalScroll():
                     yield Static("", id="first-body")
 
     def on_mount(self) -> None:
-        self.query_one("#rejected-table", DataTable).add_columns("Email", "Reason", "Detail")
+        counts = self.query_one(CountsTable)
+        counts.cursor_type = "row"  # a category is picked here to filter the rows
+        self.query_one("#rejected-table", RowTable).show_rows(REJECTED_COLUMNS, [])
         self.on_screen_resume()
 
     def _wanted(self) -> tuple[Any, ...]:
@@ -96,6 +114,7 @@ class PreviewScreen(SegsyncScreen):
         self.previewed = self._wanted()
         self.counts = {}
         self.query_one(CountsTable).show({})
+        self._clear_views()  # rows of the last plan (another destination, maybe) are stale
         if settings is None:
             self._show_status("nothing to preview")
             return
@@ -161,6 +180,13 @@ class PreviewScreen(SegsyncScreen):
             to_send = self.counts.get("to_send")
             self._show_status("ready · x exports" if to_send else "nothing to send")
 
+    def _clear_views(self) -> None:
+        self.preview = None
+        self.category = None
+        self.query_one("#sample-table", DataTable).clear(columns=True)
+        self.query_one("#rejected-table", RowTable).show_rows(REJECTED_COLUMNS, [])
+        self.query_one("#first-body", Static).update("")
+
     def _show_preview(self, event: PreviewReady) -> None:
         self.counts = dict(event.counts)
         self.query_one(CountsTable).show(self.counts)
@@ -172,15 +198,40 @@ class PreviewScreen(SegsyncScreen):
         sample.add_columns(*(safe(f) for f in fields))
         for contact in event.sample_contacts:
             sample.add_row(*(safe(_plain(contact.get(f)), no_wrap=True) for f in fields))
-        rejected = self.query_one("#rejected-table", DataTable)
-        rejected.clear()
-        for email, category, detail in event.sample_rejected:
-            rejected.add_row(safe(email or "∅"), safe(category, "yellow"), safe(detail))
+        self.preview = event
+        self._show_rejected()
         body = safe(event.first_body or "(nothing would be sent)", multiline=True)
         if event.removals_sample:
             body.append("\n\nWould remove from the list: ", style="bold")
             body.append(safe(", ".join(event.removals_sample)))
         self.query_one("#first-body", Static).update(body)
+
+    def _show_rejected(self) -> None:
+        """The sampled rejected rows, only the picked category's when one is."""
+        sampled = self.preview.sample_rejected if self.preview is not None else ()
+        rows: list[Row] = [
+            (None, (safe(email or "∅"), safe(category, "yellow"), safe(detail)))
+            for email, category, detail in sampled
+            if self.category is None or category == self.category
+        ]
+        if not rows and sampled and self.category is not None:
+            note = f"none of the {len(sampled)} sampled rows is {self.category}"
+            rows = [(None, (Text(note, style="dim"), Text(""), Text("")))]
+        self.query_one("#rejected-table", RowTable).show_rows(REJECTED_COLUMNS, rows)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """A category picked on the left shows its rows: an exclusion its
+        rejected rows, what is sent the sample, removals the request view."""
+        if not isinstance(event.data_table, CountsTable) or event.row_key.value is None:
+            return
+        key = event.row_key.value
+        category = key if key in EXCLUSIONS else None
+        if category != self.category:
+            self.category = category
+            self._show_rejected()
+        tab = _CATEGORY_VIEW.get(key)
+        if tab is not None:
+            self.query_one(TabbedContent).active = tab
 
     # -- actions -----------------------------------------------------------------
 

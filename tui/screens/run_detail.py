@@ -21,6 +21,7 @@ from tui.screens.pickers import PathPrompt
 from tui.widgets import formatting
 from tui.widgets.counts_table import CountsTable
 from tui.widgets.formatting import safe
+from tui.widgets.row_table import RowTable
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
 _VIEWS = ("summary", "batches", "rejected")
@@ -58,9 +59,9 @@ class RunDetailScreen(Screen[None]):
                 with VerticalScroll(id="config-scroll"):
                     yield Static("", id="run-config")
             with TabPane("Batches", id="batches"):
-                yield DataTable(id="run-batches", zebra_stripes=True, cursor_type="row")
+                yield RowTable(id="run-batches", zebra_stripes=True, cursor_type="row")
             with TabPane("Rejected", id="rejected"):
-                yield DataTable(id="run-rejected", zebra_stripes=True, cursor_type="row")
+                yield RowTable(id="run-rejected", zebra_stripes=True, cursor_type="row")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:

@@ -15,6 +15,7 @@ from tui.messages import SegmentCountsLoaded, SegmentsLoaded, UnionCounted
 from tui.screens.base import SegsyncScreen
 from tui.widgets import formatting
 from tui.widgets.formatting import safe
+from tui.widgets.row_table import RowTable
 
 
 class SegmentsScreen(SegsyncScreen):
@@ -42,7 +43,7 @@ class SegmentsScreen(SegsyncScreen):
         self.union: int | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield DataTable(id="segments", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="segments", cursor_type="row", zebra_stripes=True)
         yield Static("", id="union", classes="status")
         yield Static("", id="segment-detail", classes="detail")
 

@@ -53,4 +53,5 @@ class CountsTable(DataTable[Text]):
             self.add_row(
                 safe(labels.get(key, key.replace("_", " ")), style),
                 Text(f"{value:,}", justify="right", style=style),
+                key=key,  # a screen that lets a category be picked reads it back
             )

@@ -68,12 +68,15 @@ class ExportProgress(Vertical):
     def on_mount(self) -> None:
         self._phase: str | None = None
         self._phase_start: tuple[float, int] | None = None
+        # idle, a bar without a total would pulse "--%" for nothing
+        self.query_one(ProgressBar).display = False
 
     def set_phase(self, phase: str, total: int | None) -> None:
         self._phase = phase
         self._phase_start = None
         self.query_one("#phases", Static).update(phase_strip(phase))
         bar = self.query_one(ProgressBar)
+        bar.display = True
         if phase == "done":
             bar.update(total=bar.total or 1, progress=bar.total or 1)
         else:
