@@ -41,6 +41,7 @@ from store.redact import (
     plans_naming,
     redact_database,
     redact_file,
+    remove_stray_temp_files,
     resumable_plan_files,
     token_for,
 )
@@ -81,6 +82,7 @@ class ForgetReport:
     databases: list[DatabaseReport] = field(default_factory=list)
     files: list[FileReport] = field(default_factory=list)
     plans_superseded: list[int] = field(default_factory=list)
+    temp_files_removed: list[Path] = field(default_factory=list)  # left by a killed writer
     traces: list[Path] = field(default_factory=list)  # files still holding the address
 
     @property
@@ -133,6 +135,7 @@ def forget_person(
                 done = redact_file(state, path, matcher, report.token, resumable)
                 if done is not None:
                     report.files.append(done)
+            report.temp_files_removed = remove_stray_temp_files(state, matcher)
             for path in history_databases(state):
                 report.databases.append(redact_database(path, matcher, report.token))
             report.traces = find_traces(state, matcher.email)

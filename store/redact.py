@@ -22,8 +22,8 @@ is found and rewritten.
 
 Matching is by whole address: ``a@b.com`` is not found inside ``aa@b.com`` or
 ``a@b.community``, so nobody else's record is touched. `find_traces` searches
-every file afterwards (values of structured files, raw bytes of the rest) and
-names any that still hold the address.
+every file afterwards (the values of Parquet and SQLite files, the raw bytes of
+Arrow files and of everything else) and names any that still hold the address.
 """
 
 from __future__ import annotations
@@ -349,8 +349,14 @@ def redact_file(
         table = pq.read_table(path)
     table, rows = _redact_table(table, kind, matcher, token, path in resumable_plans)
     table, mentions = _rewrite_mentions(table, matcher, token)
-    if not rows and not mentions:
+    # An Arrow file written from a slice can carry bytes of values outside it
+    # (the rest of the shared data buffer): the address may be in the file
+    # without being any of its values. Such a file is rewritten from fresh buffers.
+    stray = is_arrow and matcher.in_bytes(path.read_bytes())
+    if not rows and not mentions and not stray:
         return None
+    if is_arrow:
+        table = pa.Table.from_pylist(table.to_pylist(), schema=table.schema)
     if kind == "ledger" and rows:
         table = _bump_ledger_version(table)
     write: Callable[[BinaryIO], None]
@@ -418,6 +424,40 @@ def plans_naming(state: Path, plan_ids: list[int], matcher: Matcher) -> list[int
     return touched
 
 
+# -- files a killed process left behind ----------------------------------------
+
+# store.atomic.write_atomic's temp file: ".<name>.<pid>.tmp" beside the target.
+_TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stray_temp_files(state: Path, matcher: Matcher) -> list[Path]:
+    """Delete half-written temp files of processes that died mid-write (a killed
+    export leaves one beside a batch file) when they hold the address: nothing
+    reads them, and they would keep a plain copy. A live writer's are left."""
+    removed = []
+    for folder, dirs, files in os.walk(state, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            match = _TEMP.match(name)
+            path = Path(folder) / name
+            if match is None or path.is_symlink() or _pid_alive(int(match.group(1))):
+                continue
+            if matcher.in_bytes(path.read_bytes()):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 # -- checking the result -------------------------------------------------------
 
 
@@ -447,7 +487,9 @@ def _file_holds(path: Path, matcher: Matcher) -> bool:
         with open(path, "rb") as handle:
             head = handle.read(16)
         if path.suffix in (".parquet", ".arrow") and not path.name.startswith("."):
-            if path.suffix == ".arrow":
+            if path.suffix == ".arrow":  # uncompressed: its bytes can hold more than its values
+                if matcher.in_bytes(path.read_bytes()):
+                    return True
                 with ipc.open_file(path) as reader:
                     table = reader.read_all()
             else:

@@ -118,6 +118,7 @@ def _report_json(report: Any) -> dict[str, Any]:
         "history": [{"file": str(db.path), "values": dict(db.values)} for db in report.databases],
         "files": _kind_totals(report),
         "plans_superseded": list(report.plans_superseded),
+        "temp_files_removed": [str(p) for p in report.temp_files_removed],
         "copies_left": [str(p) for p in report.traces],
     }
 
@@ -144,6 +145,10 @@ def _print_report(email: str, report: Any) -> None:
             continue
         extra = f", {entry['mentions']:,} other mention(s) replaced" if entry["mentions"] else ""
         print(f"  {label}: {entry['rows']:,} row(s) {verb} in {entry['files']:,} file(s){extra}")
+    if report.temp_files_removed:
+        print(
+            f"  half-written files of a stopped process: {len(report.temp_files_removed)} removed"
+        )
     if report.plans_superseded:
         ids = ", ".join(str(i) for i in report.plans_superseded)
         print(f"  plan(s) {ids} would have touched them: marked superseded (plan again)")
