@@ -184,6 +184,53 @@ class PlanInfo:
 
 
 @dataclass(frozen=True)
+class SyncInfo:
+    """One saved sync with its last run and its next one (the Syncs table)."""
+
+    id: int
+    name: str
+    destination: str
+    segments: tuple[str, ...]
+    mode: str
+    trigger: str  # "every 6h" | "cron 0 6 * * * (Europe/Berlin)" | "on refresh"
+    paused: bool
+    running: bool
+    last_attempt_at: datetime | None
+    last_result: str | None  # succeeded | partial | rejected | failed | refused | ...
+    last_run_id: int | None
+    last_message: str
+    next_run_at: datetime | None  # None: paused, or waiting for a refresh
+    waiting_for: str  # on refresh: what it waits for, in words
+    alerts: int  # failures nobody acknowledged
+
+
+@dataclass(frozen=True)
+class SyncAlertInfo:
+    """A failure of a sync nobody acknowledged: the banner at start names it."""
+
+    sync_id: int
+    sync: str
+    result: str
+    at: datetime
+    run_id: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class SyncForm:
+    """What the add-sync form collects; exactly one trigger is set."""
+
+    name: str
+    destination_id: int
+    segments: tuple[str, ...]
+    mode: Literal["upsert", "mirror"] = "upsert"
+    incremental: bool = False
+    every: str | None = None  # "6h", "30m"
+    cron: str | None = None  # "0 6 * * *"
+    on_refresh: bool = False
+
+
+@dataclass(frozen=True)
 class RunInfo:
     id: int
     destination: str
@@ -290,3 +337,12 @@ class Backend(Protocol):
     def explain(
         self, destination_id: int, email: str | None = None, key: str | None = None
     ) -> dict[str, object]: ...
+
+    # scheduled syncs
+    def syncs(self) -> list[SyncInfo]: ...
+    def sync_alerts(self) -> list[SyncAlertInfo]: ...
+    def acknowledge_sync_alerts(self, sync_ids: tuple[int, ...] = ()) -> None: ...
+    def add_sync(self, form: SyncForm) -> SyncInfo: ...
+    def pause_sync(self, sync_id: int, paused: bool) -> None: ...
+    # runs the sync now (blocking: call from a thread worker); returns its result line
+    def run_sync_now(self, sync_id: int) -> str: ...

@@ -33,6 +33,9 @@ from tui.backend import (
     RunInfo,
     SegmentCountInfo,
     SegmentInfo,
+    SyncAlertInfo,
+    SyncForm,
+    SyncInfo,
 )
 
 if TYPE_CHECKING:
@@ -498,6 +501,95 @@ class LocalBackend:
         except ExplainError as error:
             raise BackendError(str(error)) from None
         return answer.to_json()
+
+    # -- scheduled syncs ----------------------------------------------------------
+
+    def syncs(self) -> list[SyncInfo]:
+        from connector.syncs import sync_overview, utc_now
+
+        return [
+            SyncInfo(
+                id=s.id,
+                name=s.name,
+                destination=s.destination,
+                segments=tuple(s.segments),
+                mode=s.mode,
+                trigger=s.trigger,
+                paused=s.paused,
+                running=s.running,
+                last_attempt_at=s.last_attempt_at,
+                last_result=s.last_result,
+                last_run_id=s.last_run_id,
+                last_message=s.last_message or "",
+                next_run_at=s.next_run_at,
+                waiting_for=s.waiting_for or "",
+                alerts=s.alerts,
+            )
+            for s in sync_overview(self._hist(), utc_now())
+        ]
+
+    def sync_alerts(self) -> list[SyncAlertInfo]:
+        return [
+            SyncAlertInfo(
+                sync_id=a.sync_id,
+                sync=a.sync_name,
+                result=a.event.result,
+                at=a.event.at,
+                run_id=a.event.run_id,
+                message=a.event.message or "",
+            )
+            for a in self._hist().sync_alerts()
+        ]
+
+    def acknowledge_sync_alerts(self, sync_ids: tuple[int, ...] = ()) -> None:
+        from connector.syncs import utc_now
+
+        self._hist().acknowledge_sync_alerts(utc_now(), list(sync_ids) or None)
+
+    def add_sync(self, form: SyncForm) -> SyncInfo:
+        from connector.syncs import SyncError, create_sync, utc_now
+
+        history = self._hist()
+        try:
+            record = create_sync(
+                history,
+                name=form.name,
+                destination=str(form.destination_id),
+                segments=form.segments,
+                workspace=self._ws().root,
+                now=utc_now(),
+                mode=form.mode,
+                incremental=form.incremental,
+                every=form.every,
+                cron=form.cron,
+                on_refresh=form.on_refresh,
+            )
+        except SyncError as error:
+            raise BackendError(str(error)) from None
+        return next(s for s in self.syncs() if s.id == record.id)
+
+    def pause_sync(self, sync_id: int, paused: bool) -> None:
+        from connector.syncs import edit_sync, utc_now
+
+        history = self._hist()
+        edit_sync(history, history.get_sync(sync_id), utc_now(), paused=paused)
+
+    def run_sync_now(self, sync_id: int) -> str:
+        from connector.syncs import SyncBusy, SyncRunner
+
+        history = self._hist()
+        # Someone is at the terminal: the keyring may ask them, unlike under a timer.
+        runner = SyncRunner(
+            history, self._state_dir(), keys=self._keystore(), settings=self._engine_settings
+        )
+        try:
+            attempt = runner.run_now(history.get_sync(sync_id))
+        except SyncBusy as error:
+            raise BackendError(str(error)) from None
+        run = f" (run {attempt.run_id})" if attempt.run_id else ""
+        return f"{attempt.sync}: {attempt.result}{run}" + (
+            f": {attempt.message}" if attempt.message else ""
+        )
 
 
 def _draft(mapping: Any) -> MappingDraft:
