@@ -41,6 +41,7 @@ from store.redact import (
     plans_naming,
     redact_database,
     redact_file,
+    redact_text_files,
     remove_stray_temp_files,
     resumable_plan_files,
     token_for,
@@ -83,6 +84,7 @@ class ForgetReport:
     files: list[FileReport] = field(default_factory=list)
     plans_superseded: list[int] = field(default_factory=list)
     temp_files_removed: list[Path] = field(default_factory=list)  # left by a killed writer
+    text_files: list[Path] = field(default_factory=list)  # logs and the like, rewritten
     traces: list[Path] = field(default_factory=list)  # files still holding the address
 
     @property
@@ -136,6 +138,7 @@ def forget_person(
                 if done is not None:
                     report.files.append(done)
             report.temp_files_removed = remove_stray_temp_files(state, matcher)
+            report.text_files = redact_text_files(state, matcher, report.token)
             for path in history_databases(state):
                 report.databases.append(redact_database(path, matcher, report.token))
             report.traces = find_traces(state, matcher.email)

@@ -47,8 +47,9 @@ from store.atomic import write_atomic
 TOKEN_PREFIX = "forgotten:"
 # Characters that may sit right before an address in a longer one (its local
 # part) and right after it (its domain): a match must have neither, so erasing
-# a@b.com never rewrites aa@b.com or a@b.com.au.
-_LOCAL = r"\w.!#$%&'*+/=?^`{|}~\-"
+# a@b.com never rewrites aa@b.com or a@b.com.au. Quotes, backticks, braces and
+# bars are left out: messages quote addresses with them ('a@b.com').
+_LOCAL = r"\w.!#$%&*+/=?^~\-"
 _DOMAIN = r"\w\-"
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Plans of runs that can still be resumed, and plans still to be applied.
@@ -458,6 +459,36 @@ def remove_stray_temp_files(state: Path, matcher: Matcher) -> list[Path]:
     return removed
 
 
+# -- other text files ----------------------------------------------------------
+
+
+def redact_text_files(state: Path, matcher: Matcher, token: str) -> list[Path]:
+    """Replace the address in plain text files that mention it (a sync's log, a
+    hook's output): any file that is not a data file, decodes as UTF-8 and
+    names the person is rewritten, atomically and owner-only."""
+    changed = []
+    for folder, dirs, files in os.walk(state, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            if path.is_symlink() or not path.is_file() or _TEMP.match(name):
+                continue
+            if path.suffix in (".parquet", ".arrow") or name.startswith("history.db"):
+                continue
+            data = path.read_bytes()
+            if data.startswith(SQLITE_HEADER) or not matcher.in_bytes(data):
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # binary: left to find_traces to report
+            if matcher.found_in(text):
+                fresh = matcher.replace(text, token).encode("utf-8")
+                write_atomic(path, lambda handle, fresh=fresh: handle.write(fresh))
+                changed.append(path)
+    return changed
+
+
 # -- checking the result -------------------------------------------------------
 
 
@@ -499,7 +530,13 @@ def _file_holds(path: Path, matcher: Matcher) -> bool:
             return database_holds(path, matcher)
     except (pa.ArrowInvalid, OSError, sqlite3.DatabaseError):
         pass  # unreadable as what it claims to be: fall back to its bytes
-    return matcher.in_bytes(path.read_bytes())
+    data = path.read_bytes()
+    if not matcher.in_bytes(data):
+        return False
+    try:  # text can be read as text: a longer address (aa@b.com) is not this one
+        return matcher.found_in(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return True  # binary: any occurrence counts
 
 
 def _table_holds(table: pa.Table, matcher: Matcher) -> bool:

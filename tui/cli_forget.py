@@ -119,6 +119,7 @@ def _report_json(report: Any) -> dict[str, Any]:
         "files": _kind_totals(report),
         "plans_superseded": list(report.plans_superseded),
         "temp_files_removed": [str(p) for p in report.temp_files_removed],
+        "text_files": [str(p) for p in report.text_files],
         "copies_left": [str(p) for p in report.traces],
     }
 
@@ -145,6 +146,9 @@ def _print_report(email: str, report: Any) -> None:
             continue
         extra = f", {entry['mentions']:,} other mention(s) replaced" if entry["mentions"] else ""
         print(f"  {label}: {entry['rows']:,} row(s) {verb} in {entry['files']:,} file(s){extra}")
+    if report.text_files:
+        names = ", ".join(visible(p.name) for p in report.text_files)
+        print(f"  text files (logs): address replaced in {names}")
     if report.temp_files_removed:
         print(
             f"  half-written files of a stopped process: {len(report.temp_files_removed)} removed"

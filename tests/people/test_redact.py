@@ -18,6 +18,7 @@ from store.redact import (
     find_traces,
     redact_database,
     redact_file,
+    redact_text_files,
     remove_stray_temp_files,
 )
 
@@ -134,3 +135,17 @@ def test_arrow_bytes_outside_the_values_and_dead_writers_temp_files_are_found(tm
     assert find_traces(tmp_path, "a@b.com") == []
     with ipc.open_file(path) as reader:
         assert reader.read_all().column("email").to_pylist() == ["x@y.com"]
+
+
+def test_a_log_that_mentions_them_is_rewritten_and_binary_files_are_only_reported(tmp_path):
+    log = tmp_path / "syncs.log"
+    log.write_text("run 3: contact for 'A@b.com' too large; aa@b.com fine\n")
+    binary = tmp_path / "odd.bin"
+    binary.write_bytes(b"\xff\xfe a@b.com")
+    m = Matcher("a@b.com")
+
+    assert redact_text_files(tmp_path, m, TOKEN) == [log]
+
+    assert log.read_text() == f"run 3: contact for '{TOKEN}' too large; aa@b.com fine\n"
+    assert log.stat().st_mode & 0o077 == 0
+    assert find_traces(tmp_path, "a@b.com") == [binary]
