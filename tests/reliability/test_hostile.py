@@ -509,6 +509,31 @@ def test_a_failed_command_does_not_echo_raw_escapes(env: Env, capsys) -> None:
     assert env.members("news") == set()
 
 
+def test_list_and_destination_names_from_sendgrid_cannot_drive_the_terminal(
+    env: Env, capsys
+) -> None:
+    """A list name is whatever someone typed into SendGrid; it is printed by
+    `destinations add`, `list`, `show` and `test`."""
+    list_id = env.emulator.state.create_list(f"VIP{OSC52}{TITLE}{BIDI}")["id"]
+    name = f"news{TITLE}"
+    capsys.readouterr()
+    code = run_cli(
+        main, "destinations", "add", name, "--list-id", list_id, "--api-key-env", "DEST_KEY",
+        "--base-url", env.emulator.url,
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "VIP\\x1b]52" in out  # shown, made visible
+    outputs = [out, err]
+    for argv in (["list"], ["show", name], ["test", name]):
+        capsys.readouterr()
+        run_cli(main, "destinations", *argv)
+        outputs.extend(capsys.readouterr())
+    assert_no_raw_controls(*outputs)
+    code, listed = cli_json(capsys, "destinations", "list", "--json")
+    assert listed[0]["list_name"] == f"VIP{OSC52}{TITLE}{BIDI}"  # --json stays exact
+
+
 # -- predicates that run forever, or hold nothing -----------------------------------
 
 ENDLESS = (
