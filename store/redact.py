@@ -52,6 +52,8 @@ TOKEN_PREFIX = "forgotten:"
 _LOCAL = r"\w.!#$%&*+/=?^~\-"
 _DOMAIN = r"\w\-"
 SQLITE_HEADER = b"SQLite format 3\x00"
+# Seconds to wait for other readers of the history before compacting it.
+COMPACT_WAIT = 5.0
 # Plans of runs that can still be resumed, and plans still to be applied.
 _UNFINISHED_RUN = ("interrupted", "cancelled", "failed", "running")
 
@@ -182,21 +184,32 @@ def redact_database(path: Path, matcher: Matcher, token: str) -> DatabaseReport:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        _truncate_wal(con, path)
-        con.execute("VACUUM")  # rebuilds every page: nothing freed keeps old text
-        _truncate_wal(con, path)
+        # Readers (the app) hold snapshots only briefly; one that does not let go
+        # fails the erasure with a clear message rather than hanging it.
+        con.execute(f"PRAGMA busy_timeout = {int(COMPACT_WAIT * 1000)}")
+        try:
+            _truncate_wal(con, path)
+            con.execute("VACUUM")  # rebuilds every page: nothing freed keeps old text
+            _truncate_wal(con, path)
+        except sqlite3.OperationalError as exc:
+            raise RedactionIncomplete(_busy_message(path, str(exc))) from None
     finally:
         con.close()
     return report
 
 
+def _busy_message(path: Path, why: str) -> str:
+    return (
+        f"{path}: the address is replaced, but another program (the segsync app?) holds "
+        f"the history open ({why}), so old copies in its write-ahead log and free pages "
+        "could not be wiped; close it and run `segsync forget` again for this address"
+    )
+
+
 def _truncate_wal(con: sqlite3.Connection, path: Path) -> None:
     busy, _log, _done = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     if busy:
-        raise RedactionIncomplete(
-            f"{path}: another program (the segsync app?) is reading the history, so its "
-            "write-ahead log could not be emptied; close it and run forget again"
-        )
+        raise RedactionIncomplete(_busy_message(path, "a reader did not let go"))
 
 
 def database_holds(path: Path, matcher: Matcher) -> bool:

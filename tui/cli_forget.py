@@ -83,7 +83,12 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             sys.stderr.write("nothing was done\n")
             return EXIT_USAGE
-    report = forget_person(state, email)
+    from store.redact import RedactionIncomplete
+
+    try:
+        report = forget_person(state, email)
+    except RedactionIncomplete as exc:
+        raise CliError(str(exc), EXIT_FAILED) from None
     if args.json:
         print_json(_report_json(report))
     else:

@@ -11,10 +11,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
+import pytest
 
 from store.changeset import CHANGESET_SCHEMA
 from store.redact import (
     Matcher,
+    RedactionIncomplete,
     find_traces,
     redact_database,
     redact_file,
@@ -149,3 +151,24 @@ def test_a_log_that_mentions_them_is_rewritten_and_binary_files_are_only_reporte
     assert log.read_text() == f"run 3: contact for '{TOKEN}' too large; aa@b.com fine\n"
     assert log.stat().st_mode & 0o077 == 0
     assert find_traces(tmp_path, "a@b.com") == [binary]
+
+
+def test_a_reader_holding_the_history_open_fails_the_erasure_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr("store.redact.COMPACT_WAIT", 0.2)
+    db = tmp_path / "history.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.execute("CREATE TABLE t (email TEXT)")
+    con.execute("INSERT INTO t VALUES ('a@b.com')")
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # an open snapshot, like a slow app
+    try:
+        with pytest.raises(RedactionIncomplete, match="run `segsync forget` again"):
+            redact_database(db, Matcher("a@b.com"), TOKEN)
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+    assert redact_database(db, Matcher("a@b.com"), TOKEN).values == {}  # done already
+    con.close()
+    assert find_traces(tmp_path, "a@b.com") == []
