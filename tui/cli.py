@@ -202,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(rejected, workspace=False)
     rejected.add_argument("run", type=int)
     rejected.add_argument("--csv", type=Path, required=True)
+    prune = runs_sub.add_parser(
+        "prune",
+        help="delete the per-person records of runs older than N days (counts stay)",
+        description="Delete, for runs that ended more than N days ago, the record of every "
+        "person they touched and any leftover batch address files. The runs, their counts "
+        "and rejected rows stay in history. Nothing else ever deletes these records.",
+    )
+    _common(prune, workspace=False)
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    prune.add_argument("--yes", action="store_true", help="do not ask first")
     evidence = runs_sub.add_parser("evidence", help="consent evidence for a run (Markdown)")
     _common(evidence, workspace=False)
     evidence.add_argument("run", type=int)

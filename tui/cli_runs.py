@@ -52,6 +52,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return _show(args, history)
     if command == "rejected":
         return _rejected(args, history)
+    if command == "prune":
+        return _prune(args, history)
     if command == "evidence":
         from tui.cli_forget import cmd_evidence
 
@@ -189,4 +191,42 @@ def _rejected(args: argparse.Namespace, history: Any) -> int:
     except OSError as exc:
         raise CliError(f"cannot write {args.csv}: {exc.strerror}") from exc
     print(f"wrote {written:,} rejected rows to {args.csv}")
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace, history: Any) -> int:
+    """Delete people records (and stray batch files) of runs ended before the cutoff."""
+    import shutil
+    import sys
+    from datetime import UTC, datetime, timedelta
+
+    from store.paths import run_dir
+    from store.people import people_file
+
+    state = resolve_state_dir(args)
+    cutoff = datetime.now(UTC) - timedelta(days=args.older_than)
+    old = [
+        r
+        for r in history.list_runs(limit=None)
+        if r.ended_at is not None and r.ended_at < cutoff and r.status != "running"
+    ]
+    targets = [r for r in old if people_file(state, r.id).is_file()]
+    if not targets:
+        print(f"no per-person records older than {args.older_than:g} days")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("runs prune deletes records; say --yes when not on a terminal")
+        sys.stderr.write(
+            f"Delete who-was-touched records of {len(targets)} run(s) ended before "
+            f"{cutoff:%Y-%m-%d %H:%M} UTC? Their counts stay. [y/N] "
+        )
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return EXIT_OK
+    for run in targets:
+        people_file(state, run.id).unlink(missing_ok=True)
+        if run.status in ("succeeded", "partial", "refused"):  # nothing left to resume
+            shutil.rmtree(run_dir(state, run.id), ignore_errors=True)
+    print(f"deleted the per-person records of {len(targets)} run(s)")
     return EXIT_OK

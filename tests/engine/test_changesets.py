@@ -251,3 +251,19 @@ def test_people_record_names_everyone_the_run_touched(export_env, capsys):
     assert rejected and all(p["reason"] for p in rejected)
     assert any(p["reason"].startswith("no_consent") for p in rejected)  # kept per person
     assert sum(1 for p in people if p["op"] != "rejected") == len(before)
+
+
+def test_people_records_go_only_by_an_explicit_prune(export_env, capsys):
+    code, run = cli_json(capsys, "export", "news", "--segment", "germany")
+    assert code == 0
+    path = people_file(export_env.state_dir, run["run"])
+    assert path.is_file()
+    capsys.readouterr()
+    assert run_cli(main, "runs", "prune", "--older-than", "1", "--yes") == 0
+    assert path.is_file()  # the run is minutes old: kept
+    assert run_cli(main, "runs", "prune", "--older-than", "0", "--yes") == 0
+    assert not path.is_file()
+    assert history(export_env).get_run(run["run"]).counts["sent"] == run["counts"]["sent"]
+    capsys.readouterr()
+    assert run_cli(main, "runs", "show", str(run["run"]), "--people") == 2
+    assert "no record of the people" in capsys.readouterr().err
