@@ -266,7 +266,8 @@ def _person_mask(table: pa.Table, matcher: Matcher) -> pa.Array:
     """Rows whose ``email`` (or ``source_email``) is the person, trimmed and in any case."""
     mask = pa.repeat(pa.scalar(False), table.num_rows)
     for name in ("email", "source_email"):
-        if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
+        kind = table.schema.field(name).type if name in table.column_names else None
+        if kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             values = pc.utf8_lower(pc.utf8_trim_whitespace(table.column(name)))
             mask = pc.or_(mask, pc.fill_null(pc.equal(values, matcher.email), False))
     return pc.fill_null(mask, False)

@@ -92,7 +92,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if args.json:
         print_json(_report_json(report))
     else:
-        _print_report(email, report)
+        _print_report(report)
     return EXIT_OK if report.complete else EXIT_FAILED
 
 
@@ -129,8 +129,9 @@ def _report_json(report: Any) -> dict[str, Any]:
     }
 
 
-def _print_report(email: str, report: Any) -> None:
-    print(f"forgot {visible(email)}: records now name them {report.token}")
+def _print_report(report: Any) -> None:
+    # The address itself is not printed: this output may end up in a log.
+    print(f"forgotten: segsync's records now name this person {report.token}")
     print("SendGrid lists (membership only; contacts are never deleted):")
     if not report.lists:
         print("  no destinations")
