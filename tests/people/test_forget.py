@@ -201,6 +201,9 @@ def test_forget_asks_first_and_refuses_without_a_terminal(export_env, capsys, mo
     out = capsys.readouterr().out
     assert "news" in out and "removed from the list" in out and "ledgers" in out
     assert email not in out  # the report may be logged: it names the token only
+    code, again = cli_json(capsys, "forget", email, "--yes")  # again: nothing left to do
+    assert code == 0 and again["lists"][0]["result"] == "not_on_list"
+    assert again["files"] == {} and all(not db["values"] for db in again["history"])
     assert email not in export_env.emulator.state.list_members(export_env.list_id)
     assert holders(state, email) == {}
     assert run_cli(main, "forget", "not an address", "--yes") == 2
