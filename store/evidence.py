@@ -104,6 +104,7 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
     if consent_at is not None and consent_at.tzinfo is None:
         consent_at = consent_at.replace(tzinfo=UTC)
     people = people_digest(people_file(state, run.id))
+    basis = _plan_basis(history, run.plan_id)
     return {
         "run": run.id,
         "kind": run.kind,
@@ -132,6 +133,10 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
         "host": run.host,
         "workspace": config.get("workspace"),
         "segments": list(run.segments),
+        # The segment definitions and the profile file (path, size, modified)
+        # as the run's plan saw them: which rule selected whom, from what data.
+        "predicates": basis.get("predicates"),
+        "profile_source": basis.get("source"),
         "mode": run.mode,
         "incremental": run.incremental,
         "consent_column": column,
@@ -142,6 +147,18 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
         "generated_at": datetime.now(UTC).isoformat(),
         "generated_by": current_operator(),
     }
+
+
+def _plan_basis(history: Any, plan_id: int | None) -> dict[str, Any]:
+    """What the run's plan was computed from, or {} (a run from before plans)."""
+    from store.history import PlanNotFound
+
+    if plan_id is None:
+        return {}
+    try:
+        return dict(history.get_plan(plan_id).basis or {})
+    except PlanNotFound:
+        return {}
 
 
 def _code(text: object) -> str:
@@ -183,6 +200,12 @@ def render_markdown(evidence: dict[str, Any]) -> str:
         f"- Started {_or_none(e['started_at'])}, ended {_or_none(e['ended_at'])}",
         f"- Segments: {', '.join(_code(s) for s in e['segments']) or '*none*'}",
         f"- Workspace: {_or_none(e['workspace'], _code)}",
+        f"- Profile source: {_source(e['profile_source'])}",
+    ]
+    for name, where in (e["predicates"] or {}).items():
+        shown = " ".join(str(where).split()) if where else where  # one line; --json is exact
+        lines.append(f"- Segment {_code(name)} selects: {_or_none(shown, _code)}")
+    lines += [
         "",
         "## Consent wording approved for the destination",
         "",
@@ -244,6 +267,21 @@ def render_markdown(evidence: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _source(fingerprint: dict[str, Any] | None) -> str:
+    """The profile file as the plan saw it: path, size, modification time."""
+    if not fingerprint:
+        return "*not recorded*"
+    if fingerprint.get("missing"):
+        return f"{_code(fingerprint.get('path'))} (missing when planned)"
+    parts = [_code(fingerprint.get("path"))]
+    if isinstance(fingerprint.get("size"), int):
+        parts.append(f"{fingerprint['size']:,} bytes")
+    if isinstance(fingerprint.get("mtime_ns"), int):
+        when = datetime.fromtimestamp(fingerprint["mtime_ns"] / 1e9, UTC).isoformat()
+        parts.append(f"modified {when}")
+    return ", ".join(parts)
 
 
 def _count(value: object) -> str:

@@ -54,6 +54,8 @@ def test_evidence_names_consent_operator_rule_and_a_digest_an_auditor_can_recomp
     assert ev["consent"]["approved_at"] and not ev["consent"]["approved_after_run_started"]
     assert ev["operator"] == current_operator() and ev["host"]
     assert ev["consent_column"] == "email_opt_in"
+    assert ev["predicates"] == {SEGMENT: "lifetime_value >= 500"}
+    assert ev["profile_source"]["path"] == str(export_env.workspace / "profiles.parquet")
     assert "true" in ev["consent_rule"] and "'yes'" in ev["consent_rule"]
     assert ev["excluded_no_consent"] == no_consent
     assert ev["people_sent"]["available"] is True
@@ -64,7 +66,10 @@ def test_evidence_names_consent_operator_rule_and_a_digest_an_auditor_can_recomp
     code, markdown = cli(capsys, "runs", "evidence", str(run_id))
     assert code == 0
     assert markdown.startswith(f"# Consent evidence: run {run_id}")
-    for needed in (digest(sent), f"{len(sent):,}", "`email_opt_in`", current_operator()):
+    for needed in (
+        digest(sent), f"{len(sent):,}", "`email_opt_in`", current_operator(),
+        "`lifetime_value >= 500`", "profiles.parquet`",
+    ):  # fmt: skip
         assert needed in markdown
     assert CONSENT_STATEMENT in markdown.replace("\n> ", " ")
     # No API key, and no address or profile value of anyone.
