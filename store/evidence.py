@@ -36,8 +36,15 @@ COUNT_KEYS = (
 )  # fmt: skip
 
 
-def consent_rule(column: str | None) -> str:
+def consent_rule(column: str | None, kind: str = "export") -> str:
     """The consent rule the plan applies (store.sql_plan.PlanSpec.consent_ok), in words."""
+    if kind == "undo":
+        return (
+            "an undo of a run's membership changes selects no one from the profiles: it "
+            "takes off the list those the undone run added and puts back those it removed "
+            "(people earlier runs had put on the list under their own consent check: see "
+            "the evidence of those runs)"
+        )
     if not column:
         return (
             "no consent column was mapped: no per-person consent check was made; every "
@@ -112,6 +119,7 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
         "started_at": _iso(run.started_at),
         "ended_at": _iso(run.ended_at),
         "resumed_from": run.resumed_from,
+        "undo_of": run.undo_of,
         "plan": run.plan_id,
         "destination": {
             "id": dest.id,
@@ -140,7 +148,7 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
         "mode": run.mode,
         "incremental": run.incremental,
         "consent_column": column,
-        "consent_rule": consent_rule(column),
+        "consent_rule": consent_rule(column, run.kind),
         "excluded_no_consent": counts.get("no_consent"),
         "counts": {k: counts[k] for k in COUNT_KEYS if k in counts},
         "people_sent": people,
@@ -195,6 +203,7 @@ def render_markdown(evidence: dict[str, Any]) -> str:
         f"- Run: {_prose(e['kind'])}, {_prose(e['mode'])}"
         + (", incremental" if e["incremental"] else "")
         + f", status {_code(e['status'])}"
+        + (f", undoing run {e['undo_of']}" if e["undo_of"] else "")
         + (f", resuming run {e['resumed_from']}" if e["resumed_from"] else "")
         + (f", applying plan {e['plan']}" if e["plan"] else ""),
         f"- Started {_or_none(e['started_at'])}, ended {_or_none(e['ended_at'])}",

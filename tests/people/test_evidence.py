@@ -121,3 +121,25 @@ def test_hostile_names_stay_inert_and_a_run_without_people_record_says_so(export
     assert ev["destination"]["name"] == hostile  # --json stays exact
     assert ev["people_sent"] == {"available": False, "why": ev["people_sent"]["why"]}
     assert run_cli(main, "runs", "evidence", "999") == 2
+
+
+def test_an_undo_run_says_it_selected_no_one_and_sent_no_one(export_env, capsys):
+    code, out = cli(capsys, "export", "news", "--segment", "france", "--json")
+    assert code == 0
+    run = orjson.loads(out)
+    added = run["counts"]["created"]
+    code, out = cli(
+        capsys, "undo", str(run["run"]), "--yes", "--allow-removals", str(added), "--json"
+    )
+    assert code == 0, out
+    undo = orjson.loads(out)
+    assert export_env.emulator.state.list_members(export_env.list_id) == set()
+
+    code, out = cli(capsys, "runs", "evidence", str(undo["run"]), "--json")
+    ev = orjson.loads(out)
+    assert (ev["kind"], ev["undo_of"]) == ("undo", run["run"])
+    assert "selects no one from the profiles" in ev["consent_rule"]
+    assert ev["people_sent"]["count"] == 0
+    assert ev["people_sent"]["sha256"] == hashlib.sha256(b"").hexdigest()
+    code, markdown = cli(capsys, "runs", "evidence", str(undo["run"]))
+    assert f"undoing run {run['run']}" in markdown
