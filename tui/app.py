@@ -106,6 +106,7 @@ class SegsyncApp(App[None]):
         self.incremental: bool = False
         self.export_runner: ExportRunner | None = None  # set while a real export runs
         self.quitting = False  # the user chose to quit: exit once the export ends
+        self.quit_question: ConfirmScreen | None = None  # "quit while exporting?" if open
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
@@ -298,6 +299,10 @@ class SegsyncApp(App[None]):
         self.export_runner = message.runner
         if message.runner is None and self.quitting:
             self.exit()
+        elif message.runner is None and self.quit_question is not None:
+            # the question is moot: nothing runs any more, so q quits at once
+            self.quit_question.dismiss(None)
+            self.notify("The export has ended; q quits now.")
 
     async def action_quit_key(self) -> None:
         await self.action_quit()
@@ -313,6 +318,7 @@ class SegsyncApp(App[None]):
             return
 
         def answered(yes: bool | None) -> None:
+            self.quit_question = None
             if yes and self.export_runner is runner:
                 self.quitting = True
                 self.notify("Cancelling the export, then quitting…", timeout=30)
@@ -322,15 +328,13 @@ class SegsyncApp(App[None]):
             elif yes:
                 self.exit()
 
-        self.push_screen(
-            ConfirmScreen(
-                "An export is running. Quit anyway? It is cancelled first: batches "
-                "already sent stay on the list and the run can be resumed from history.",
-                yes="Cancel and quit",
-                no="Keep going",
-            ),
-            answered,
+        self.quit_question = ConfirmScreen(
+            "An export is running. Quit anyway? It is cancelled first: batches "
+            "already sent stay on the list and the run can be resumed from history.",
+            yes="Cancel and quit",
+            no="Keep going",
         )
+        self.push_screen(self.quit_question, answered)
 
     @work(
         thread=True,

@@ -186,3 +186,23 @@ async def test_palette_help_opens_the_screens_help(make_app) -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         assert str(app.screen.help_text).startswith("Destinations")
+
+
+async def test_the_quit_question_goes_when_the_export_ends(make_app, backend: FakeBackend) -> None:
+    backend.gate = threading.Event()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "2", "space", "4")
+        await settle(pilot)
+        await pilot.press("x", "y")
+        await pilot.pause()
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        backend.gate.set()  # the export goes on to its end while the question is open
+        await settle(pilot)
+        assert app.is_running
+        assert isinstance(app.screen, ExportScreen) and not app.screen.running
+        await pilot.press("q")  # nothing runs: no question
+        await pilot.pause()
+        assert not app.is_running

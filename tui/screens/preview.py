@@ -215,8 +215,9 @@ class PreviewScreen(SegsyncScreen):
             if self.category is None or category == self.category
         ]
         if not rows and sampled and self.category is not None:
-            note = f"none of the {len(sampled)} sampled rows is {self.category}"
-            rows = [(None, (Text(note, style="dim"), Text(""), Text("")))]
+            # the plan samples the first rejected rows, whatever their category
+            note = Text(f"(none of the {len(sampled)} sampled)", style="dim")
+            rows = [(None, (note, safe(self.category, "dim"), Text("")))]
         self.query_one("#rejected-table", RowTable).show_rows(REJECTED_COLUMNS, rows)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
