@@ -203,6 +203,9 @@ async def _remove_from_list(
             )
     except (SendGridError, ValueError) as exc:
         return ListOutcome(dest.name, dest.list_id, "unreachable", str(exc))
+    except Exception as exc:  # whatever else: this list is not done, the others still are
+        what = f"{type(exc).__name__}: {exc}"
+        return ListOutcome(dest.name, dest.list_id, "unreachable", what)
     if email in outcome.removed:
         return ListOutcome(
             dest.name,
