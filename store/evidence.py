@@ -69,7 +69,8 @@ def people_digest(path: Path) -> dict[str, Any]:
         return {
             "available": False,
             "why": "this run has no record of the people it touched (it ran before segsync "
-            "kept one, or it was refused before sending)",
+            "kept one, it was refused before sending, or its record was pruned with "
+            "`segsync runs prune`)",
         }
     from store.people import read_people
     from store.redact import TOKEN_PREFIX
