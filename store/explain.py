@@ -20,7 +20,7 @@ from store.ledger import ledger_file
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
 from store.plan import FieldMapping, PlanRequest, plan_export
 from store.sql_plan import EMAIL_REGEX, LOCAL_PART_MAX_LENGTH, PlanSpec
-from store.workspace import NUMBERED_VIEW, ROW_COLUMN, Workspace, quote_ident, quote_literal
+from store.workspace import NUMBERED_VIEW, Workspace, quote_ident, quote_literal
 
 PERSON = "_person"  # the person's numbered rows, copied once from the profiles
 
@@ -172,7 +172,7 @@ def _rows(
                                      WHEN {valid} THEN 'valid' ELSE 'invalid' END,
                * EXCLUDE (_r, _k, _src, e)
         FROM (
-            SELECT n.{ROW_COLUMN} AS _r, {key_sql} AS _k,
+            SELECT n.{quote_ident(ws.row_column)} AS _r, {key_sql} AS _k,
                    CAST(n.{quote_ident(mapping.email)} AS VARCHAR) AS _src,
                    {email_expr} AS e, {consent_value} AS _cv, {consent_sql} AS _cok
                    {field_sql}{segment_sql}

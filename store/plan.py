@@ -38,6 +38,7 @@ from store.workspace import (
     Column,
     Workspace,
     WorkspaceError,
+    cursor,
     quote_ident,
     quote_literal,
 )
@@ -269,7 +270,7 @@ class Plan:
         contacts (DuckDB keeps a single table's order under LIMIT): what a dry-run
         needs to show the first request body this plan would send.
         """
-        cur = self._con.cursor()
+        cur = cursor(self._con)
         try:
             query = contacts_sql(self._spec, limit=limit)
             yield from cur.sql(query).to_arrow_reader(rows_per_batch)
@@ -284,7 +285,7 @@ class Plan:
         unknown = set(categories) - set(EXCLUSIONS)
         if unknown:
             raise ValueError(f"unknown exclusion categories: {sorted(unknown)}")
-        cur = self._con.cursor()
+        cur = cursor(self._con)
         try:
             cur.execute(rejected_sql(self._spec, tuple(categories), limit))
             while batch := cur.fetchmany(10_000):
@@ -312,7 +313,7 @@ class Plan:
         from store.changeset import CHANGESET_SCHEMA
 
         def write(handle: BinaryIO) -> None:
-            cur = self._con.cursor()
+            cur = cursor(self._con)
             try:
                 reader = cur.sql(changeset_sql(self._spec)).to_arrow_reader(65_536)
                 with pq.ParquetWriter(handle, CHANGESET_SCHEMA, compression="zstd") as out:
@@ -355,7 +356,7 @@ class Plan:
         c = self.counts
         if self._ledger == path.resolve() and not (c["to_send"] or c["skipped"] or removed_emails):
             return
-        cur = self._con.cursor()  # the merge runs in DuckDB, on both cores
+        cur = cursor(self._con)  # the merge runs in DuckDB, on both cores
         try:
             for name, emails in (("_errored", errored_emails), ("_removed", removed_emails)):
                 column = pa.array(sorted(_normalise(emails)), pa.string())
@@ -449,6 +450,7 @@ def plan_export(
             skip_confirmed=req.skip_emails is not None and len(req.skip_emails) > 0,
             incremental=req.incremental and req.compare_digests,
             source=req.source or NUMBERED_VIEW,
+            row_column=ws.row_column,
         )
         if spec.skip_confirmed:
             emails = pc.utf8_lower(pc.utf8_trim_whitespace(req.skip_emails.cast(pa.string())))

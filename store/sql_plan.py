@@ -86,6 +86,7 @@ class PlanSpec:
     skip_confirmed: bool = False  # a ``confirmed`` table lists addresses already sent
     incremental: bool = False
     source: str = NUMBERED_VIEW  # the numbered rows to plan (explain: one person's copy)
+    row_column: str = ROW_COLUMN  # the row number's name there (Workspace.row_column)
 
     @property
     def email_expr(self) -> str:
@@ -183,7 +184,7 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     same row wins whether or not it is also unchanged or skipped. No statement
     rewrites the table: rebuilding or updating a million rows costs seconds.
     """
-    row = _col(ROW_COLUMN)
+    row = _col(spec.row_column)
     key_order = _col(spec.key_column) if spec.key_column else row
     fields = range(len(spec.payload()))
     values = "".join(f", {_v(i)}" for i in fields)

@@ -360,6 +360,9 @@ class Workspace:
     _connections: _Connections = field(
         default_factory=_Connections, compare=False, hash=False, repr=False
     )
+    # The row number's column name on NUMBERED_VIEW (set by connect: a name no
+    # profile column has). Plans and explain read rows by it.
+    row_column: str = field(default=ROW_COLUMN, compare=False)
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -488,23 +491,8 @@ class Workspace:
             # the folder SQL may read is not the user's ``./.tmp``.
             con.execute(f"SET temp_directory = {quote_literal(str(duckdb_temp_dir()))}")
             src = quote_literal(str(self.source))
-            if self.kind == "parquet" and self._parquet_has_column(con, "file_row_number"):
-                # The source has its own ``file_row_number``: number rows like a CSV.
+            if self.kind == "parquet":
                 con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
-                con.execute(
-                    f"CREATE VIEW {NUMBERED_VIEW} AS "
-                    f"SELECT row_number() OVER () - 1 AS {ROW_COLUMN}, * FROM profiles"
-                )
-            elif self.kind == "parquet":
-                # file_row_number gives the source order for free (no window over the scan).
-                con.execute(
-                    f"CREATE VIEW {NUMBERED_VIEW} AS SELECT * "
-                    f"RENAME (file_row_number AS {ROW_COLUMN}) "
-                    f"FROM read_parquet({src}, file_row_number = true)"
-                )
-                con.execute(
-                    f"CREATE VIEW profiles AS SELECT * EXCLUDE ({ROW_COLUMN}) FROM {NUMBERED_VIEW}"
-                )
             else:
                 if self.kind == "csv":
                     relation = f"read_csv({src}, encoding = 'utf-8')"
@@ -512,9 +500,23 @@ class Workspace:
                     con.execute(f"ATTACH {src} AS source (READ_ONLY)")
                     relation = f"source.{quote_ident(self.table or '')}"
                 con.execute(f"CREATE VIEW profiles AS SELECT * FROM {relation}")
+            # The row number gets a name no profile column has: any legal column
+            # name (even ``_segsync_row``) stays the user's own.
+            names = {r[0].lower() for r in con.execute("DESCRIBE profiles").fetchall()}
+            row_column = _free_name(ROW_COLUMN, names)
+            object.__setattr__(self, "row_column", row_column)  # same for every connection
+            rc = quote_ident(row_column)
+            if self.kind == "parquet" and "file_row_number" not in names:
+                # file_row_number gives the source order for free (no window over the scan).
+                con.execute(
+                    f"CREATE VIEW {NUMBERED_VIEW} AS SELECT * "
+                    f"RENAME (file_row_number AS {rc}) "
+                    f"FROM read_parquet({src}, file_row_number = true)"
+                )
+            else:  # the source has its own ``file_row_number``, or is not Parquet
                 con.execute(
                     f"CREATE VIEW {NUMBERED_VIEW} AS "
-                    f"SELECT row_number() OVER () - 1 AS {ROW_COLUMN}, * FROM profiles"
+                    f"SELECT row_number() OVER () - 1 AS {rc}, * FROM profiles"
                 )
             paths = [str(self.source), *(str(Path(p).resolve()) for p in allowed_paths)]
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
@@ -531,14 +533,6 @@ class Workspace:
             con.close()
             raise WorkspaceError(f"{self.source}: {_reword(err, self.kind)}") from None
         return con
-
-    def _parquet_has_column(self, con: duckdb.DuckDBPyConnection, name: str) -> bool:
-        """Whether the Parquet source has a top-level column ``name`` (any case)."""
-        rows = con.execute(
-            "SELECT name FROM parquet_schema(?) WHERE num_children IS NULL",
-            [str(self.source)],
-        ).fetchall()
-        return any(r[0].lower() == name for r in rows)
 
     def interrupt(self) -> int:
         """Stop every query running on connections this workspace opened; thread-safe.
@@ -723,6 +717,15 @@ class Workspace:
                 return int(run_query(con, sql)[0][0])
             except duckdb.Error as err:
                 raise self.runtime_error(con, names, err) from None
+
+
+def _free_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``... whichever no column (any case) has."""
+    name, n = base, 1
+    while name.lower() in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
 
 
 def _shorter(a: float | None, b: float | None) -> float | None:

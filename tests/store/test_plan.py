@@ -400,3 +400,38 @@ def test_contacts_stream_every_contact_once_over_many_row_groups(tmp_path: Path)
     assert sorted(emails) == [f"u{i:07d}@example.com" for i in range(n)]
     assert len(first) == 5
     assert set(first) <= set(emails)
+
+
+def test_a_profile_column_named_like_the_internal_row_number_is_just_a_column(
+    tmp_path: Path,
+) -> None:
+    """Reproduction: a Parquet column `_segsync_row` became the plan's row number,
+    and a duplicate email was sent twice in one request."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                "customer_id": [1, 2, 3],
+                "email": ["a@example.com", "A@example.com ", "b@example.com"],
+                "_segsync_row": [0, 0, 0],
+                "_segsync_row_2": ["x", "y", "z"],
+            }
+        ),
+        folder / "profiles.parquet",
+    )
+    (folder / "segments.toml").write_text(
+        '[profiles]\npath = "profiles.parquet"\nkey = "customer_id"\n'
+        '[segments.all]\nwhere = "_segsync_row = 0"\n'
+    )
+    ws = Workspace.open(folder)
+    assert [c.name for c in ws.columns()][2:] == ["_segsync_row", "_segsync_row_2"]
+    request = PlanRequest(segments=("all",), mapping=FieldMapping(email="email"))
+    with plan_export(ws, request) as plan:
+        emails = [e for b in plan.contacts() for e in b.column("email").to_pylist()]
+        assert sorted(emails) == ["a@example.com", "b@example.com"]
+        assert plan.counts["duplicate"] == 1
+        assert [r.key for r in plan.rejected()] == ["2"]
