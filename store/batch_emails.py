@@ -38,8 +38,13 @@ def _folder(state: Path, run_id: int) -> Path:
 
 
 def record(state: Path, run_id: int, seq: int, emails: pa.Array) -> None:
-    """Write batch ``seq``'s addresses durably, before the batch is sent."""
-    table = pa.table({"email": emails.cast(pa.string())}, schema=_SCHEMA)
+    """Write batch ``seq``'s addresses durably, before the batch is sent.
+
+    The addresses are copied into buffers of their own first: ``emails`` is a
+    slice of a larger stream batch, and IPC can write a slice's shared
+    buffer, so the file would carry addresses of the next batch as bytes
+    (found by forget's search of the state folder)."""
+    table = pa.table({"email": pa.concat_arrays([emails.cast(pa.string())])}, schema=_SCHEMA)
 
     def write(handle: BinaryIO) -> None:
         with ipc.new_file(handle, _SCHEMA) as writer:

@@ -58,6 +58,7 @@ def build_undo(state: Path, run_id: int, later_runs: Sequence[int], out: Path) -
                    CASE WHEN op = 'removed'
                         THEN CAST(json_object('email', email) AS VARCHAR) END AS contact
             FROM {source} WHERE op IN ('added', 'removed') AND email IS NOT NULL
+              AND email NOT LIKE 'forgotten:%'  -- erased people are never put back
             """
         ).to_arrow_table()
         updated = con.execute(f"SELECT count(*) FROM {source} WHERE op = 'updated'").fetchall()[0]
