@@ -454,6 +454,7 @@ class History(PlansMixin, SyncsMixin):
             reserved=dict(data["reserved"]),
             custom=dict(data["custom"]),
             consent_column=data.get("consent_column"),
+            no_consent_filter=bool(data.get("no_consent_filter", False)),
         )
 
     def set_segments(self, destination_id: int, names: Sequence[str]) -> None:
@@ -818,9 +819,12 @@ def mapping_json(mapping: Any) -> dict[str, Any]:
     email = get("email")
     if not email:
         raise HistoryError("a mapping needs the profile column that holds the email")
-    return {
+    data: dict[str, Any] = {
         "email": email,
         "reserved": dict(get("reserved") or {}),
         "custom": dict(get("custom") or {}),
         "consent_column": get("consent_column"),
     }
+    if get("no_consent_filter"):  # only when chosen: older mappings (and plan bases) unchanged
+        data["no_consent_filter"] = True
+    return data

@@ -69,12 +69,20 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True)
 class FieldMapping:
-    """Which profile column feeds which SendGrid field."""
+    """Which profile column feeds which SendGrid field.
+
+    ``no_consent_filter``: the user chose, explicitly, to send every selected
+    profile without a consent column (`segsync map DEST --no-consent-filter`).
+    Without a consent column and without that choice an export is refused
+    (`connector.consent.consent_filter_refusal`): sending without a consent
+    filter must never be a silent default.
+    """
 
     email: str
     reserved: dict[str, str] = field(default_factory=dict)
     custom: dict[str, str] = field(default_factory=dict)
     consent_column: str | None = None
+    no_consent_filter: bool = False
 
 
 def _norm(name: str) -> str:
