@@ -10,10 +10,13 @@ Segment predicates use fixed dates (reference day 2026-01-01), so counts are sta
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
+from store.postgres_source import INSTALL_HINT, PostgresSource, PostgresSourceError
 from store.workspace import SEGMENTS_FILE, quote_literal, register_connection
 
 # (country, weight, culture, [(state, city, postal_code), ...])
@@ -199,7 +202,7 @@ where = "favourite_category = 'garden'"
 """
 
 
-def _values(rows: list[tuple]) -> str:
+def _values(rows: Sequence[tuple[object, ...]]) -> str:
     """A VALUES list of literals (all data here is static, quoted defensively anyway)."""
 
     def lit(v: object) -> str:
@@ -216,7 +219,7 @@ def _lookup_tables(con: duckdb.DuckDBPyConnection) -> None:
     places = [
         (country, i, *spot) for country, _, _, spots in PLACES for i, spot in enumerate(spots)
     ]
-    names: list[tuple] = []
+    names: list[tuple[object, ...]] = []
     for culture, (firsts, lasts) in NAMES.items():
         names.extend((culture, "first", i, d, a) for i, (d, a) in enumerate(firsts))
         names.extend((culture, "last", i, d, a) for i, (d, a) in enumerate(lasts))
@@ -379,4 +382,66 @@ def generate_workspace(out_dir: Path, rows: int, seed: int = 7, fmt: str = "parq
             f"COPY ({_profiles_sql(rows, int(seed))}) TO {quote_literal(str(target))} ({options})"
         )
     (out_dir / SEGMENTS_FILE).write_text(SEGMENTS_TOML.format(path=target.name), encoding="utf-8")
+    return out_dir
+
+
+# The sample's columns in Postgres: NUMERIC(12, 2) as a CRM would declare money,
+# so the workspace reads it back as DECIMAL(12, 2) like the Parquet file's.
+_PG_COLUMNS = """
+    customer_id bigint PRIMARY KEY, email text, first_name text, last_name text,
+    country text, state text, city text, postal_code text, email_opt_in boolean,
+    lifetime_value numeric(12, 2), last_order_at timestamp, signup_date date,
+    loyalty_tier text, birthday date, favourite_category text
+"""
+_PG_TABLE = re.compile(r"^(?:([a-z_][a-z0-9_]*)\.)?([a-z_][a-z0-9_]*)$")
+
+POSTGRES_SEGMENTS_HEADER = """\
+[profiles]
+postgres = "{url}"   # no password here: PGPASSWORD, ~/.pgpass, or password_env = "VAR"
+table = "{table}"
+key = "customer_id"
+"""
+
+
+def load_postgres(url: str, rows: int, seed: int = 7, table: str = "public.profiles") -> int:
+    """Replace ``table`` in the database at ``url`` with the synthetic profiles
+    (the same rows ``generate_workspace`` writes for this seed); returns the
+    row count. For trying a Postgres workspace and for its tests."""
+    match = _PG_TABLE.match(table)
+    if match is None:
+        raise ValueError(f"table {table!r}: use schema.name in lower case, e.g. public.profiles")
+    schema, name = match.group(1) or "public", match.group(2)
+    source = PostgresSource.from_config({"postgres": url, "table": table})
+    try:
+        import adbc_driver_postgresql.dbapi as pg_dbapi
+    except ImportError:
+        raise PostgresSourceError(f"a PostgreSQL source needs its driver: {INSTALL_HINT}") from None
+    uri, _password = source.libpq_uri()
+    with register_connection(duckdb.connect(":memory:")) as con:
+        con.execute("SET threads = 1")  # same rows in the same order on any machine
+        con.execute("SET enable_progress_bar = false")
+        _lookup_tables(con)
+        reader = con.sql(_profiles_sql(rows, int(seed))).to_arrow_reader(100_000)
+        with pg_dbapi.connect(uri, autocommit=True) as pg, pg.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            cur.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
+            cur.execute(f"CREATE TABLE {schema}.{name} ({_PG_COLUMNS})")
+            count = cur.adbc_ingest(name, reader, mode="append", db_schema_name=schema)
+            cur.execute(f"ANALYZE {schema}.{name}")  # planner statistics, like a live table
+            cur.execute("COMMIT")
+    return int(count)
+
+
+def generate_postgres_workspace(
+    out_dir: Path, rows: int, url: str, seed: int = 7, table: str = "public.profiles"
+) -> Path:
+    """Load the synthetic profiles into Postgres (``load_postgres``) and write a
+    ``segments.toml`` in ``out_dir`` that reads them, with the sample segments."""
+    load_postgres(url, rows, seed, table)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segments = SEGMENTS_TOML.split("[segments.", 1)[1]
+    header = POSTGRES_SEGMENTS_HEADER.format(url=url, table=table)
+    (out_dir / SEGMENTS_FILE).write_text(header + "\n[segments." + segments, encoding="utf-8")
     return out_dir

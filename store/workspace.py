@@ -1,7 +1,9 @@
 """A workspace: a folder with ``segments.toml`` and a profile source, read through DuckDB.
 
 The profile source is the user's own data, so it is only ever read: Parquet and CSV
-through DuckDB table functions, a ``.duckdb`` file through ``ATTACH ... (READ_ONLY)``.
+through DuckDB table functions, a ``.duckdb`` file through ``ATTACH ... (READ_ONLY)``,
+a PostgreSQL table or view as one read-only snapshot copied into each connection
+(``store/postgres_source.py``: predicates stay DuckDB SQL, evaluated by DuckDB).
 Segment predicates are user-written SQL; every connection handed out is locked down
 (no file access beyond the source and explicitly allowed paths, configuration locked)
 so a predicate can select rows but cannot write files, ATTACH databases or load code.
@@ -26,14 +28,24 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
+
+from store.postgres_source import (
+    PostgresConfigError,
+    PostgresSource,
+    PostgresSourceError,
+    SourceLost,
+)
 
 SEGMENTS_FILE = "segments.toml"
 # ``profiles`` plus a 0-based source-order column, for planning (stable tie-breaks, report order).
 NUMBERED_VIEW = "_profiles_numbered"
 ROW_COLUMN = "_segsync_row"
 SOURCE_KINDS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".duckdb": "duckdb"}
+# The table a Postgres snapshot is copied into on each connection (see connect()).
+PG_SNAPSHOT = "_segsync_pg_profiles"
 
 
 class WorkspaceError(Exception):
@@ -200,7 +212,7 @@ def run_query(
     *,
     timeout: float | None = None,
     what: str = "the query",
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """Run ``sql`` on a workspace connection and fetch every row, within ``timeout``.
 
     Raises ``QueryTimeout`` when the limit stopped it, ``QueryInterrupted`` when a
@@ -276,7 +288,7 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _describe(err: Exception) -> str:
+def _describe(err: BaseException) -> str:
     """DuckDB's message without the SQL segsync wrapped around the predicate.
 
     DuckDB quotes the failing statement (``LINE 1: SELECT count(*) FROM profiles
@@ -295,16 +307,16 @@ def _describe(err: Exception) -> str:
 _TEMPLATE_TRUE = "SELECT * FROM profiles WHERE (\nTRUE\n)"
 
 
-def _serialized_node(con: duckdb.DuckDBPyConnection, sql: str) -> dict | None:
+def _serialized_node(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any] | None:
     """The parsed SELECT node of ``sql`` as DuckDB serialises it, without its WHERE."""
-    raw = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
-    parsed = json.loads(raw)
+    row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    parsed = json.loads(row[0] if row else "{}")
     if parsed.get("error"):
         return None
     statements = parsed["statements"]
     if len(statements) != 1:
         return None
-    node = statements[0]["node"]
+    node: dict[str, Any] = statements[0]["node"]
     node.pop("where_clause", None)
     return node
 
@@ -322,8 +334,8 @@ def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
     try:
         tokens = duckdb.tokenize(where)
     except duckdb.Error:
-        tokens = [(0, None)]  # let the parser below explain what is wrong
-    if all(kind == duckdb.token_type.comment for _pos, kind in tokens):
+        tokens = []  # let the parser below explain what is wrong
+    if tokens and all(kind == duckdb.token_type.comment for _pos, kind in tokens):
         raise PredicateError("the predicate is empty (it holds only a comment)")
     sql = f"SELECT * FROM profiles WHERE (\n{where}\n)"
     try:
@@ -352,7 +364,9 @@ class Workspace:
 
     root: Path
     config_path: Path
-    source: Path
+    # The profile file, or the Postgres table (``str()`` of either names it
+    # without credentials; ``source_label`` is that text).
+    source: Path | PostgresSource
     kind: str
     table: str | None
     key: str | None
@@ -363,6 +377,18 @@ class Workspace:
     # The row number's column name on NUMBERED_VIEW (set by connect: a name no
     # profile column has). Plans and explain read rows by it.
     row_column: str = field(default=ROW_COLUMN, compare=False)
+
+    @property
+    def source_label(self) -> str:
+        """The source as shown to people: the file's path, or ``postgres host/db table``."""
+        return str(self.source)
+
+    @property
+    def _path(self) -> Path:
+        """The profile file of a file source (never called for Postgres)."""
+        if not isinstance(self.source, Path):
+            raise TypeError("not a file source")
+        return self.source
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -392,20 +418,38 @@ class Workspace:
         return ws
 
     @classmethod
-    def _from_config(cls, config_path: Path, root: Path, config: dict) -> Workspace:
+    def _from_config(cls, config_path: Path, root: Path, config: dict[str, Any]) -> Workspace:
         profiles = config.get("profiles")
-        if not isinstance(profiles, dict) or not isinstance(profiles.get("path"), str):
-            raise WorkspaceError(f'{config_path}: missing [profiles] path = "..."')
-        source = (root / profiles["path"]).resolve()
-        kind = SOURCE_KINDS.get(source.suffix.lower())
-        if kind is None:
-            raise WorkspaceError(
-                f"{config_path}: unsupported profile source {profiles['path']!r} "
-                f"(use {', '.join(SOURCE_KINDS)})"
-            )
-        table = profiles.get("table")
-        if kind == "duckdb" and not isinstance(table, str):
-            raise WorkspaceError(f"{config_path}: [profiles] table is required for .duckdb")
+        source: Path | PostgresSource
+        if isinstance(profiles, dict) and "postgres" in profiles:
+            if "path" in profiles:
+                raise WorkspaceError(
+                    f"{config_path}: [profiles] has both path and postgres; keep one"
+                )
+            try:
+                source = PostgresSource.from_config(profiles)
+            except PostgresConfigError as err:
+                raise WorkspaceError(f"{config_path}: {err}") from None
+            kind = "postgres"
+            table: str | None = source.table
+        else:
+            if not isinstance(profiles, dict) or not isinstance(profiles.get("path"), str):
+                raise WorkspaceError(
+                    f'{config_path}: missing [profiles] path = "..." (or postgres = "...")'
+                )
+            path = (root / profiles["path"]).resolve()
+            source = path
+            found = SOURCE_KINDS.get(path.suffix.lower())
+            if found is None:
+                raise WorkspaceError(
+                    f"{config_path}: unsupported profile source {profiles['path']!r} "
+                    f'(use {", ".join(SOURCE_KINDS)}, or postgres = "postgresql://...")'
+                )
+            kind = found
+            configured = profiles.get("table")
+            if kind == "duckdb" and not isinstance(configured, str):
+                raise WorkspaceError(f"{config_path}: [profiles] table is required for .duckdb")
+            table = configured if isinstance(configured, str) else None
         key = profiles.get("key")
         if key is not None and not isinstance(key, str):
             raise WorkspaceError(f"{config_path}: [profiles] key must be a column name")
@@ -423,6 +467,9 @@ class Workspace:
 
     def _check_source(self) -> None:
         """Fail at open time, naming the file, if the source cannot be read as profiles."""
+        if isinstance(self.source, PostgresSource):
+            self._check_postgres()
+            return
         if not self.source.is_file():
             raise WorkspaceError(f"{self.source}: profile source file not found")
         if self.kind == "csv":
@@ -435,7 +482,7 @@ class Workspace:
                         r[0]
                         for r in con.execute(
                             "SELECT name FROM parquet_schema(?) WHERE num_children IS NULL",
-                            [str(self.source)],
+                            [str(self._path)],
                         ).fetchall()
                     ]
                     _check_unique(raw, self.source)
@@ -449,26 +496,39 @@ class Workspace:
             # One column whose name holds delimiters: the sniffer gave up on splitting,
             # which a row with more or fewer fields than the header causes.
             likely = max(",;\t|", key=names[0].count)
-            ragged = _ragged_row(self.source, likely) if names[0].count(likely) else None
+            ragged = _ragged_row(self._path, likely) if names[0].count(likely) else None
             if ragged:
                 raise WorkspaceError(f"{self.source}: cannot split into columns: {ragged}")
         if self.key is not None and self.key not in names:
             raise WorkspaceError(
                 f"{self.config_path}: [profiles] key column {self.key!r} "
-                f"is not in {self.source.name}"
+                f"is not in {self._path.name}"
+            )
+
+    def _check_postgres(self) -> None:
+        """Connect, find the table, map its column types and check the key, reading
+        no rows: a wrong URL, password, table or type fails here, naming the fix."""
+        with self.connect(schema_only=True) as con:
+            names = [r[0] for r in con.execute("DESCRIBE profiles").fetchall()]
+        _check_unique(names, self.source)
+        if self.key is not None and self.key not in names:
+            raise WorkspaceError(
+                f"{self.config_path}: [profiles] key column {self.key!r} "
+                f"is not in {self.source_label}"
             )
 
     def _check_csv_header(self) -> None:
         """DuckDB silently renames duplicate CSV headers (``email_1``); refuse them instead."""
         with register_connection(duckdb.connect()) as con:
             try:
-                delim = con.execute(
-                    "SELECT Delimiter FROM sniff_csv(?)", [str(self.source)]
-                ).fetchone()[0]
+                sniffed = con.execute(
+                    "SELECT Delimiter FROM sniff_csv(?)", [str(self._path)]
+                ).fetchone()
+                delim = str(sniffed[0]) if sniffed else ","
             except duckdb.Error as err:
                 raise WorkspaceError(f"{self.source}: {_reword(err, 'csv')}") from None
         try:
-            with self.source.open(encoding="utf-8-sig", newline="") as fh:
+            with self._path.open(encoding="utf-8-sig", newline="") as fh:
                 header = next(csv.reader(fh, delimiter=delim), [])
         except UnicodeDecodeError:
             raise WorkspaceError(
@@ -477,12 +537,20 @@ class Workspace:
         _check_unique(header, self.source)
 
     # ------------------------------------------------------------- connecting
-    def connect(self, allowed_paths: Iterable[str | Path] = ()) -> duckdb.DuckDBPyConnection:
+    def connect(
+        self, allowed_paths: Iterable[str | Path] = (), *, schema_only: bool = False
+    ) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory connection with a ``profiles`` view, locked down.
 
         After this, SQL on the connection may read the source and ``allowed_paths``
         (e.g. a destination ledger) but cannot touch other files, ATTACH, INSTALL or
         LOAD, or change these settings back.
+
+        A Postgres source is read here, once: its snapshot is copied into the
+        connection (before the lockdown), so every query on it sees the same rows.
+        ``schema_only`` copies only its columns, for checks that read no rows
+        (file sources ignore it: their views read nothing until queried).
+        Raises ``SourceLost`` when the Postgres connection breaks mid-read.
         """
         con = duckdb.connect(":memory:")
         _register(con, self._connections)
@@ -490,6 +558,9 @@ class Workspace:
             # Before anything reads the source: spills go to a private folder, and
             # the folder SQL may read is not the user's ``./.tmp``.
             con.execute(f"SET temp_directory = {quote_literal(str(duckdb_temp_dir()))}")
+            if isinstance(self.source, PostgresSource):
+                self._load_postgres(con, self.source, schema_only)
+                return self._lock_down(con, [], allowed_paths)
             src = quote_literal(str(self.source))
             if self.kind == "parquet":
                 con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
@@ -518,7 +589,20 @@ class Workspace:
                     f"CREATE VIEW {NUMBERED_VIEW} AS "
                     f"SELECT row_number() OVER () - 1 AS {rc}, * FROM profiles"
                 )
-            paths = [str(self.source), *(str(Path(p).resolve()) for p in allowed_paths)]
+            return self._lock_down(con, [str(self.source)], allowed_paths)
+        except duckdb.Error as err:
+            con.close()
+            raise WorkspaceError(f"{self.source}: {_reword(err, self.kind)}") from None
+
+    def _lock_down(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source_paths: list[str],
+        allowed_paths: Iterable[str | Path],
+    ) -> duckdb.DuckDBPyConnection:
+        """The same settings for every source, last: nothing SQL can change back."""
+        try:
+            paths = [*source_paths, *(str(Path(p).resolve()) for p in allowed_paths)]
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
             # A progress bar on stderr would scribble over the TUI on long queries.
             con.execute("SET enable_progress_bar = false")
@@ -533,6 +617,38 @@ class Workspace:
             con.close()
             raise WorkspaceError(f"{self.source}: {_reword(err, self.kind)}") from None
         return con
+
+    def _load_postgres(
+        self, con: duckdb.DuckDBPyConnection, source: PostgresSource, schema_only: bool
+    ) -> None:
+        """Copy the Postgres snapshot into ``con`` and define ``profiles`` and the
+        numbered view over it (same contract as for files); closes ``con`` on failure."""
+        try:
+            # The copy can be larger than memory: let it spill like a big sort does.
+            con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
+            con.execute("SET enable_progress_bar = false")
+            source.load(con, PG_SNAPSHOT, rows=not schema_only)
+            con.execute(f"CREATE VIEW profiles AS SELECT * FROM {PG_SNAPSHOT}")
+            names = {r[0].lower() for r in con.execute("DESCRIBE profiles").fetchall()}
+            row_column = _free_name(ROW_COLUMN, names)
+            object.__setattr__(self, "row_column", row_column)
+            rc = quote_ident(row_column)
+            # A table's rowid is its load order, 0-based, for free (no window).
+            number = "rowid" if "rowid" not in names else "row_number() OVER () - 1"
+            con.execute(
+                f"CREATE VIEW {NUMBERED_VIEW} AS SELECT {number} AS {rc}, * FROM {PG_SNAPSHOT}"
+            )
+        except PostgresSourceError as err:
+            con.close()
+            raise WorkspaceError(f"{source}: {err}") from None
+        except SourceLost:
+            con.close()
+            raise
+        except duckdb.Error as err:
+            con.close()
+            if is_interrupt(err) or self._connections.cancelled(con):
+                raise QueryInterrupted("interrupted") from None
+            raise WorkspaceError(f"{source}: {_describe(err)}") from None
 
     def interrupt(self) -> int:
         """Stop every query running on connections this workspace opened; thread-safe.
@@ -563,7 +679,7 @@ class Workspace:
         the caller has a connection open already)."""
         if con is not None:
             return [Column(r[0], r[1]) for r in con.execute("DESCRIBE profiles").fetchall()]
-        with self.connect() as own:
+        with self.connect(schema_only=True) as own:
             return self.columns(own)
 
     def segments(self) -> list[Segment]:
@@ -745,7 +861,7 @@ def _strip_prefix(err: Exception, seg: Segment) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
-def _check_unique(names: Sequence[str], source: Path) -> None:
+def _check_unique(names: Sequence[str], source: object) -> None:
     """Column names must be unique ignoring case, as DuckDB identifiers are."""
     seen: dict[str, str] = {}
     for name in names:

@@ -1,0 +1,504 @@
+"""PostgreSQL as a profile source: one read-only snapshot streamed into DuckDB.
+
+Segment predicates are DuckDB SQL and must mean the same whatever the source:
+the two dialects disagree (``customer_id / 3 = 1`` is integer division in
+Postgres, ``year()``, ``date_diff`` or ``INTERVAL 30 DAY`` do not exist there),
+so a predicate is never pasted into a Postgres query. Instead the table (or
+view) is read once per connection through the ADBC PostgreSQL driver, which
+streams Arrow batches (binary COPY) that DuckDB copies into a table of its
+in-memory connection; every later query of that connection (counts, the plan,
+explain) sees that one snapshot, so what was counted is what is sent even while
+the table changes. Only an operator-written ``prefilter``, in Postgres dialect,
+narrows what is transferred.
+
+The read runs in a ``REPEATABLE READ READ ONLY`` transaction of a session made
+read-only, with ``statement_timeout`` set. No credential is held here: the URL
+may not carry a password (it would land in the history's config snapshot);
+libpq reads ``PGPASSWORD`` or ``~/.pgpass``, or the workspace names an
+environment variable (``password_env``) read at connect time and never shown.
+
+The driver is an optional extra (``segsync[postgres]``): it is imported only
+when a Postgres workspace is used, so file workspaces never need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+INSTALL_HINT = (
+    "install the PostgreSQL driver: pip install 'segsync[postgres]' "
+    "(in a clone: uv sync --extra postgres)"
+)
+# Seconds one read (or check) may run on the server before Postgres stops it.
+DEFAULT_STATEMENT_TIMEOUT = 600.0
+# Seconds libpq waits for an unreachable host (its own default waits forever).
+CONNECT_TIMEOUT = 10
+# DuckDB's widest DECIMAL; wider or unconstrained NUMERIC columns become DOUBLE.
+_MAX_DECIMAL_PRECISION = 38
+_STREAM = "_segsync_pg_stream"
+_SCHEMES = ("postgresql", "postgres")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class PostgresSourceError(Exception):
+    """The Postgres source cannot be used; the message says why and what to do
+    (the workspace prefixes the source's label and raises a WorkspaceError)."""
+
+
+class PostgresConfigError(PostgresSourceError):
+    """The ``[profiles]`` block of a Postgres workspace is wrong."""
+
+
+class SourceLost(Exception):
+    """The connection to the Postgres source broke while its rows were read.
+
+    Not a configuration problem (the same command may work a minute later), so
+    deliberately not a WorkspaceError: a run that planned from it fails (exit 1)
+    rather than being refused as misconfigured, and nothing is recorded as sent.
+    """
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """How one Postgres column arrives in DuckDB: a select expression, or why not."""
+
+    name: str
+    expr: str
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class PostgresSource:
+    """A table or view in PostgreSQL, as configured in ``[profiles]``.
+
+    ``str()`` is the label (``postgres host/db table``) so every message that
+    names the source names it without credentials.
+    """
+
+    url: str
+    table: str
+    password_env: str | None = None
+    prefilter: str | None = None
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+
+    # ------------------------------------------------------------ configuration
+    @classmethod
+    def from_config(cls, profiles: dict[str, Any]) -> PostgresSource:
+        """Parse ``[profiles]``; refuses a password in the URL and anything unclear."""
+        url = profiles.get("postgres")
+        if not isinstance(url, str) or not url.strip():
+            raise PostgresConfigError('[profiles] postgres = "postgresql://user@host:5432/db"')
+        url = url.strip()
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - a bad port raises here, not at connect time
+        except ValueError as err:
+            raise PostgresConfigError(f"[profiles] postgres is not a valid URL: {err}") from None
+        if parts.scheme not in _SCHEMES:
+            raise PostgresConfigError(
+                "[profiles] postgres must be a URL starting postgresql:// "
+                "(e.g. postgresql://segsync@127.0.0.1:5432/crm)"
+            )
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if parts.password is not None or "password" in query:
+            raise PostgresConfigError(
+                "[profiles] postgres holds a password; remove it (it would be kept in "
+                "every run's config snapshot) and use PGPASSWORD, ~/.pgpass or "
+                'password_env = "VAR"'
+            )
+        if not unquote(parts.path.lstrip("/")) and "dbname" not in query:
+            raise PostgresConfigError(
+                "[profiles] postgres names no database: postgresql://user@host:5432/DBNAME"
+            )
+        table = profiles.get("table")
+        if not isinstance(table, str) or not table.strip():
+            raise PostgresConfigError(
+                '[profiles] table = "schema.table" (a table or view) is required for postgres'
+            )
+        password_env = profiles.get("password_env")
+        if password_env is not None and (
+            not isinstance(password_env, str) or not _ENV_NAME.match(password_env)
+        ):
+            raise PostgresConfigError(
+                "[profiles] password_env must name an environment variable, e.g. CRM_PASSWORD"
+            )
+        prefilter = profiles.get("prefilter")
+        if prefilter is not None and (not isinstance(prefilter, str) or not prefilter.strip()):
+            raise PostgresConfigError(
+                "[profiles] prefilter must be a Postgres condition, e.g. \"status = 'active'\""
+            )
+        timeout = profiles.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise PostgresConfigError("[profiles] statement_timeout must be seconds, e.g. 600")
+        return cls(url, table.strip(), password_env, prefilter, float(timeout))
+
+    @property
+    def host(self) -> str:
+        """The server as libpq will find it (a socket folder when no host is given)."""
+        parts = urlsplit(self.url)
+        query = dict(parse_qsl(parts.query))
+        host = parts.hostname or query.get("host") or "localhost"
+        port = parts.port or query.get("port")
+        return f"{host}:{port}" if port else host
+
+    @property
+    def dbname(self) -> str:
+        parts = urlsplit(self.url)
+        return unquote(parts.path.lstrip("/")) or dict(parse_qsl(parts.query)).get("dbname", "")
+
+    @property
+    def label(self) -> str:
+        """``postgres host/db table``: what the TUI and messages show."""
+        return f"postgres {self.host}/{self.dbname} {self.table}"
+
+    def __str__(self) -> str:
+        return self.label
+
+    # --------------------------------------------------------------- sessions
+    def libpq_uri(self) -> tuple[str, str | None]:
+        """The URI handed to libpq (with the password from ``password_env`` when
+        configured; never stored or shown) and that password, to scrub messages."""
+        parts = urlsplit(self.url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
+        query.setdefault("application_name", "segsync")
+        netloc = parts.netloc
+        password: str | None = None
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env) or None
+            if password is None:
+                raise PostgresSourceError(
+                    f"password_env names {self.password_env}, which is not set: "
+                    f"export {self.password_env}=... before running segsync"
+                )
+            user, _, host = netloc.rpartition("@")
+            netloc = f"{user}:{quote(password, safe='')}@{host}" if user else netloc
+            if not user:
+                query["password"] = password
+        uri = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+        return uri, password
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """A read-only session with ``statement_timeout`` set; yields a cursor.
+
+        Every failure becomes a ``PostgresSourceError`` naming the fix; a
+        connection that breaks after it was made becomes ``SourceLost``.
+        """
+        try:
+            import adbc_driver_postgresql.dbapi as pg_dbapi
+        except ImportError:
+            raise PostgresSourceError(
+                f"a PostgreSQL source needs its driver: {INSTALL_HINT}"
+            ) from None
+        uri, password = self.libpq_uri()
+        try:
+            conn = pg_dbapi.connect(uri, autocommit=True)
+        except Exception as err:
+            raise PostgresSourceError(self._explain(err, password, connecting=True)) from None
+        try:
+            cur = conn.cursor()
+            try:
+                ms = max(1, int(self.statement_timeout * 1000))
+                cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                cur.execute(f"SET statement_timeout = {ms}")
+                yield cur
+            finally:
+                with contextlib.suppress(Exception):
+                    cur.close()
+        except (PostgresSourceError, SourceLost):
+            raise
+        except Exception as err:
+            if type(err).__module__.startswith("adbc_driver"):
+                message = self._explain(err, password, connecting=False)
+                if _broken(err):
+                    raise SourceLost(
+                        f"{self.label}: the connection was lost while reading ({message}); "
+                        "nothing was sent: run again when the server is back"
+                    ) from None
+                raise PostgresSourceError(message) from None
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _explain(self, err: BaseException, password: str | None, *, connecting: bool) -> str:
+        """Postgres's own reason, first line, with the fix the user needs."""
+        text = str(err)
+        if password:
+            text = text.replace(password, "***").replace(quote(password, safe=""), "***")
+        reason = _pg_reason(text)
+        low = reason.lower()
+        if connecting:
+            if "password authentication failed" in low or "no password supplied" in low:
+                return (
+                    f"cannot log in ({reason}): set PGPASSWORD, add a ~/.pgpass line, or name "
+                    'a variable holding the password with password_env = "VAR" in segments.toml'
+                )
+            if "does not exist" in low:
+                return f"cannot connect ({reason}): check [profiles] postgres in segments.toml"
+            return (
+                f"cannot connect to {self.host} ({reason}): is the server running and "
+                "reachable? check [profiles] postgres in segments.toml"
+            )
+        if "statement timeout" in low:
+            return (
+                f"the read took longer than {self.statement_timeout:g} s and Postgres stopped "
+                "it: raise [profiles] statement_timeout, or narrow it with a prefilter"
+            )
+        if "permission denied" in low:
+            return f"{reason}: grant the segsync user SELECT on {self.table}"
+        return reason
+
+    # ------------------------------------------------------------------ reads
+    def _resolve(self, cur: Any) -> str:
+        """The configured table as a quoted ``schema.name`` (Postgres resolves the
+        name by its own rules: search_path, case folding, quotes)."""
+        try:
+            cur.execute(
+                "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text "
+                "FROM pg_catalog.pg_class c "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.oid = pg_catalog.to_regclass($1)",
+                (self.table,),
+            )
+            rows = cur.fetchall()
+        except Exception as err:
+            if _broken(err):
+                raise
+            raise PostgresSourceError(
+                f"[profiles] table {self.table!r} is not a table name: {_pg_reason(str(err))}"
+            ) from None
+        if not rows:
+            raise PostgresSourceError(
+                f"no table or view {self.table!r} in database {self.dbname!r}: "
+                "check [profiles] table in segments.toml (schema.table)"
+            )
+        qualified, relkind = rows[0]
+        if relkind not in ("r", "p", "v", "m", "f"):
+            raise PostgresSourceError(f"{self.table!r} is not a table or view")
+        return str(qualified)
+
+    def _query(self, qualified: str, *, limit_zero: bool) -> str:
+        where = f" WHERE (\n{self.prefilter}\n)" if self.prefilter else ""
+        return f"SELECT * FROM {qualified}{where}" + (" LIMIT 0" if limit_zero else "")
+
+    def _run(self, cur: Any, sql: str) -> None:
+        try:
+            cur.execute(sql)
+        except Exception as err:
+            if _broken(err):
+                raise
+            reason = _pg_reason(str(err))
+            if self.prefilter and "statement timeout" not in reason.lower():
+                raise PostgresSourceError(
+                    f"reading {self.table} with the prefilter failed: {reason} "
+                    "(the prefilter is Postgres SQL; check it in segments.toml)"
+                ) from None
+            raise
+
+    def load(self, con: duckdb.DuckDBPyConnection, target: str, *, rows: bool = True) -> None:
+        """Create ``target`` on ``con`` holding the table's rows (``rows=False``:
+        only its columns), read in one read-only REPEATABLE READ transaction.
+
+        Raises ``PostgresSourceError`` (fix the configuration or the server),
+        ``SourceLost`` (the connection broke mid-read) or DuckDB's interrupt.
+        """
+        import duckdb
+
+        from store.workspace import is_interrupt
+
+        with self.session() as cur:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            qualified = self._resolve(cur)
+            self._run(cur, self._query(qualified, limit_zero=not rows))
+            reader = cur.fetch_record_batch()
+            plans = column_plans(reader.schema)
+            problems = [p.problem for p in plans if p.problem]
+            if problems:
+                raise PostgresSourceError(
+                    "; ".join(problems) + ": cast them in a view (e.g. CREATE VIEW "
+                    "profiles_for_segsync AS SELECT ..., col::text AS col) and name the "
+                    "view in [profiles] table"
+                )
+            select = ", ".join(p.expr for p in plans) or "*"
+            con.register(_STREAM, reader)
+            try:
+                con.execute(f"CREATE TABLE {target} AS SELECT {select} FROM {_STREAM}")
+            except duckdb.Error as err:
+                if is_interrupt(err):
+                    raise
+                reason = _pg_reason(str(err))
+                if _broken(err) or "stream" in str(err).lower():
+                    raise SourceLost(
+                        f"{self.label}: the connection was lost while reading ({reason}); "
+                        "nothing was sent: run again when the server is back"
+                    ) from None
+                raise PostgresSourceError(f"reading {self.table} failed: {reason}") from None
+            finally:
+                with contextlib.suppress(Exception):
+                    con.unregister(_STREAM)
+            cur.execute("COMMIT")
+
+    # ------------------------------------------------------------ fingerprint
+    def fingerprint(self) -> dict[str, Any]:
+        """What tells a changed table from the last one without reading it.
+
+        Postgres's statistics counters (rows inserted, updated, deleted) of the
+        table, or of every table a view reads, plus the storage file (a TRUNCATE
+        or a rewrite gives a new one) and a digest of the columns and view
+        definitions. Counters reach the statistics within about a second of a
+        commit. An unreachable server is a fingerprint of its own
+        (``unreachable``), so the next readable state counts as a change.
+        """
+        base: dict[str, Any] = {"path": self.label}
+        try:
+            with self.session() as cur:
+                cur.execute(_FINGERPRINT_SQL, (self.table,))
+                rows = cur.fetchall()
+        except (PostgresSourceError, SourceLost) as err:
+            return {**base, "unreachable": str(err)}
+        if not rows:
+            return {**base, "missing": True}
+        digest = hashlib.sha256(repr(sorted(tuple(r) for r in rows)).encode()).hexdigest()
+        changes = sum(int(r[3]) for r in rows)
+        return {**base, "relations": len(rows), "changes": changes, "stats": digest}
+
+
+# Relations the table reads (itself; for a view the tables its rules depend on,
+# for a partitioned or inherited table its children), with the counters that any
+# write moves. n_live_tup is left out: ANALYZE and autovacuum change it alone.
+_FINGERPRINT_SQL = """
+WITH RECURSIVE rels(oid) AS (
+    SELECT pg_catalog.to_regclass($1)::oid
+    UNION
+    SELECT d.refobjid FROM rels r
+    JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
+    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+         AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+         AND d.refobjid <> r.oid
+    UNION
+    SELECT i.inhrelid FROM rels r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
+)
+SELECT c.oid::bigint, c.relkind::text, c.relfilenode::bigint,
+       coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::bigint,
+       coalesce(s.n_tup_ins, 0)::bigint, coalesce(s.n_tup_upd, 0)::bigint,
+       coalesce(s.n_tup_del, 0)::bigint,
+       md5(coalesce((SELECT string_agg(a.attname || ':' || a.atttypid::text || ':'
+                                       || a.atttypmod::text, ',' ORDER BY a.attnum)
+                     FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
+           || coalesce(CASE WHEN c.relkind IN ('v', 'm')
+                            THEN pg_catalog.pg_get_viewdef(c.oid) END, ''))
+FROM rels JOIN pg_catalog.pg_class c ON c.oid = rels.oid
+LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ORDER BY 1
+"""
+
+
+def column_plans(schema: pa.Schema) -> list[ColumnPlan]:
+    """How each Arrow field of the stream becomes a DuckDB column.
+
+    NUMERIC arrives as text (an opaque extension over strings): it is cast to
+    DECIMAL from the column's typmod so ``lifetime_value >= 500`` compares
+    numbers; unconstrained or wider than DuckDB's 38 digits, to DOUBLE. Types
+    the driver passes as Postgres's binary wire format (inet, point, bit,
+    ranges, ...) and ``money`` (an integer in the server's currency unit) would
+    be silently meaningless, so they are refused by name instead.
+    """
+    from store.workspace import quote_ident
+
+    plans = []
+    for fld in schema:
+        ident = quote_ident(fld.name)
+        meta = {k.decode(): v.decode() for k, v in (fld.metadata or {}).items()}
+        pg_type = meta.get("POSTGRESQL:type", "")
+        if pg_type == "numeric":
+            plans.append(ColumnPlan(fld.name, f"CAST({ident} AS {_numeric_type(meta)}) AS {ident}"))
+            continue
+        problem = _unmappable(fld.type, pg_type)
+        if problem is not None:
+            plans.append(ColumnPlan(fld.name, ident, f"column {fld.name!r} has type {problem}"))
+            continue
+        plans.append(ColumnPlan(fld.name, ident))
+    return plans
+
+
+def _numeric_type(meta: dict[str, str]) -> str:
+    """DECIMAL(p, s) from a NUMERIC typmod (``((p << 16) | s) + 4``), else DOUBLE."""
+    try:
+        typmod = int(meta.get("POSTGRESQL:typmod", "-1"))
+    except ValueError:
+        typmod = -1
+    if typmod < 4:
+        return "DOUBLE"
+    precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+    if not 0 < precision <= _MAX_DECIMAL_PRECISION or scale > precision:
+        return "DOUBLE"
+    return f"DECIMAL({precision}, {scale})"
+
+
+def _unmappable(arrow_type: pa.DataType, pg_type: str) -> str | None:
+    """The Postgres type name when DuckDB would only see its wire bytes."""
+    import pyarrow as pa
+
+    if pg_type == "money":
+        return "money (an integer in the server's currency unit; cast it to numeric)"
+    if isinstance(arrow_type, pa.OpaqueType):
+        if pa.types.is_string(arrow_type.storage_type) or pa.types.is_large_string(
+            arrow_type.storage_type
+        ):
+            return None
+        return f"{arrow_type.type_name}, which segsync cannot read (cast it to text)"
+    if isinstance(arrow_type, pa.ListType | pa.LargeListType | pa.FixedSizeListType):
+        inner = _unmappable(arrow_type.value_type, "")
+        return None if inner is None else f"an array of {inner}"
+    if isinstance(arrow_type, pa.StructType):
+        for i in range(arrow_type.num_fields):
+            inner = _unmappable(arrow_type.field(i).type, "")
+            if inner is not None:
+                return inner
+    return None
+
+
+def _pg_reason(text: str) -> str:
+    """The server's or libpq's own sentence from an ADBC message (no SQL echo)."""
+    for marker in ("ERROR:  ", "FATAL:  "):
+        if marker in text:
+            return text.split(marker, 1)[1].splitlines()[0].strip()
+    if " failed: " in text:
+        return text.split(" failed: ", 1)[1].splitlines()[0].strip()
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else text.strip()
+    return re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", first)
+
+
+def _broken(err: BaseException) -> bool:
+    """True when the error means the connection itself is gone."""
+    sqlstate = str(getattr(err, "sqlstate", "") or "")
+    if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+        return True
+    low = str(err).lower()
+    return any(
+        s in low
+        for s in (
+            "server closed the connection",
+            "terminating connection",
+            "connection to server was lost",
+            "no connection to the server",
+            "could not receive data",
+            "ssl syscall error",
+        )
+    )
