@@ -39,10 +39,17 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
         "key, its scopes and the list, each with SendGrid's own words."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+l", "fetch_lists", "Fetch lists"),
-        Binding("ctrl+t", "test", "Test"),
-        Binding("ctrl+s", "save", "Save"),
-        Binding("escape", "cancel", "Cancel"),
+        Binding(
+            "ctrl+l",
+            "fetch_lists",
+            "Fetch lists",
+            tooltip="read the account's lists with the key and address given",
+        ),
+        Binding("ctrl+t", "test", "Test", tooltip="check the key, its scopes and the list"),
+        Binding(
+            "ctrl+s", "save", "Save", tooltip="save the destination (the key goes to the keyring)"
+        ),
+        Binding("escape", "cancel", "Cancel", tooltip="close without saving"),
         # a dialog does not see the app's keys; ? would be typed into a field
         Binding("f1", "app.help", "Help", show=False),
     ]

@@ -47,12 +47,34 @@ class DestinationsScreen(SegsyncScreen):
         "destination every other screen works on."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("u", "use", "Use"),
-        Binding("a", "add", "Add"),
-        Binding("e", "edit", "Edit"),
-        Binding("c", "consent", "Consent"),
-        Binding("delete,d", "remove", "Remove"),
-        Binding("r", "refresh", "Refresh"),
+        Binding(
+            "u",
+            "use",
+            "Use",
+            tooltip="make the highlighted destination the one every screen works on (also Enter)",
+        ),
+        Binding("a", "add", "Add", tooltip="a new destination with its API key, list and cap"),
+        Binding(
+            "e",
+            "edit",
+            "Edit",
+            tooltip="change the highlighted destination (an empty key keeps the stored one)",
+        ),
+        Binding(
+            "c", "consent", "Consent", tooltip="record the data-privacy statement an export needs"
+        ),
+        Binding(
+            "delete,d",
+            "remove",
+            "Remove",
+            tooltip="remove the destination and forget its key; its runs stay in history",
+        ),
+        Binding(
+            "r",
+            "refresh",
+            "Refresh",
+            tooltip="reload destinations and their contact counts on SendGrid",
+        ),
     ]
 
     def __init__(self) -> None:

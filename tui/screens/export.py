@@ -75,8 +75,13 @@ class ExportScreen(SegsyncScreen):
         "to do next."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "cancel", "Cancel export"),
-        Binding("h", "history", "Open in history"),
+        Binding(
+            "c",
+            "cancel",
+            "Cancel export",
+            tooltip="stop after the requests in flight; the run can be resumed",
+        ),
+        Binding("h", "history", "Open in history", tooltip="this run's batches and rejected rows"),
     ]
 
     def __init__(self) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -25,36 +27,31 @@ def screen_keys(screen: Screen[object]) -> list[tuple[str, str]]:
     hidden ones and those unavailable right now included (the footer has no
     room for all of them at 80 columns, and c cancels an export even before
     one runs is worth knowing)."""
-    keys: dict[tuple[str, str], list[str]] = {}  # (action, description) -> keys
+    keys: dict[tuple[str, str], list[str]] = {}  # (action, what it does) -> keys
     for binding in Binding.make_bindings(screen.BINDINGS):
         if binding.description:
-            shown = keys.setdefault((binding.action, binding.description), [])
+            # the footer's word, then the tooltip's sentence that explains it
+            what = binding.description
+            if binding.tooltip:
+                what += f": {binding.tooltip}"
+            shown = keys.setdefault((binding.action, what), [])
             shown.append(screen.app.get_key_display(binding))
-    return [("/".join(shown), description) for (_action, description), shown in keys.items()]
+    return [("/".join(shown), what) for (_action, what), shown in keys.items()]
 
 
-def render_help(title: str, purpose: str, keys: list[tuple[str, str]], everywhere: bool) -> Text:
-    """The help text: purpose, the screen's keys, then the global ones.
-    Everything here is a constant of the app, never data."""
-    text = Text()
-    text.append(title, style="bold")
-    text.append("\n")
-    text.append(purpose)
-    text.append("\n\nThis screen\n", style="bold")
-    for key, description in keys or [("-", "no keys of its own")]:
-        text.append(f"  {key:<12}", style="bold")
-        text.append(f"{description}\n")
-    if everywhere:
-        text.append("\nEverywhere\n", style="bold")
-        for key, description in GLOBAL_KEYS:
-            text.append(f"  {key:<12}", style="bold")
-            text.append(f"{description}\n")
-    text.rstrip()
-    return text
+def _keys_table(keys: list[tuple[str, str]]) -> Table:
+    """Keys in one column, what they do beside them, wrapped under itself."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, what in keys:
+        table.add_row(key, what)
+    return table
 
 
 class HelpScreen(ModalScreen[None]):
-    """Shown over a screen; Escape, q, ? or F1 closes it."""
+    """Shown over a screen; Escape, q, ? or F1 closes it. Everything in it is
+    a constant of the app (purpose, binding texts), never data."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark,f1", "close", "Close", key_display="esc"),
@@ -62,17 +59,33 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, for_screen: Screen[object], title: str, purpose: str) -> None:
         super().__init__()
-        self.help_text = render_help(
-            title,
-            purpose,
-            screen_keys(for_screen),
-            everywhere=not isinstance(for_screen, ModalScreen),
-        )
+        self.title_text = title
+        self.purpose = purpose
+        self.keys = screen_keys(for_screen) or [("-", "no keys of its own")]
+        self.everywhere = [] if isinstance(for_screen, ModalScreen) else list(GLOBAL_KEYS)
+
+    @property
+    def help_text(self) -> str:
+        """The help as plain text (what a test or a search reads)."""
+        lines = [self.title_text, self.purpose, "", "This screen"]
+        lines += [f"  {key:<12}{what}" for key, what in self.keys]
+        if self.everywhere:
+            lines += ["", "Everywhere"]
+            lines += [f"  {key:<12}{what}" for key, what in self.everywhere]
+        return "\n".join(lines)
 
     def compose(self) -> ComposeResult:
+        parts: list[RenderableType] = [
+            Text(self.title_text, style="bold"),
+            Text(self.purpose),
+            Text("\nThis screen", style="bold"),
+            _keys_table(self.keys),
+        ]
+        if self.everywhere:
+            parts += [Text("\nEverywhere", style="bold"), _keys_table(self.everywhere)]
         with Vertical(classes="dialog help"):
             with VerticalScroll():
-                yield Static(self.help_text, id="help-text")
+                yield Static(Group(*parts), id="help-text")
             yield Static(Text("Escape closes this help."), classes="hint")
 
     def action_close(self) -> None:

@@ -44,10 +44,17 @@ class HistoryScreen(SegsyncScreen):
     )
     AUTO_FOCUS = "#runs"  # the runs, not the filters: keys act on the list at once
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "open", "Open run"),
-        Binding("f", "filter_destination", "Destination"),
-        Binding("s", "filter_status", "Status"),
-        Binding("r", "refresh", "Refresh"),
+        Binding(
+            "o",
+            "open",
+            "Open run",
+            tooltip="the highlighted run's settings, batches and rejected rows (also Enter)",
+        ),
+        Binding(
+            "f", "filter_destination", "Destination", tooltip="show the runs of one destination"
+        ),
+        Binding("s", "filter_status", "Status", tooltip="show the runs of one status"),
+        Binding("r", "refresh", "Refresh", tooltip="read the history again"),
     ]
 
     def __init__(self) -> None:

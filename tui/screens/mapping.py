@@ -43,10 +43,25 @@ class MappingScreen(SegsyncScreen):
         "Preview uses what you see."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "pick", "Pick column"),
-        Binding("u", "suggest", "Suggest"),
-        Binding("p", "preview", "Preview"),
-        Binding("r", "refresh", "Reload"),
+        Binding(
+            "space",
+            "pick",
+            "Pick column",
+            tooltip="choose the column for the highlighted field (also Enter)",
+        ),
+        Binding(
+            "u",
+            "suggest",
+            "Suggest",
+            tooltip="map columns to fields by their names (saved at once)",
+        ),
+        Binding("p", "preview", "Preview", tooltip="dry-run with this mapping"),
+        Binding(
+            "r",
+            "refresh",
+            "Reload",
+            tooltip="read the columns, custom fields and sample rows again",
+        ),
     ]
 
     def __init__(self) -> None:

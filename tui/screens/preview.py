@@ -47,11 +47,28 @@ class PreviewScreen(SegsyncScreen):
         "the left to see its rows. Nothing is sent until x, and x asks first."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("x", "export", "Export"),
-        Binding("o", "toggle_mode", "Mode"),
-        Binding("i", "toggle_incremental", "Incremental"),
-        Binding("v", "next_view", "View"),
-        Binding("r", "refresh", "Refresh"),
+        Binding(
+            "x",
+            "export",
+            "Export",
+            tooltip="send the planned contacts (asks first, and for consent if missing)",
+        ),
+        Binding(
+            "o",
+            "toggle_mode",
+            "Mode",
+            tooltip="upsert only, or mirror (also takes off the list who left the segments)",
+        ),
+        Binding(
+            "i",
+            "toggle_incremental",
+            "Incremental",
+            tooltip="send only contacts changed since the last export",
+        ),
+        Binding(
+            "v", "next_view", "View", tooltip="sample, rejected rows or first request, in turn"
+        ),
+        Binding("r", "refresh", "Refresh", tooltip="plan the dry-run again"),
     ]
 
     def __init__(self) -> None:

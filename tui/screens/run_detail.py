@@ -38,11 +38,26 @@ class RunDetailScreen(Screen[None]):
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back"),
-        Binding("v", "next_view", "View"),
-        Binding("e", "export_csv", "Rejected→CSV"),
-        Binding("u", "resume", "Resume"),
-        Binding("R", "rerun", "Re-run"),
+        Binding("escape", "back", "Back", tooltip="back to the list of runs"),
+        Binding("v", "next_view", "View", tooltip="summary, batches or rejected rows, in turn"),
+        Binding(
+            "e",
+            "export_csv",
+            "Rejected→CSV",
+            tooltip="write every rejected row of this run to a CSV file",
+        ),
+        Binding(
+            "u",
+            "resume",
+            "Resume",
+            tooltip="continue this run; confirmed batches are not sent again",
+        ),
+        Binding(
+            "R",
+            "rerun",
+            "Re-run",
+            tooltip="a new run with this run's destination, segments and mode",
+        ),
     ]
 
     def __init__(self, run_id: int) -> None:

@@ -29,11 +29,15 @@ class SegmentsScreen(SegsyncScreen):
         "segment whose definition fails says why below."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("space", "toggle", "Pick"),
-        Binding("ctrl+a", "toggle_all", "All/none"),
-        Binding("p", "preview", "Preview"),
-        Binding("m", "mapping", "Mapping"),
-        Binding("r", "refresh", "Recount"),
+        Binding(
+            "space", "toggle", "Pick", tooltip="pick or unpick the highlighted segment (also Enter)"
+        ),
+        Binding("ctrl+a", "toggle_all", "All/none", tooltip="pick every segment, or none"),
+        Binding("p", "preview", "Preview", tooltip="dry-run the picked segments"),
+        Binding("m", "mapping", "Mapping", tooltip="which columns feed which SendGrid fields"),
+        Binding(
+            "r", "refresh", "Recount", tooltip="read segments.toml again and recount the members"
+        ),
     ]
 
     def __init__(self) -> None:
