@@ -54,8 +54,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from store.fingerprint import refresh_fingerprint
+from store.fingerprint import configured_source, refresh_fingerprint
 from store.history_syncs import SyncError, SyncRecord, check_sync_name
+from store.postgres_source import PostgresSource
 from store.safe_text import visible
 from store.secrets import KeyNotFound, KeyStore, Secret
 
@@ -211,12 +212,10 @@ def format_every(seconds: int) -> str:
 # -- the profile source -----------------------------------------------------------
 
 
-def source_of(workspace: str | Path) -> Path:
+def source_of(workspace: str | Path) -> Path | PostgresSource:
     """The profile source a workspace folder names, from its segments.toml alone
     (no DuckDB: this runs every minute for every sync on refresh)."""
-    root = Path(workspace)
-    config = tomllib.loads((root / "segments.toml").read_text(encoding="utf-8"))
-    return (root / str(config["profiles"]["path"])).resolve()
+    return configured_source(workspace)
 
 
 def source_fingerprint_of(workspace: str | Path) -> dict[str, Any]:

@@ -4,7 +4,9 @@
 scheduled sync runs "on refresh" when they change: both must tell in
 milliseconds, so this reads file metadata (size and modification time, in
 nanoseconds), never the rows. A DuckDB source is fingerprinted through its
-database file, which any write changes.
+database file, which any write changes. A PostgreSQL source is fingerprinted by
+the server's statistics counters of its table (``PostgresSource.fingerprint``):
+one small catalog query, never a read of the table.
 """
 
 from __future__ import annotations
@@ -14,9 +16,31 @@ import os
 from pathlib import Path
 from typing import Any
 
+from store.postgres_source import PostgresConfigError, PostgresSource
 
-def source_fingerprint(source: Path) -> dict[str, Any]:
-    """``{path, size, mtime_ns}`` of the source file, or ``{path, missing: true}``."""
+
+def configured_source(workspace: str | Path) -> Path | PostgresSource:
+    """The profile source a workspace folder's segments.toml names, read from the
+    file alone (no DuckDB, no connection): what `--on-refresh` syncs watch.
+    Raises OSError, KeyError, ValueError or TOMLDecodeError when it cannot tell."""
+    import tomllib
+
+    root = Path(workspace)
+    config = tomllib.loads((root / "segments.toml").read_text(encoding="utf-8"))
+    profiles = config["profiles"]
+    if isinstance(profiles, dict) and "postgres" in profiles:
+        try:
+            return PostgresSource.from_config(profiles)
+        except PostgresConfigError as err:
+            raise ValueError(str(err)) from None
+    return (root / str(profiles["path"])).resolve()
+
+
+def source_fingerprint(source: Path | PostgresSource) -> dict[str, Any]:
+    """``{path, size, mtime_ns}`` of the source file, or ``{path, missing: true}``;
+    for Postgres, its statistics counters (``{path: label, changes, stats}``)."""
+    if isinstance(source, PostgresSource):
+        return source.fingerprint()
     path = Path(source)
     try:
         st = os.stat(path)
@@ -34,7 +58,7 @@ _PARQUET_FOOTER_MAX = 64 * 1024 * 1024  # a larger "length" means a torn or fore
 _DUCKDB_HEADERS = (4096, 8192)
 
 
-def refresh_fingerprint(source: Path) -> dict[str, Any]:
+def refresh_fingerprint(source: Path | PostgresSource) -> dict[str, Any]:
     """What tells a refreshed profile source from the last one, read in a few
     kilobytes: `source_fingerprint` plus a digest of the Parquet footer (the
     schema, row groups and their statistics) or of a DuckDB file's checkpoint
@@ -42,7 +66,10 @@ def refresh_fingerprint(source: Path) -> dict[str, Any]:
 
     A Parquet file without its trailing magic is being written: the result says
     ``incomplete`` and a caller waits rather than export half a refresh.
+    A Postgres source is its statistics counters (see ``source_fingerprint``).
     """
+    if isinstance(source, PostgresSource):
+        return source.fingerprint()
     path = Path(source)
     base = source_fingerprint(path)
     if base.get("missing"):
