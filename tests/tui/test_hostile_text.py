@@ -307,6 +307,15 @@ async def test_history_and_run_detail(make_app) -> None:
             "\\x1b]52;c;REFUQQ==\\x1b\\Ann",
             "SendGrid said \\x1b[2K\\x1b[1Aok",
         )
+        destinations = app.screen.query_one("#filter-destination", Select)
+        destinations.expanded = True  # its options are destination names
+        await pilot.pause()
+        assert_safe(app, "\\x1b]52;c;REFUQQ==\\x1b\\Ann")
+        destinations.value = CLIPBOARD
+        destinations.expanded = False
+        await settle(pilot)
+        assert_safe(app, "Destination \\x1b]52;c;REFUQQ==")
+        app.screen.query_one("#runs").focus()
         await pilot.press("o")
         await settle(pilot)
         assert isinstance(app.screen, RunDetailScreen)
