@@ -340,12 +340,17 @@ class PostgresSource:
                 if is_interrupt(err):
                     raise
                 reason = _pg_reason(str(err))
-                if _broken(err) or "stream" in str(err).lower():
+                if _broken(err) or not _alive(cur):
                     raise SourceLost(
                         f"{self.label}: the connection was lost while reading ({reason}); "
                         "nothing was sent: run again when the server is back"
                     ) from None
-                raise PostgresSourceError(f"reading {self.table} failed: {reason}") from None
+                hint = (
+                    " (the prefilter is Postgres SQL; check it in segments.toml)"
+                    if self.prefilter
+                    else ""
+                )
+                raise PostgresSourceError(f"reading {self.table} failed: {reason}{hint}") from None
             finally:
                 with contextlib.suppress(Exception):
                     con.unregister(_STREAM)
@@ -383,13 +388,14 @@ _FINGERPRINT_SQL = """
 WITH RECURSIVE rels(oid) AS (
     SELECT pg_catalog.to_regclass($1)::oid
     UNION
-    SELECT d.refobjid FROM rels r
-    JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid
-    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
-         AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
-         AND d.refobjid <> r.oid
-    UNION
-    SELECT i.inhrelid FROM rels r JOIN pg_catalog.pg_inherits i ON i.inhparent = r.oid
+    SELECT x.child FROM rels r CROSS JOIN LATERAL (
+        SELECT d.refobjid FROM pg_catalog.pg_rewrite w
+        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+             AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+        WHERE w.ev_class = r.oid AND d.refobjid <> r.oid
+        UNION ALL
+        SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = r.oid
+    ) x(child)
 )
 SELECT c.oid::bigint, c.relkind::text, c.relfilenode::bigint,
        coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::bigint,
@@ -483,6 +489,15 @@ def _pg_reason(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     first = lines[0] if lines else text.strip()
     return re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", first)
+
+
+def _alive(cur: Any) -> bool:
+    """Whether the session still answers (ending the failed transaction)."""
+    try:
+        cur.execute("ROLLBACK")
+    except Exception:
+        return False
+    return True
 
 
 def _broken(err: BaseException) -> bool:

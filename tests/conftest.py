@@ -29,3 +29,22 @@ def _isolated_state(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
     """No test touches the developer's real keyring or state directory."""
     monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
     monkeypatch.setenv("SEGSYNC_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster for the whole session (tests/postgres/cluster.py).
+
+    Skipped, with the reason, where the server binaries are missing, so the rest
+    of the suite runs anywhere; CI installs them and sets SEGSYNC_REQUIRE_POSTGRES=1,
+    which turns that skip into a failure.
+    """
+    from tests.postgres.cluster import running_cluster, why_unavailable
+
+    reason = why_unavailable()
+    if reason is not None:
+        if os.environ.get("SEGSYNC_REQUIRE_POSTGRES"):
+            pytest.fail(f"SEGSYNC_REQUIRE_POSTGRES is set but {reason}")
+        pytest.skip(reason)
+    with running_cluster() as cluster:
+        yield cluster
