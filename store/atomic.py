@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` with a binary file that becomes ``path`` (mode 0600) once complete."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

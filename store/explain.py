@@ -92,6 +92,7 @@ def explain(
     email_expr = _email_expr(mapping.email)
     ledger = ledger_file(state, destination.base_url, destination.list_id or "")
     con = ws.connect(allowed_paths=[ledger] if ledger.is_file() else [])
+    owned = True  # until the plan takes the connection over
     try:
         if key is not None:
             if ws.key is None:
@@ -112,9 +113,9 @@ def explain(
             answer.rows = _rows(con, ws, mapping, predicates, email_expr, answer.email)
         if answer.email is not None and answer.rows and segments:
             _plan_verdicts(con, ws, ledger, mapping, segments, answer)
-            con = None  # the plan took the connection over and closed it
+            owned = False  # the plan took the connection over and closed it
     finally:
-        if con is not None:
+        if owned:
             con.close()
     if answer.email is not None:
         _records(state, destination, answer)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +38,8 @@ from store.history_models import (
     RejectedRowTable,
     RunBatchTable,
     RunTable,
+    inserted_id,
+    table_of,
 )
 from store.history_plans import PlanNotFound, PlanRecord, PlansMixin
 from store.history_syncs import SyncsMixin
@@ -45,6 +47,8 @@ from store.limits import DEFAULT_CAP
 from store.operator import current_operator
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from store.plan import FieldMapping
 
 __all__ = [
@@ -79,12 +83,12 @@ MODES = ("upsert", "mirror")
 SUCCESS_STATUSES = ("succeeded", "partial")  # the run finished; rejected rows aside
 REJECTION_SOURCES = ("plan", "sendgrid")
 
-_T = DestinationTable.__table__
-_MAP = DestinationMappingTable.__table__
-_SEG = DestinationSegmentsTable.__table__
-_RUN = RunTable.__table__
-_BATCH = RunBatchTable.__table__
-_REJ = RejectedRowTable.__table__
+_T = table_of(DestinationTable)
+_MAP = table_of(DestinationMappingTable)
+_SEG = table_of(DestinationSegmentsTable)
+_RUN = table_of(RunTable)
+_BATCH = table_of(RunBatchTable)
+_REJ = table_of(RejectedRowTable)
 
 _REJECTED_INSERT = (
     "INSERT INTO rejected_row (run_id, seq, key, email, reason, source) VALUES (?, ?, ?, ?, ?, ?)"
@@ -229,7 +233,10 @@ def _run_process_alive(pid: int, started_at: datetime) -> bool:
     return began is None or began <= started_at + timedelta(seconds=2)
 
 
-def _row(cls: type, row: Any, **overrides: Any) -> Any:
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _row(cls: type[_R], row: Any, **overrides: Any) -> _R:
     data = {f.name: row._mapping[f.name] for f in fields(cls) if f.name in row._mapping}
     data.update(overrides)
     return cls(**data)
@@ -353,9 +360,7 @@ class History(PlansMixin, SyncsMixin):
         _check_destination_values(values)
         try:
             with self._write() as conn:
-                new_id = conn.execute(
-                    insert(_T).values(**values, created_at=_now())
-                ).inserted_primary_key[0]
+                new_id = inserted_id(conn.execute(insert(_T).values(**values, created_at=_now())))
         except IntegrityError as exc:
             raise DestinationExists(f"a destination named {name!r} already exists") from exc
         return self.get_destination(new_id)
@@ -503,27 +508,29 @@ class History(PlansMixin, SyncsMixin):
         if resumed_from is not None:
             self.get_run(resumed_from)
         with self._write() as conn:
-            return conn.execute(
-                insert(_RUN).values(
-                    destination_id=dest.id,
-                    destination_name=dest.name,
-                    segments=list(segments),
-                    mode=mode,
-                    incremental=incremental,
-                    dry_run=dry_run,
-                    status="running",
-                    config=dict(config or {}),
-                    counts={},
-                    operator=current_operator(),
-                    host=self.host,
-                    pid=os.getpid(),
-                    started_at=_now(),
-                    resumed_from=resumed_from,
-                    plan_id=plan_id,
-                    kind=kind,
-                    undo_of=undo_of,
+            return inserted_id(
+                conn.execute(
+                    insert(_RUN).values(
+                        destination_id=dest.id,
+                        destination_name=dest.name,
+                        segments=list(segments),
+                        mode=mode,
+                        incremental=incremental,
+                        dry_run=dry_run,
+                        status="running",
+                        config=dict(config or {}),
+                        counts={},
+                        operator=current_operator(),
+                        host=self.host,
+                        pid=os.getpid(),
+                        started_at=_now(),
+                        resumed_from=resumed_from,
+                        plan_id=plan_id,
+                        kind=kind,
+                        undo_of=undo_of,
+                    )
                 )
-            ).inserted_primary_key[0]
+            )
 
     def reopen_run(self, run_id: int) -> None:
         """Take over an unfinished run to resume it: it becomes ``running`` again

@@ -58,7 +58,7 @@ def _v2_resume_and_sources(conn: Connection) -> None:
 
 
 def _v3_changesets(conn: Connection) -> None:
-    history_models.PlanTable.__table__.create(conn)  # type: ignore[attr-defined]
+    history_models.table_of(history_models.PlanTable).create(conn)
     for column in ("max_removals INTEGER", "max_removal_share FLOAT", "max_adds INTEGER"):
         conn.exec_driver_sql(f"ALTER TABLE destination ADD COLUMN {column}")
     conn.exec_driver_sql("ALTER TABLE run ADD COLUMN plan_id INTEGER REFERENCES plan (id)")
@@ -67,8 +67,8 @@ def _v3_changesets(conn: Connection) -> None:
 
 
 def _v4_syncs(conn: Connection) -> None:
-    history_models.SyncTable.__table__.create(conn)  # type: ignore[attr-defined]
-    history_models.SyncEventTable.__table__.create(conn)  # type: ignore[attr-defined]
+    history_models.table_of(history_models.SyncTable).create(conn)
+    history_models.table_of(history_models.SyncEventTable).create(conn)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -8,7 +8,7 @@ back timezone-aware, so a run started in one time zone reads right in another.
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, CursorResult, DateTime, Index, Table, UniqueConstraint, text
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -34,16 +34,41 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+def table_of(model: type[SQLModel]) -> Table:
+    """The SQLAlchemy `Table` of a model, typed.
+
+    SQLModel sets `__table__` on every table class but does not declare it, so
+    a type checker cannot see it; the shared metadata holds the same object
+    under the table's name.
+    """
+    name = model.__tablename__
+    if not isinstance(name, str):  # every table here names itself with a string
+        raise TypeError(f"{model.__name__} has no table name")
+    return SQLModel.metadata.tables[name]
+
+
+def inserted_id(result: CursorResult[Any]) -> int:
+    """The primary key of the one row an INSERT just added.
+
+    SQLAlchemy types it as optional (a bulk insert has none); every insert
+    here adds one row to a table with an integer key, so none is a bug.
+    """
+    key = result.inserted_primary_key
+    if key is None:
+        raise RuntimeError("the INSERT reported no primary key")
+    return int(key[0])
+
+
 class SchemaMetaTable(SQLModel, table=True):
     """One row: the schema version the file was last upgraded to."""
 
-    __tablename__: ClassVar[str] = "schema_meta"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "schema_meta"
     id: int = Field(default=1, primary_key=True)
     version: int
 
 
 class DestinationTable(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "destination"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "destination"
     # A name is unique among active destinations only: a removed one keeps its
     # row (its runs point at it) and its name can be given to a new one.
     __table_args__ = (
@@ -75,21 +100,21 @@ class DestinationTable(SQLModel, table=True):
 
 
 class DestinationMappingTable(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "destination_mapping"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "destination_mapping"
     destination_id: int = Field(primary_key=True, foreign_key="destination.id")
     mapping: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class DestinationSegmentsTable(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "destination_segments"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "destination_segments"
     destination_id: int = Field(primary_key=True, foreign_key="destination.id")
     segments: list[str] = Field(sa_column=Column(JSON, nullable=False))
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class RunTable(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "run"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "run"
     id: int | None = Field(default=None, primary_key=True)
     destination_id: int = Field(foreign_key="destination.id", index=True)
     destination_name: str  # as it was at the time: destinations can be renamed
@@ -115,7 +140,7 @@ class RunTable(SQLModel, table=True):
 
 
 class RunBatchTable(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "run_batch"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "run_batch"
     __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_batch_run_seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
@@ -135,7 +160,7 @@ class RunBatchTable(SQLModel, table=True):
 
 
 class RejectedRowTable(SQLModel, table=True):
-    __tablename__: ClassVar[str] = "rejected_row"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "rejected_row"
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="run.id", index=True)
     seq: int | None = None  # NULL: excluded by the plan, before any batch
@@ -150,7 +175,7 @@ class PlanTable(SQLModel, table=True):
     """A frozen changeset (schema v3): what one plan decided for each person lives in
     a Parquet file beside the database; this row holds its summary and basis."""
 
-    __tablename__: ClassVar[str] = "plan"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "plan"
     id: int | None = Field(default=None, primary_key=True)
     destination_id: int = Field(foreign_key="destination.id", index=True)
     destination_name: str
@@ -176,7 +201,7 @@ class SyncTable(SQLModel, table=True):
     run, how did it go, when is it next" is one row read (the TUI's table).
     """
 
-    __tablename__: ClassVar[str] = "sync"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "sync"
     # Unique among active syncs only, like destinations: a removed sync keeps
     # its row (its events point at it) and its name can be used again.
     __table_args__ = (
@@ -222,7 +247,7 @@ class SyncEventTable(SQLModel, table=True):
     for an hour is one line, not sixty.
     """
 
-    __tablename__: ClassVar[str] = "sync_event"  # type: ignore[misc]
+    __tablename__: ClassVar[str] = "sync_event"
     id: int | None = Field(default=None, primary_key=True)
     sync_id: int = Field(foreign_key="sync.id", index=True)
     kind: str  # run | skip | hook

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from store.history_models import PlanTable
+from store.history_models import PlanTable, inserted_id, table_of
 from store.operator import current_operator
 
 PLAN_STATUSES = ("ready", "applied", "superseded")
-_PLAN = PlanTable.__table__  # type: ignore[attr-defined]
+_PLAN = table_of(PlanTable)
 
 
 class PlanNotFound(LookupError):
@@ -58,8 +58,11 @@ class PlansMixin:
 
     host: str
 
-    def _read(self) -> AbstractContextManager[Connection]: ...  # provided by History
-    def _write(self) -> AbstractContextManager[Connection]: ...  # provided by History
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # provided by History
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # provided by History
 
     def add_plan(
         self,
@@ -77,7 +80,7 @@ class PlansMixin:
     ) -> int:
         """Record a new plan (status ``ready``); returns its id."""
         with self._write() as conn:
-            return int(
+            return inserted_id(
                 conn.execute(
                     insert(_PLAN).values(
                         destination_id=destination_id,
@@ -94,7 +97,7 @@ class PlansMixin:
                         host=self.host,
                         created_at=created_at,
                     )
-                ).inserted_primary_key[0]
+                )
             )
 
     def get_plan(self, plan_id: int) -> PlanRecord:
@@ -132,7 +135,7 @@ class PlansMixin:
         (never applied, or applied by a run that has ended)."""
         from store.history_models import RunTable
 
-        run = RunTable.__table__  # type: ignore[attr-defined]
+        run = table_of(RunTable)
         running = select(run.c.plan_id).where(
             run.c.status.in_(("running", "interrupted", "cancelled", "failed")),
             run.c.plan_id.is_not(None),
@@ -148,7 +151,7 @@ class PlansMixin:
         Returns whether the row went."""
         from store.history_models import RunTable
 
-        run = RunTable.__table__  # type: ignore[attr-defined]
+        run = table_of(RunTable)
         used = select(run.c.plan_id).where(run.c.plan_id.is_not(None))
         with self._write() as conn:
             done = conn.execute(

@@ -20,15 +20,18 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from store.history_models import SyncEventTable, SyncTable
+from store.history_models import SyncEventTable, SyncTable, inserted_id, table_of
 
-_SYNC = SyncTable.__table__  # type: ignore[attr-defined]
-_EVENT = SyncEventTable.__table__  # type: ignore[attr-defined]
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_SYNC = table_of(SyncTable)
+_EVENT = table_of(SyncEventTable)
 
 TRIGGERS = ("every", "cron", "refresh")
 EVENT_KINDS = ("run", "skip", "hook")
@@ -120,7 +123,10 @@ class SyncAlert:
     event: SyncEvent
 
 
-def _record(cls: type, row: Any) -> Any:
+_R = TypeVar("_R", bound="DataclassInstance")
+
+
+def _record(cls: type[_R], row: Any) -> _R:
     values = {f.name: row._mapping[f.name] for f in fields(cls)}
     if "segments" in values:
         values["segments"] = tuple(values["segments"])
@@ -141,8 +147,11 @@ def check_sync_name(name: str) -> str:
 class SyncsMixin:
     """Sync rows and events; relies on the host class's `_read` and `_write`."""
 
-    def _read(self) -> AbstractContextManager[Connection]: ...  # provided by History
-    def _write(self) -> AbstractContextManager[Connection]: ...  # provided by History
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # provided by History
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError  # provided by History
 
     # -- configuration --------------------------------------------------------
 
@@ -155,9 +164,11 @@ class SyncsMixin:
         config["segments"] = list(config["segments"])
         try:
             with self._write() as conn:
-                new_id = conn.execute(
-                    insert(_SYNC).values(**config, created_at=created_at, updated_at=created_at)
-                ).inserted_primary_key[0]
+                new_id = inserted_id(
+                    conn.execute(
+                        insert(_SYNC).values(**config, created_at=created_at, updated_at=created_at)
+                    )
+                )
         except IntegrityError as exc:
             raise SyncExists(f"a sync named {config['name']!r} already exists") from exc
         return self.get_sync(int(new_id))
@@ -251,7 +262,7 @@ class SyncsMixin:
                     conn.execute(
                         update(_EVENT)
                         .where(_EVENT.c.id == latest.id)
-                        .values(count=latest.count + 1, last_at=at)
+                        .values(count=latest._mapping["count"] + 1, last_at=at)
                     )
                     event_id = latest.id
                 else:
@@ -259,19 +270,21 @@ class SyncsMixin:
             else:
                 event_id = None
             if event_id is None:
-                event_id = conn.execute(
-                    insert(_EVENT).values(
-                        sync_id=sync_id,
-                        kind=kind,
-                        result=result,
-                        at=at,
-                        last_at=at,
-                        count=1,
-                        run_id=run_id,
-                        message=message,
-                        alert=alert,
+                event_id = inserted_id(
+                    conn.execute(
+                        insert(_EVENT).values(
+                            sync_id=sync_id,
+                            kind=kind,
+                            result=result,
+                            at=at,
+                            last_at=at,
+                            count=1,
+                            run_id=run_id,
+                            message=message,
+                            alert=alert,
+                        )
                     )
-                ).inserted_primary_key[0]
+                )
             row = conn.execute(select(_EVENT).where(_EVENT.c.id == event_id)).one()
         return _record(SyncEvent, row)
 

@@ -93,7 +93,8 @@ def read_info(path: Path) -> LedgerInfo | None:
     kv = meta.metadata or {}
 
     def get(name: str) -> str:
-        return kv.get(_META[name], b"").decode()
+        value: bytes = kv.get(_META[name], b"")
+        return value.decode()
 
     return LedgerInfo(
         path=path,

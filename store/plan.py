@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import duckdb
 import orjson
@@ -23,9 +23,8 @@ import pyarrow.parquet as pq
 
 from store import forgotten
 from store.atomic import write_atomic
-from store.limits import RESERVED_FIELD_LIMITS
+from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
 from store.sql_plan import (
-    EMAIL_MAX_LENGTH,
     ON_LIST,
     PlanSpec,
     changeset_sql,
@@ -260,7 +259,7 @@ class Plan:
         counts["to_update"] = int(known[0]) if known else 0
         counts["to_add"] = counts["to_send"] - counts["to_update"]
         self.counts: dict[str, int] = counts
-        self.sample_contacts: list[dict] = [
+        self.sample_contacts: list[dict[str, Any]] = [
             orjson.loads(r[2])
             for r in con.execute(contacts_sql(spec, limit=10, by_email=True)).fetchall()
         ]
@@ -421,7 +420,7 @@ def plan_export(
     ledger = Path(req.ledger).resolve() if req.ledger is not None else None
     has_ledger = ledger is not None and ledger.is_file()
     if con is None:
-        con = ws.connect(allowed_paths=[ledger] if has_ledger else [])
+        con = ws.connect(allowed_paths=[ledger] if ledger is not None and has_ledger else [])
     try:
         columns = ws.columns(con)
         validate_mapping(req.mapping, columns)
@@ -460,7 +459,7 @@ def plan_export(
             source=req.source or NUMBERED_VIEW,
             row_column=ws.row_column,
         )
-        if spec.skip_confirmed:
+        if spec.skip_confirmed and req.skip_emails is not None:
             emails = pc.utf8_lower(pc.utf8_trim_whitespace(req.skip_emails.cast(pa.string())))
             con.register("confirmed", pa.table({"email": emails}))
         try:

@@ -441,6 +441,12 @@ def plans_naming(state: Path, plan_ids: list[int], matcher: Matcher) -> list[int
 
 # -- files a killed process left behind ----------------------------------------
 
+
+def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+    """A write_atomic callback for bytes already in hand (bound now, not in a loop)."""
+    return lambda handle: handle.write(data)
+
+
 # store.atomic.write_atomic's temp file: ".<name>.<pid>.tmp" beside the target.
 _TEMP = re.compile(r"^\..+\.(\d+)\.tmp$")
 
@@ -498,7 +504,7 @@ def redact_text_files(state: Path, matcher: Matcher, token: str) -> list[Path]:
                 continue  # binary: left to find_traces to report
             if matcher.found_in(text):
                 fresh = matcher.replace(text, token).encode("utf-8")
-                write_atomic(path, lambda handle, fresh=fresh: handle.write(fresh))
+                write_atomic(path, _writer(fresh))
                 changed.append(path)
     return changed
 

@@ -135,7 +135,7 @@ class PlanSpec:
     def _sparse_json(self) -> str:
         """The contact JSON by concatenation, leaving NULL fields out."""
         members = ["'\"email\":' || to_json(email)"]
-        custom = []
+        custom: list[str] = []
         for i, (key, _, is_custom) in enumerate(self.payload()):
             member = f"CASE WHEN {_v(i)} IS NOT NULL THEN {_key(key)} || to_json({_v(i)}) END"
             (custom if is_custom else members).append(member)
