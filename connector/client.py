@@ -377,6 +377,7 @@ def parse_errors_file(content: bytes) -> list[tuple[str, str]]:
         return []
     first = rows[0]
     at = next((i for i, cell in enumerate(first) if "@" in cell), None)
+    email_col: int | None
     if at is not None:  # no header: the first row is already data
         email_col, body = at, rows
         reason_col = next((i for i in range(len(first)) if i != at and first[i].strip()), None)

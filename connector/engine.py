@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 
@@ -33,7 +34,7 @@ from connector import events as ev
 from connector.batching import MAX_BYTES, MAX_CONTACTS, pack_bodies
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import RequestCancelled, SendGridError
-from connector.preflight import ExportRefused, Preflight, basis_changes
+from connector.preflight import ExportRefused, Preflight, basis_changes, list_id_of
 from connector.removals import RemovalOutcome, RemovalSettings, remove_departed
 from connector.upload import UploadContext, UploadState, confirm_job, upload_and_confirm
 from store import batch_emails, forgotten, guardrails
@@ -41,6 +42,13 @@ from store.changeset import Changeset, changeset_file
 from store.ledger import read_info, write_ledger
 from store.people import people_file, write_people
 from store.plan import EXCLUSIONS, FieldMapping, Plan, PlanRequest, plan_export
+
+if TYPE_CHECKING:
+    from store.history import Destination, History, RunDetail
+    from store.history_plans import PlanRecord
+    from store.secrets import KeyStore
+    from store.undo import UndoPlan
+    from store.workspace import Workspace
 
 __all__ = ["EngineSettings", "ExportEngine", "ExportRefused", "ExportRequest"]
 
@@ -92,9 +100,9 @@ class ExportEngine:
     def __init__(
         self,
         *,
-        workspace: Any,
-        history: Any,
-        keys: Any,
+        workspace: Workspace | None,
+        history: History,
+        keys: KeyStore,
         state_dir: Path,
         settings: EngineSettings | None = None,
         client_factory: Callable[..., SendGridClient] = SendGridClient,
@@ -105,6 +113,7 @@ class ExportEngine:
         self.state_dir = Path(state_dir)
         self.settings = settings or EngineSettings()
         self.client_factory = client_factory
+        self._client: SendGridClient | None = None  # the client of the run in progress
 
     async def run(
         self, request: ExportRequest, cancel: asyncio.Event | None = None
@@ -143,10 +152,10 @@ class ExportEngine:
         from store.locks import export_lock
 
         pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
-        destination = self.history.get_destination(request.destination)
-        request, previous, stored = pre.resolve(request, destination)
+        destination = await asyncio.to_thread(self.history.get_destination, request.destination)
+        request, previous, stored = await asyncio.to_thread(pre.resolve, request, destination)
         undo = stored is not None and stored.kind == "undo"  # made from a run's record
-        mapping = None if undo else pre.mapping(destination, request)
+        mapping = None if undo else await asyncio.to_thread(pre.mapping, destination, request)
         if mapping is not None:
             await asyncio.to_thread(pre.check_inputs, request, mapping)
         if not request.dry_run:
@@ -188,7 +197,11 @@ class ExportEngine:
                 if previous is None:
                     refusal = self._guardrail_refusal(stored, destination, list_contacts, request)
                     if refusal is not None:
-                        self._refuse(stored, destination, request, mapping, refusal, emit)
+                        emit(
+                            await asyncio.to_thread(
+                                self._refuse, stored, destination, request, mapping, refusal
+                            )
+                        )
                         return
                 await self._apply(
                     request,
@@ -209,12 +222,12 @@ class ExportEngine:
 
     async def _check_drift(
         self,
-        stored: Any,
-        destination: Any,
+        stored: PlanRecord,
+        destination: Destination,
         mapping: FieldMapping | None,
         request: ExportRequest,
         emit: Callable[[ev.Event], None],
-    ) -> Any:
+    ) -> PlanRecord | None:
         """The stored plan if nothing it was computed from changed; None (plan
         again) when it did and ``replan`` was asked; otherwise a refusal that
         names every change."""
@@ -229,20 +242,17 @@ class ExportEngine:
                 f"plan (`segsync plan {destination.name} ...`) or apply with --replan."
             )
         emit(ev.Warning(0, f"plan {stored.id} is out of date, planned again: {'; '.join(changed)}"))
-        self.history.mark_plan(stored.id, "superseded")
+        await asyncio.to_thread(self.history.mark_plan, stored.id, "superseded")
         return None
 
     async def _interrupt_on_cancel(self, cancel: asyncio.Event) -> None:
         """On cancel: interrupt DuckDB work in flight and abandon retry waits, so
         the run ends within a second plus the requests already on the wire."""
         await cancel.wait()
-        interrupt = getattr(self.workspace, "interrupt", None)
-        if interrupt is not None:
-            interrupt()
-        client = getattr(self, "_client", None)
-        abort = getattr(client, "cancel", None)
-        if abort is not None:
-            abort()
+        if self.workspace is not None:
+            self.workspace.interrupt()
+        if self._client is not None:
+            self._client.cancel()
 
     def _on_retry(
         self, emit: Callable[[ev.Event], None], run_id_box: list[int]
@@ -262,29 +272,49 @@ class ExportEngine:
     async def _make_plan(
         self,
         request: ExportRequest,
-        destination: Any,
+        destination: Destination,
         mapping: FieldMapping,
         field_ids: dict[str, str],
         list_contacts: int | None,
         emit: Callable[[ev.Event], None],
-        *,
-        keep: bool = False,
-    ) -> Any:
-        """Plan and store the changeset; returns its PlanRecord (and the open Plan
-        when ``keep``, for a preview's samples)."""
+    ) -> PlanRecord:
+        """Plan and store the changeset; returns its PlanRecord."""
+        record, plan = await self._plan_and_store(
+            request, destination, mapping, field_ids, list_contacts, emit
+        )
+        plan.close()
+        return record
+
+    async def _plan_and_store(
+        self,
+        request: ExportRequest,
+        destination: Destination,
+        mapping: FieldMapping,
+        field_ids: dict[str, str],
+        list_contacts: int | None,
+        emit: Callable[[ev.Event], None],
+    ) -> tuple[PlanRecord, Plan]:
+        """Plan and store the changeset; returns its PlanRecord and the Plan, still
+        open (a preview reads its samples; the caller closes it)."""
         pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
+        workspace = pre.require_workspace()
         emit(ev.PhaseStarted(0, "planning"))
-        ledger = pre.ledger(destination)
+        ledger = await asyncio.to_thread(pre.ledger, destination)
         info = await asyncio.to_thread(read_info, ledger)
         distrust = pre.distrust(info, list_contacts)
         for warning in pre.ledger_warnings(info, distrust, request):
             emit(ev.Warning(0, warning))
-        held = await asyncio.to_thread(
-            forgotten.prune, self.state_dir, self.workspace, mapping.email
-        )
+        held = await asyncio.to_thread(forgotten.prune, self.state_dir, workspace, mapping.email)
         if held:
             emit(ev.Warning(0, f"the profile source still holds {held:,} forgotten people: "
                                "they are not sent; remove them from the source"))  # fmt: skip
+        erased = (
+            await asyncio.to_thread(
+                lambda: (forgotten.salt(self.state_dir), forgotten.load(self.state_dir))
+            )
+            if held
+            else None
+        )
         plan_request = PlanRequest(
             segments=request.segments,
             mapping=mapping,
@@ -293,17 +323,15 @@ class ExportEngine:
             incremental=request.incremental,
             mirror=request.mode == "mirror",
             compare_digests=info.digests_comparable if info is not None else True,
-            forgotten=(forgotten.salt(self.state_dir), forgotten.load(self.state_dir))
-            if held
-            else None,
+            forgotten=erased,
         )
         try:
-            plan = await asyncio.to_thread(plan_export, self.workspace, plan_request)
+            plan = await asyncio.to_thread(plan_export, workspace, plan_request)
         except Exception as exc:
             raise pre.planning_refusal(exc, request) from None
         try:
             counts = dict(plan.counts)
-            basis = pre.basis_now(destination, mapping, request)
+            basis = await asyncio.to_thread(pre.basis_now, destination, mapping, request)
             basis.update(
                 ledger_version=info.version if info else 0,
                 ledger_rows=info.rows if info else 0,
@@ -311,29 +339,31 @@ class ExportEngine:
                 list_contacts=list_contacts,
                 custom_field_ids=field_ids,
             )
-            plan_id = self.history.add_plan(
-                destination_id=destination.id,
-                destination_name=destination.name,
-                segments=request.segments,
-                mode=request.mode,
-                incremental=request.incremental,
-                counts=counts,
-                basis=basis,
-                created_at=datetime.now(UTC),
+            plan_id = await asyncio.to_thread(
+                functools.partial(
+                    self.history.add_plan,
+                    destination_id=destination.id,
+                    destination_name=destination.name,
+                    segments=request.segments,
+                    mode=request.mode,
+                    incremental=request.incremental,
+                    counts=counts,
+                    basis=basis,
+                    created_at=datetime.now(UTC),
+                )
             )
             try:
                 await asyncio.to_thread(
                     plan.save_changeset, changeset_file(self.state_dir, plan_id)
                 )
             except BaseException:
-                self.history.delete_plan(plan_id)
+                # Shielded: a cancel arriving now must not leave a plan row
+                # without its file.
+                await asyncio.shield(asyncio.to_thread(self.history.delete_plan, plan_id))
                 raise
-            record = self.history.get_plan(plan_id)
+            record = await asyncio.to_thread(self.history.get_plan, plan_id)
             emit(ev.PlanReady(0, counts, _min_batches(counts, self.settings), plan_id))
-            if keep:
-                return record, plan
-            plan.close()
-            return record
+            return record, plan
         except BaseException:
             plan.close()
             raise
@@ -341,7 +371,7 @@ class ExportEngine:
     async def _preview(
         self,
         request: ExportRequest,
-        destination: Any,
+        destination: Destination,
         mapping: FieldMapping,
         field_ids: dict[str, str],
         list_contacts: int | None,
@@ -349,8 +379,8 @@ class ExportEngine:
     ) -> None:
         """A dry-run: a stored plan, its samples and first request body; no run."""
         started = time.monotonic()
-        record, plan = await self._make_plan(
-            request, destination, mapping, field_ids, list_contacts, emit, keep=True
+        record, plan = await self._plan_and_store(
+            request, destination, mapping, field_ids, list_contacts, emit
         )
         try:
             first = await asyncio.to_thread(self._first_body, plan, destination.list_id or "")
@@ -394,7 +424,7 @@ class ExportEngine:
         text = body.data[: limit + 1].decode("utf-8", errors="replace")
         return text if len(body.data) <= limit else text[:limit] + " …"
 
-    def plan_undo(self, run_id: int) -> tuple[Any, Any]:
+    def plan_undo(self, run_id: int) -> tuple[PlanRecord, UndoPlan]:
         """Store the undo of run ``run_id`` as a plan (kind ``undo``); returns the
         plan and what it would do (store.undo.UndoPlan). Apply it like any plan."""
         from store.undo import build_undo
@@ -453,7 +483,11 @@ class ExportEngine:
     # -- guardrails ---------------------------------------------------------
 
     def _guardrail_refusal(
-        self, plan: Any, destination: Any, list_contacts: int | None, request: ExportRequest
+        self,
+        plan: PlanRecord,
+        destination: Destination,
+        list_contacts: int | None,
+        request: ExportRequest,
     ) -> str | None:
         counts = plan.counts
         if counts["to_send"] > destination.cap:
@@ -475,14 +509,14 @@ class ExportEngine:
 
     def _refuse(
         self,
-        plan: Any,
-        destination: Any,
+        plan: PlanRecord,
+        destination: Destination,
         request: ExportRequest,
         mapping: FieldMapping | None,
         reason: str,
-        emit: Callable[[ev.Event], None],
-    ) -> None:
-        """Record a run refused by a guardrail: nothing was sent, and history says why."""
+    ) -> ev.RunFinished:
+        """Record a run refused by a guardrail: nothing was sent, and history says
+        why. Runs on a thread (history I/O); returns the event for the loop."""
         pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
         run_id = self.history.start_run(
             destination_id=destination.id,
@@ -497,40 +531,39 @@ class ExportEngine:
         counts = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
         message = f"refused before any request: {reason}"
         self.history.finish_run(run_id, "refused", counts, message)
-        emit(ev.RunFinished(run_id, "refused", counts, message))
+        return ev.RunFinished(run_id, "refused", counts, message)
 
     # -- apply --------------------------------------------------------------
 
     async def _apply(
         self,
         request: ExportRequest,
-        destination: Any,
+        destination: Destination,
         mapping: FieldMapping | None,
-        plan: Any,
-        previous: Any,
+        plan: PlanRecord,
+        previous: RunDetail | None,
         client: SendGridClient | None,
         run_id_box: list[int],
         emit: Callable[[ev.Event], None],
         cancel: asyncio.Event,
     ) -> None:
         assert client is not None
-        pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
         started = time.monotonic()
-        if previous is not None:
-            run_id = previous.id
-            self.history.reopen_run(run_id)
-        else:
-            run_id = self.history.start_run(
-                destination_id=destination.id,
-                segments=list(request.segments),
-                mode=request.mode,
-                incremental=request.incremental,
-                config=pre.config_snapshot(request, destination, mapping),
-                plan_id=plan.id,
-                kind=plan.kind,
-                undo_of=plan.undo_of,
-            )
-            self.history.mark_plan(plan.id, "applied", run_id)
+        counts: dict[str, int] = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
+        opening = asyncio.ensure_future(
+            asyncio.to_thread(self._open_run, request, destination, mapping, plan, previous, counts)
+        )
+        try:
+            run_id = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The run's row is being written on a thread and cannot be stopped
+            # half way: let it finish, and stop the run the way the cancel
+            # button does, so it is recorded as cancelled rather than left running.
+            cancel.set()
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            run_id = await opening
         run_id_box[0] = run_id
         emit(
             ev.RunStarted(
@@ -542,10 +575,10 @@ class ExportEngine:
                 resumed=previous is not None,
             )
         )
-        counts: dict[str, int] = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
-        self.history.update_run_counts(run_id, counts)
         changeset = Changeset(changeset_file(self.state_dir, plan.id))
-        state = UploadState(run_id=run_id, list_id=destination.list_id, to_send=counts["to_send"])
+        state = UploadState(
+            run_id=run_id, list_id=list_id_of(destination), to_send=counts["to_send"]
+        )
         ctx = UploadContext(
             history=self.history,
             state_dir=self.state_dir,
@@ -577,7 +610,7 @@ class ExportEngine:
                 if request.mode == "mirror" and not cancel.is_set() and not state.failed:
                     await remove_departed(
                         client,
-                        destination.list_id,
+                        list_id_of(destination),
                         await asyncio.to_thread(changeset.removals),
                         run_id=run_id,
                         settings=RemovalSettings(
@@ -616,6 +649,36 @@ class ExportEngine:
             finally:
                 changeset.close()
 
+    def _open_run(
+        self,
+        request: ExportRequest,
+        destination: Destination,
+        mapping: FieldMapping | None,
+        plan: PlanRecord,
+        previous: RunDetail | None,
+        counts: dict[str, int],
+    ) -> int:
+        """Start the run in history (or reopen the one being resumed), with the
+        counts every run carries from its start; runs on a thread."""
+        if previous is not None:
+            run_id = previous.id
+            self.history.reopen_run(run_id)
+        else:
+            pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
+            run_id = self.history.start_run(
+                destination_id=destination.id,
+                segments=list(request.segments),
+                mode=request.mode,
+                incremental=request.incremental,
+                config=pre.config_snapshot(request, destination, mapping),
+                plan_id=plan.id,
+                kind=plan.kind,
+                undo_of=plan.undo_of,
+            )
+            self.history.mark_plan(plan.id, "applied", run_id)
+        self.history.update_run_counts(run_id, counts)
+        return run_id
+
     def _record_plan_rejections(self, run_id: int, changeset: Changeset) -> None:
         """Store the rows excluded for a data problem in history, all or nothing
         (`segsync runs rejected`). Rows left out for lack of consent are in the
@@ -630,7 +693,7 @@ class ExportEngine:
 
     async def _resume_skip(
         self,
-        previous: Any,
+        previous: RunDetail | None,
         ctx: UploadContext,
         state: UploadState,
         counts: dict[str, int],
@@ -662,7 +725,8 @@ class ExportEngine:
         counts["skipped"] = len(skip)
         counts["to_send"] = max(counts["to_send"] - len(skip), 0)
         state.to_send = counts["to_send"]
-        for batch in self.history.get_run(previous.id).batches:
+        run = await asyncio.to_thread(self.history.get_run, previous.id)
+        for batch in run.batches:
             if batch.status in ("completed", "errored") and batch.seq not in missing:
                 emit(ev.BatchSkipped(previous.id, batch.seq, batch.contacts))
         return skip
@@ -692,8 +756,8 @@ class ExportEngine:
         run_id: int,
         status: ev.RunStatus,
         message: str,
-        destination: Any,
-        plan: Any,
+        destination: Destination,
+        plan: PlanRecord,
         changeset: Changeset,
         state: UploadState,
         removals: RemovalOutcome,
@@ -710,7 +774,9 @@ class ExportEngine:
         )
         if status == "succeeded" and state.unconfirmed:
             status, message = "failed", f"{state.unconfirmed} import job(s) not confirmed"
-        self.history.finish_run(run_id, status, final, message)
+        await asyncio.shield(
+            asyncio.to_thread(self.history.finish_run, run_id, status, final, message)
+        )
         if status in ("succeeded", "partial"):  # final: nothing left to resume
             await asyncio.to_thread(batch_emails.forget, self.state_dir, run_id)
         emit(ev.PhaseStarted(run_id, "done"))
@@ -719,8 +785,8 @@ class ExportEngine:
     def _record(
         self,
         run_id: int,
-        destination: Any,
-        plan: Any,
+        destination: Destination,
+        plan: PlanRecord,
         changeset: Changeset,
         state: UploadState,
         removals: RemovalOutcome,
@@ -759,7 +825,7 @@ class ExportEngine:
                 ledger,
                 table,
                 previous=read_info(ledger),
-                list_id=destination.list_id,
+                list_id=list_id_of(destination),
                 base_url=destination.base_url,
             )
         write_people(

@@ -9,11 +9,12 @@ no longer describes what would happen (`basis_changes`).
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import SendGridError
@@ -22,6 +23,13 @@ from store.history import mapping_json
 from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
 from store.plan import FieldMapping
 
+if TYPE_CHECKING:
+    from connector.engine import ExportRequest, Mode
+    from store.history import Destination, History, RunDetail
+    from store.history_plans import PlanRecord
+    from store.secrets import KeyStore
+    from store.workspace import Workspace
+
 
 class ExportRefused(Exception):
     """The export cannot start; nothing was sent. The message says why and what to do."""
@@ -29,18 +37,50 @@ class ExportRefused(Exception):
     exit_code = 2
 
 
+def run_mode(value: str) -> Mode:
+    """A mode read back from history, as the engine's type (a row of another
+    segsync could hold anything)."""
+    if value == "upsert":
+        return "upsert"
+    if value == "mirror":
+        return "mirror"
+    raise ExportRefused(f"unknown mode {value!r} in history; expected upsert or mirror")
+
+
+def list_id_of(destination: Destination) -> str:
+    """The destination's SendGrid list id; every destination added through
+    segsync has one, but the column allows none."""
+    if not destination.list_id:
+        raise ExportRefused(
+            f"Destination {destination.name!r} names no SendGrid list; add it again "
+            "with `segsync destinations add ... --list-id ID`."
+        )
+    return destination.list_id
+
+
 class Preflight:
     """The checks and look-ups of one export, over the engine's collaborators."""
 
-    def __init__(self, workspace: Any, history: Any, keys: Any, state_dir: Path) -> None:
+    def __init__(
+        self, workspace: Workspace | None, history: History, keys: KeyStore, state_dir: Path
+    ) -> None:
         self.workspace = workspace
         self.history = history
         self.keys = keys
         self.state_dir = Path(state_dir)
 
+    def require_workspace(self) -> Workspace:
+        """The workspace; only an undo (planned from a run's record, not from
+        profiles) runs without one, and it never asks."""
+        if self.workspace is None:
+            raise ExportRefused("This export needs a workspace (--workspace FOLDER).")
+        return self.workspace
+
     # -- what to run ----------------------------------------------------------
 
-    def resolve(self, request: Any, destination: Any) -> tuple[Any, Any, Any]:
+    def resolve(
+        self, request: ExportRequest, destination: Destination
+    ) -> tuple[ExportRequest, RunDetail | None, PlanRecord | None]:
         """The request completed from a stored plan, a resumed run or the saved
         segments; returns (request, run being resumed or None, plan or None)."""
         from store.history import PlanNotFound
@@ -50,7 +90,7 @@ class Preflight:
             request = replace(
                 request,
                 segments=tuple(previous.segments),
-                mode=previous.mode,
+                mode=run_mode(previous.mode),
                 incremental=previous.incremental,
                 dry_run=False,
             )
@@ -76,14 +116,14 @@ class Preflight:
             request = replace(
                 request,
                 segments=tuple(stored.segments),
-                mode=stored.mode,
+                mode=run_mode(stored.mode),
                 incremental=stored.incremental,
             )
             return request, None, stored
         segments = request.segments or tuple(self.history.get_segments(destination.id))
         return replace(request, segments=tuple(segments)), None, None
 
-    def _resumable(self, run_id: int, destination: Any) -> Any:
+    def _resumable(self, run_id: int, destination: Destination) -> RunDetail:
         previous = self.history.get_run(run_id)
         if previous.destination_id != destination.id:
             raise ExportRefused(
@@ -99,7 +139,7 @@ class Preflight:
             raise ExportRefused(f"Run {previous.id} was a dry-run; there is nothing to resume.")
         return previous
 
-    def mapping(self, destination: Any, request: Any) -> FieldMapping:
+    def mapping(self, destination: Destination, request: ExportRequest) -> FieldMapping:
         mapping = self.history.get_mapping(destination.id)
         if mapping is None:
             raise ExportRefused(
@@ -111,30 +151,37 @@ class Preflight:
                 "No segments selected. Name at least one with --segment "
                 "(see `segsync segments` for the list)."
             )
+        if not request.dry_run:
+            from connector.consent import consent_filter_refusal
+
+            refusal = consent_filter_refusal(mapping, destination.name)
+            if refusal is not None:
+                raise ExportRefused(refusal)
         return mapping
 
-    def check_inputs(self, request: Any, mapping: FieldMapping) -> None:
+    def check_inputs(self, request: ExportRequest, mapping: FieldMapping) -> None:
         """Segments and mapped columns must exist in the workspace as it is now
         (the profile file may have changed since the mapping was saved)."""
         from store.plan import MappingError, validate_mapping
         from store.workspace import WorkspaceError
 
-        known = {s.name for s in self.workspace.segments()}
+        workspace = self.require_workspace()
+        known = {s.name for s in workspace.segments()}
         unknown = [name for name in request.segments if name not in known]
         if unknown:
             raise ExportRefused(
                 f"Unknown segment(s) {', '.join(map(repr, unknown))} in "
-                f"{self.workspace.config_path}. Known segments: {', '.join(sorted(known))}."
+                f"{workspace.config_path}. Known segments: {', '.join(sorted(known))}."
             )
         try:
-            with self.workspace.connect() as con:  # one connection for every check
-                validate_mapping(mapping, self.workspace.columns(con))
+            with workspace.connect() as con:  # one connection for every check
+                validate_mapping(mapping, workspace.columns(con))
                 for name in request.segments:
-                    self.workspace.check_segment(con, name)
+                    workspace.check_segment(con, name)
         except (MappingError, WorkspaceError) as exc:
             raise ExportRefused(str(exc)) from exc
 
-    def planning_refusal(self, exc: Exception, request: Any) -> Exception:
+    def planning_refusal(self, exc: Exception, request: ExportRequest) -> Exception:
         """A planning failure as the user should read it: a predicate that fails
         at run time names its segment, never the internal SQL."""
         from store.workspace import WorkspaceError
@@ -144,7 +191,7 @@ class Preflight:
         return exc
 
     @staticmethod
-    def require_consent(destination: Any) -> None:
+    def require_consent(destination: Destination) -> None:
         if not destination.consent_at:
             raise ExportRefused(
                 f"Destination {destination.name!r} has no data-privacy acknowledgment. "
@@ -156,14 +203,16 @@ class Preflight:
 
     async def open_client(
         self,
-        destination: Any,
+        destination: Destination,
         dry_run: bool,
         on_retry: Callable[[RetryNotice], None],
         factory: Callable[..., SendGridClient] = SendGridClient,
     ) -> SendGridClient | None:
         """Open a client and check the key; a dry-run may go on without one."""
         try:
-            key = self.keys.load(destination.id, destination.api_key_env, destination.name)
+            key = await asyncio.to_thread(  # a keyring may answer slowly
+                self.keys.load, destination.id, destination.api_key_env, destination.name
+            )
         except Exception as exc:
             if dry_run:
                 return None
@@ -183,7 +232,7 @@ class Preflight:
 
     @staticmethod
     async def list_contacts(
-        client: SendGridClient | None, destination: Any, dry_run: bool
+        client: SendGridClient | None, destination: Destination, dry_run: bool
     ) -> int | None:
         """How many contacts SendGrid shows on the list now (None: unknown, a
         preview without a key or an unreachable account). An unknown list id
@@ -191,7 +240,7 @@ class Preflight:
         if client is None:
             return None
         try:
-            found = await client.get_list(destination.list_id)
+            found = await client.get_list(list_id_of(destination))
         except SendGridError as exc:
             if dry_run:
                 return None
@@ -201,9 +250,9 @@ class Preflight:
     async def custom_field_ids(
         self,
         client: SendGridClient | None,
-        destination: Any,
+        destination: Destination,
         mapping: FieldMapping,
-        request: Any,
+        request: ExportRequest,
     ) -> dict[str, str]:
         """The SendGrid ids of the mapped custom fields (they differ per account)."""
         if not mapping.custom or client is None:
@@ -226,11 +275,11 @@ class Preflight:
 
     # -- the ledger -----------------------------------------------------------
 
-    def ledger(self, destination: Any) -> Path:
+    def ledger(self, destination: Destination) -> Path:
         """The ledger of the destination's list, adopting the file an older
         segsync kept per destination when the destination's last successful run
         went to this same list (otherwise it describes another list: ignored)."""
-        path = ledger_file(self.state_dir, destination.base_url, destination.list_id)
+        path = ledger_file(self.state_dir, destination.base_url, list_id_of(destination))
         legacy = legacy_ledger_file(self.state_dir, destination.id)
         if not path.exists() and legacy.is_file():
             last = self.history.last_successful_run(destination.id)
@@ -247,7 +296,9 @@ class Preflight:
         return distrust_reason(info, list_contacts)
 
     @staticmethod
-    def ledger_warnings(info: LedgerInfo | None, distrust: str | None, request: Any) -> list[str]:
+    def ledger_warnings(
+        info: LedgerInfo | None, distrust: str | None, request: ExportRequest
+    ) -> list[str]:
         """What the user must know about the ledger this plan uses."""
         out = []
         if distrust:
@@ -268,19 +319,19 @@ class Preflight:
     # -- basis and drift --------------------------------------------------------
 
     def basis_now(
-        self, destination: Any, mapping: FieldMapping | None, request: Any
+        self, destination: Destination, mapping: FieldMapping | None, request: ExportRequest | None
     ) -> dict[str, Any]:
         """What a plan made now would be computed from (an undo plan, made from a
         run's record rather than the profiles, has no workspace or mapping)."""
         from store.ledger import read_info
 
-        info = read_info(ledger_file(self.state_dir, destination.base_url, destination.list_id))
+        info = read_info(ledger_file(self.state_dir, destination.base_url, list_id_of(destination)))
         basis: dict[str, Any] = {
             "list_id": destination.list_id,
             "base_url": destination.base_url,
             "ledger_version": info.version if info else 0,
         }
-        if mapping is not None and self.workspace is not None:
+        if mapping is not None and self.workspace is not None and request is not None:
             predicates = {s.name: s.where for s in self.workspace.segments()}
             basis.update(
                 workspace=str(self.workspace.root),
@@ -291,7 +342,7 @@ class Preflight:
         return basis
 
     def config_snapshot(
-        self, request: Any, destination: Any, mapping: FieldMapping | None
+        self, request: ExportRequest, destination: Destination, mapping: FieldMapping | None
     ) -> dict[str, Any]:
         return {
             "workspace": str(self.workspace.root) if self.workspace is not None else None,

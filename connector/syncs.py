@@ -174,7 +174,7 @@ def next_due(sync: SyncRecord, after: datetime) -> datetime | None:
         return anchor + behind * step
     if sync.trigger == "cron":
         local = after.astimezone(zone(sync.timezone))
-        found = croniter(sync.cron, local).get_next(datetime)
+        found = croniter(_expression(sync.cron), local).get_next(datetime)
         return found.astimezone(UTC)
     return None
 
@@ -186,8 +186,16 @@ def first_due(trigger: str, every_seconds: int | None, cron: str | None, tz: str
     if trigger == "every":
         return now + timedelta(seconds=int(every_seconds or MIN_EVERY))
     if trigger == "cron":
-        return croniter(cron, now.astimezone(zone(tz))).get_next(datetime).astimezone(UTC)
+        local = now.astimezone(zone(tz))
+        return croniter(_expression(cron), local).get_next(datetime).astimezone(UTC)
     return None
+
+
+def _expression(cron: str | None) -> str:
+    """A cron sync's expression (the schema allows none; `_trigger` always sets one)."""
+    if not cron:
+        raise SyncError("a cron sync has no cron expression; set one with `syncs edit --cron`")
+    return cron
 
 
 def describe_trigger(sync: SyncRecord) -> str:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -22,6 +23,9 @@ from connector.client import SendGridClient
 from connector.errors import RequestCancelled
 from connector.jobs import poll_job
 from store import batch_emails
+
+if TYPE_CHECKING:
+    from store.history import History
 
 
 @dataclass
@@ -41,8 +45,8 @@ class UploadState:
 class UploadContext:
     """What the upload needs from the engine, as plain values and callables."""
 
-    history: Any
-    state_dir: Any
+    history: History
+    state_dir: Path
     client: SendGridClient
     emit: Callable[[ev.Event], None]
     cancel: asyncio.Event
@@ -62,7 +66,7 @@ async def upload_and_confirm(
     failure after the batches in flight have ended."""
     history = ctx.history
     ctx.emit(ev.PhaseStarted(state.run_id, "uploading", state.to_send))
-    start_seq = history.next_batch_seq(state.run_id)
+    start_seq = await asyncio.to_thread(history.next_batch_seq, state.run_id)
     bodies: Iterator[Body] = iter(
         pack_bodies(
             contacts,
@@ -126,15 +130,15 @@ async def upload_and_confirm(
     if tasks:
         ctx.emit(ev.PhaseStarted(state.run_id, "confirming", len(tasks)))
         await asyncio.gather(*tasks, return_exceptions=True)
-    for exc in errors:  # the first failure is the cause; later ones follow from it
-        if isinstance(exc, asyncio.CancelledError):
+    for error in errors:  # the first failure is the cause; later ones follow from it
+        if isinstance(error, asyncio.CancelledError):
             continue
-        if isinstance(exc, RequestCancelled) and ctx.cancel.is_set():
+        if isinstance(error, RequestCancelled) and ctx.cancel.is_set():
             continue  # a batch the cancel stopped before it reached SendGrid
-        raise exc
+        raise error
 
 
-def _record_batch(history: Any, state_dir: Any, run_id: int, body: Body) -> None:
+def _record_batch(history: History, state_dir: Path, run_id: int, body: Body) -> None:
     """Make a batch known before it is sent: its addresses (so a resumed run
     can skip it once confirmed), then its row in history."""
     batch_emails.record(state_dir, run_id, body.seq, body.emails)

@@ -91,6 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
     timeout = 60  # idle keep-alive connections are closed after this
+    # BaseHTTPRequestHandler's own buffer of header lines (set by send_header,
+    # written by flush_headers), undeclared in its stubs; see _send.
+    _headers_buffer: list[bytes]
 
     def setup(self) -> None:
         super().setup()
@@ -116,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -242,6 +245,8 @@ class Emulator:
         self._server = _HTTPServer((host, port), _Handler)
         self._server.emulator = self
         host_name, bound_port = self._server.server_address[:2]
+        if isinstance(host_name, bytes):  # an AF_UNIX-style address; never for TCP
+            host_name = host_name.decode()
         self.url = f"http://{host_name}:{bound_port}"
         self._threads: list[threading.Thread] = []
 
@@ -332,8 +337,11 @@ class Emulator:
         if fault == "drop":
             return 0, None, {}
         if fault == "429":
-            headers = _rate_headers(limit, 0, faults.rate_limit_reset)
-            return 429, _error("too many requests"), headers
+            return (
+                429,
+                _error("too many requests"),
+                _rate_headers(limit, 0, faults.rate_limit_reset),
+            )
         if fault in ("500", "503"):
             message = "internal server error" if fault == "500" else "service unavailable"
             return int(fault), {"errors": [{"field": None, "message": message}]}, {}
