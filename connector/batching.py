@@ -17,6 +17,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -89,8 +90,11 @@ class _Packer:
         self.count += len(emails)
 
     def flush(self) -> Body | None:
-        if not self.count:
-            return None
+        """The body gathered so far, or None when nothing is waiting."""
+        return self.take() if self.count else None
+
+    def take(self) -> Body:
+        """The body gathered so far (at least one contact is waiting)."""
         data = b"".join([self.prefix, b",".join(self.parts), self.suffix])
         emails = pa.concat_arrays(self.emails) if len(self.emails) > 1 else self.emails[0]
         first, last = emails[0].as_py(), emails[-1].as_py()
@@ -121,7 +125,7 @@ class _Packer:
             end = min(end, start + self.max_contacts - self.count)
             if end <= start:
                 if self.count:
-                    yield self.flush()  # type: ignore[misc]
+                    yield self.take()
                     continue
                 email = emails[start].as_py()
                 size = offsets[start + 1] - offsets[start] - 1
@@ -134,10 +138,10 @@ class _Packer:
             self.add(part, emails.slice(start, end - start))
             start = end
             if self.count >= self.max_contacts or end < n:
-                yield self.flush()  # type: ignore[misc]
+                yield self.take()
 
 
-def _columns(batch: pa.RecordBatch | list[dict]) -> tuple[pa.Array, pa.Array]:
+def _columns(batch: pa.RecordBatch | list[dict[str, Any]]) -> tuple[pa.Array, pa.Array]:
     if isinstance(batch, pa.RecordBatch):
         return batch.column("email"), batch.column("contact")
     emails = pa.array([c["email"] for c in batch], pa.string())
@@ -146,7 +150,7 @@ def _columns(batch: pa.RecordBatch | list[dict]) -> tuple[pa.Array, pa.Array]:
 
 
 def pack_bodies(
-    batches: Iterable[pa.RecordBatch | list[dict]],
+    batches: Iterable[pa.RecordBatch | list[dict[str, Any]]],
     list_ids: Sequence[str],
     *,
     max_contacts: int = MAX_CONTACTS,

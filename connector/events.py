@@ -8,7 +8,7 @@ both front ends (and tests) consume exactly the same stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Phase = Literal["planning", "uploading", "confirming", "removing", "recording", "done"]
 RunStatus = Literal[
@@ -131,7 +131,7 @@ class PreviewReady(Event):
     """What a dry-run would send: shown by the preview screen and `--dry-run`."""
 
     counts: dict[str, int]
-    sample_contacts: tuple[dict, ...]
+    sample_contacts: tuple[dict[str, Any], ...]
     sample_rejected: tuple[tuple[str, str, str], ...]  # (email, category, detail)
     first_body: str  # the first request body (JSON text, truncated for display)
     removals_sample: tuple[str, ...] = ()

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -59,6 +59,12 @@ from store.history_syncs import SyncError, SyncRecord, check_sync_name
 from store.postgres_source import PostgresSource
 from store.safe_text import visible
 from store.secrets import KeyNotFound, KeyStore, Secret
+
+if TYPE_CHECKING:
+    from connector.client import SendGridClient
+    from connector.engine import EngineSettings, ExportEngine, ExportRequest
+    from connector.events import Event, RunFinished
+    from store.history import History
 
 __all__ = [
     "DEFAULT_HOOK_TIMEOUT",
@@ -283,7 +289,7 @@ class UnattendedKeys(KeyStore):
     that nobody will ever see). Otherwise a refusal that names the destination
     and how to fix it."""
 
-    def __init__(self, state_dir: Path, history: Any, keyring_timeout: float = KEYRING_TIMEOUT):
+    def __init__(self, state_dir: Path, history: History, keyring_timeout: float = KEYRING_TIMEOUT):
         super().__init__(state_dir)
         self.history = history
         self.keyring_timeout = keyring_timeout
@@ -561,16 +567,16 @@ class SyncRunner:
 
     def __init__(
         self,
-        history: Any,
+        history: History,
         state_dir: Path,
         *,
         now: Clock = utc_now,
-        keys: Any = None,
-        settings: Any = None,
-        client_factory: Any = None,
+        keys: KeyStore | None = None,
+        settings: EngineSettings | None = None,
+        client_factory: Callable[..., SendGridClient] | None = None,
         log: Callable[[str], None] | None = None,
         strip_env: Sequence[str] = (),
-        on_event: Callable[[Any], None] | None = None,
+        on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.history = history
         self.state_dir = Path(state_dir)
@@ -751,6 +757,7 @@ class SyncRunner:
         """(engine status, run id, counts, message). Anything that stops the
         run before or outside the engine's own recording is a failure here."""
         from connector.engine import EngineSettings, ExportEngine, ExportRefused, ExportRequest
+        from connector.preflight import run_mode
         from store.workspace import Workspace, WorkspaceError
 
         try:
@@ -784,7 +791,7 @@ class SyncRunner:
         request = ExportRequest(
             destination=str(destination.id),
             segments=tuple(sync.segments),
-            mode=sync.mode,  # type: ignore[arg-type]
+            mode=run_mode(sync.mode),
             incremental=sync.incremental,
             resume_run=resume,
             allow_removals=sync.allow_removals,
@@ -807,7 +814,9 @@ class SyncRunner:
             return "failed", None, {}, "the run ended without a result"
         return finished.status, finished.run_id or None, dict(finished.counts), finished.message
 
-    async def _drive(self, engine: Any, request: Any, sync: SyncRecord) -> Any:
+    async def _drive(
+        self, engine: ExportEngine, request: ExportRequest, sync: SyncRecord
+    ) -> RunFinished | None:
         """Consume the engine's events; SIGINT/SIGTERM cancel the run cleanly
         (it ends ``cancelled`` and the next run-due resumes it)."""
         from connector import events as ev
@@ -820,7 +829,7 @@ class SyncRunner:
                 with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                     loop.add_signal_handler(sig, self._stop, cancel)
                     handled.append(sig)
-        finished = None
+        finished: RunFinished | None = None
         self._running = (loop, cancel)
         if self.stopping:
             cancel.set()
@@ -943,7 +952,7 @@ def _check_share(value: float | None) -> float | None:
 
 
 def create_sync(
-    history: Any,
+    history: History,
     *,
     name: str,
     destination: str,
@@ -1005,7 +1014,7 @@ def create_sync(
     )
 
 
-def edit_sync(history: Any, sync: SyncRecord, now: datetime, **changes: Any) -> SyncRecord:
+def edit_sync(history: History, sync: SyncRecord, now: datetime, **changes: Any) -> SyncRecord:
     """Change a sync. Changing its trigger (or time zone) or resuming it
     re-times it from now: a change never fires a run by itself."""
     values: dict[str, Any] = {}
@@ -1068,7 +1077,7 @@ class SyncStatus:
     alerts: int  # unacknowledged failures
 
 
-def sync_overview(history: Any, now: datetime) -> list[SyncStatus]:
+def sync_overview(history: History, now: datetime) -> list[SyncStatus]:
     """Every active sync with its last run, result and next run, for a table."""
     alerts: dict[int, int] = {}
     for alert in history.sync_alerts():
