@@ -71,6 +71,7 @@ __all__ = [
     "DEFAULT_MAX_REJECTED_SHARE",
     "Attempt",
     "SyncBusy",
+    "SyncError",  # from store.history_syncs: front ends catch it from here
     "SyncRunner",
     "SyncStatus",
     "UnattendedKeys",
