@@ -206,7 +206,7 @@ class PostgresSource:
         try:
             conn = pg_dbapi.connect(uri, autocommit=True)
         except Exception as err:
-            raise PostgresSourceError(self._explain(err, password, connecting=True)) from None
+            raise PostgresSourceError(self.explain(err, password, connecting=True)) from None
         try:
             cur = conn.cursor()
             try:
@@ -221,7 +221,7 @@ class PostgresSource:
             raise
         except Exception as err:
             if type(err).__module__.startswith("adbc_driver"):
-                message = self._explain(err, password, connecting=False)
+                message = self.explain(err, password, connecting=False)
                 if _broken(err):
                     raise SourceLost(
                         f"{self.label}: the connection was lost while reading ({message}); "
@@ -233,7 +233,7 @@ class PostgresSource:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _explain(self, err: BaseException, password: str | None, *, connecting: bool) -> str:
+    def explain(self, err: BaseException, password: str | None, *, connecting: bool = False) -> str:
         """Postgres's own reason, first line, with the fix the user needs."""
         text = str(err)
         if password:

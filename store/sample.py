@@ -416,20 +416,26 @@ def load_postgres(url: str, rows: int, seed: int = 7, table: str = "public.profi
         import adbc_driver_postgresql.dbapi as pg_dbapi
     except ImportError:
         raise PostgresSourceError(f"a PostgreSQL source needs its driver: {INSTALL_HINT}") from None
-    uri, _password = source.libpq_uri()
+    uri, password = source.libpq_uri()
     with register_connection(duckdb.connect(":memory:")) as con:
         con.execute("SET threads = 1")  # same rows in the same order on any machine
         con.execute("SET enable_progress_bar = false")
         _lookup_tables(con)
         reader = con.sql(_profiles_sql(rows, int(seed))).to_arrow_reader(100_000)
-        with pg_dbapi.connect(uri, autocommit=True) as pg, pg.cursor() as cur:
-            cur.execute("BEGIN")
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            cur.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
-            cur.execute(f"CREATE TABLE {schema}.{name} ({_PG_COLUMNS})")
-            count = cur.adbc_ingest(name, reader, mode="append", db_schema_name=schema)
-            cur.execute(f"ANALYZE {schema}.{name}")  # planner statistics, like a live table
-            cur.execute("COMMIT")
+        try:
+            with pg_dbapi.connect(uri, autocommit=True) as pg, pg.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                cur.execute(f"DROP TABLE IF EXISTS {schema}.{name}")
+                cur.execute(f"CREATE TABLE {schema}.{name} ({_PG_COLUMNS})")
+                count = cur.adbc_ingest(name, reader, mode="append", db_schema_name=schema)
+                cur.execute(f"ANALYZE {schema}.{name}")  # planner statistics, like a live one
+                cur.execute("COMMIT")
+        except Exception as err:
+            if not type(err).__module__.startswith("adbc_driver"):
+                raise
+            reason = source.explain(err, password, connecting=True)
+            raise PostgresSourceError(f"{source.label}: {reason}") from None
     return int(count)
 
 
@@ -445,3 +451,33 @@ def generate_postgres_workspace(
     header = POSTGRES_SEGMENTS_HEADER.format(url=url, table=table)
     (out_dir / SEGMENTS_FILE).write_text(header + "\n[segments." + segments, encoding="utf-8")
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m store.sample --rows N --out DIR [--postgres URL]``: the sample
+    workspace without the app's command line (for a Postgres one, the rows are
+    loaded into ``--table`` of that database and DIR gets the segments.toml)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m store.sample")
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--postgres", metavar="URL", help="load into PostgreSQL (no password)")
+    parser.add_argument("--table", default="public.profiles")
+    args = parser.parse_args(argv)
+    try:
+        if args.postgres:
+            generate_postgres_workspace(args.out, args.rows, args.postgres, args.seed, args.table)
+        else:
+            generate_workspace(args.out, args.rows, args.seed)
+    except (ValueError, PostgresSourceError) as err:
+        print(f"segsync sample: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.rows:,} profiles; workspace {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
