@@ -1,8 +1,12 @@
-"""The data-privacy statement a user agrees to before a destination may export.
+"""The data-privacy statement, and the consent-filter rule, of every export.
 
 Kept free of heavy imports so the TUI's consent dialog shows it without
 loading httpx; the command line records the same words.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 CONSENT_STATEMENT = (
     "I confirm that the people in the segments I export to this destination have agreed "
@@ -10,3 +14,24 @@ CONSENT_STATEMENT = (
     "allowed by our privacy policy and by the law that applies to them (for example the "
     "GDPR), and that I am authorised to make this decision for my organisation."
 )
+
+
+def consent_filter_refusal(mapping: Any, destination: str) -> str | None:
+    """Why an export to ``destination`` may not send with this mapping, or None.
+
+    The one rule, used by the export's preflight, the CLI and the TUI: with no
+    consent column every selected profile would be sent, so that must be a
+    choice recorded in the mapping (``no_consent_filter``), never a default.
+    ``mapping`` is a `store.plan.FieldMapping` or anything with the same two
+    attributes (the TUI's draft), so this module stays free of DuckDB.
+    """
+    if getattr(mapping, "consent_column", None):
+        return None
+    if getattr(mapping, "no_consent_filter", False):
+        return None
+    return (
+        f"{destination!r} has no consent column mapped, so every selected profile would be "
+        f"sent. Choose: `segsync map {destination} --consent-column COLUMN` to send only "
+        f"those who opted in, or `segsync map {destination} --no-consent-filter` to record "
+        "that everyone selected may be sent (a --dry-run is allowed meanwhile)."
+    )

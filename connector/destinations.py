@@ -6,11 +6,15 @@ way before anything is saved (the consent wording is in connector/consent.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from connector.client import GLOBAL_URL, SendGridClient
-from connector.errors import SendGridError
+from connector.client import GLOBAL_URL, RetryNotice, SendGridClient
+from connector.errors import MissingScope, SendGridError
+
+# A person waits for these answers: give up on retries after this long.
+INTERACTIVE_MAX_WAIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class Check:
 
 @dataclass(frozen=True)
 class VerifiedList:
+    """The list a destination will use, as SendGrid reported it."""
+
     id: str
     name: str
     contact_count: int | None
@@ -35,12 +41,17 @@ async def verify_destination(
     *,
     list_id: str | None = None,
     create_list: str | None = None,
+    on_retry: Callable[[RetryNotice], None] | None = None,
 ) -> VerifiedList:
     """Check the key and the list (or create it) before a destination is saved.
 
     Raises a SendGridError subclass whose message names the problem.
+    ``on_retry`` hears of every retry wait, so the caller can say what is
+    going on instead of a minute of silence on a refused connection.
     """
-    async with SendGridClient(key, base_url) as client:
+    async with SendGridClient(
+        key, base_url, on_retry=on_retry, max_total_wait=INTERACTIVE_MAX_WAIT
+    ) as client:
         await client.validate_key()
         if create_list:
             for existing in await client.lists():
@@ -54,11 +65,18 @@ async def verify_destination(
         return VerifiedList(found.id, found.name, found.contact_count)
 
 
-async def test_connection(key: Any, base_url: str, list_id: str | None) -> list[Check]:
+async def test_connection(
+    key: Any,
+    base_url: str,
+    list_id: str | None,
+    on_retry: Callable[[RetryNotice], None] | None = None,
+) -> list[Check]:
     """Key, scopes and list, each as a pass/fail line quoting SendGrid's message."""
     checks: list[Check] = []
     try:
-        client = SendGridClient(key, base_url)
+        client = SendGridClient(
+            key, base_url, on_retry=on_retry, max_total_wait=INTERACTIVE_MAX_WAIT
+        )
     except SendGridError as exc:
         return [Check("address", False, str(exc))]
     async with client:
@@ -67,7 +85,7 @@ async def test_connection(key: Any, base_url: str, list_id: str | None) -> list[
             checks.append(Check("API key", True, "accepted by SendGrid"))
             checks.append(Check("scopes", True, f"{len(scopes)} scopes, marketing access present"))
         except SendGridError as exc:
-            name = "scopes" if type(exc).__name__ == "MissingScope" else "API key"
+            name = "scopes" if isinstance(exc, MissingScope) else "API key"
             checks.append(Check(name, False, str(exc)))
             return checks
         if list_id:

@@ -1,5 +1,6 @@
-"""`python -m tui` runs the command line (used by tests that kill a real process)."""
+"""`python -m tui` runs the command line, as it always did (tests and benchmarks
+start real processes this way); the command line itself lives in `cli/`."""
 
-from tui.cli import main
+from cli.main import main
 
 main()

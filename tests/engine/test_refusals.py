@@ -30,7 +30,7 @@ def test_no_consent_refuses(export_env, capsys, emulator):
         "--base-url",
         emulator.url,
     )
-    run_cli(main, "map", "shy", "email=email")
+    run_cli(main, "map", "shy", "email=email", "--no-consent-filter")
     err = refused(capsys, export_env, "export", "shy", "--segment", "germany")
     assert "data-privacy acknowledgment" in err
     assert run_cli(main, "export", "shy", "--segment", "germany", "--dry-run") == 0

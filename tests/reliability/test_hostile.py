@@ -654,12 +654,12 @@ def test_every_shape_of_an_interrupt_exits_4_in_one_line(
 ) -> None:
     """However an interrupt surfaces, it is a cancellation (exit 4), never
     "unexpected RuntimeError: Query interrupted … report it"."""
-    import tui.cli_commands
+    import cli.commands
 
     def interrupted(_args: object) -> int:
         raise raised
 
-    monkeypatch.setattr(tui.cli_commands, "cmd_segments", interrupted)
+    monkeypatch.setattr(cli.commands, "cmd_segments", interrupted)
     capsys.readouterr()
     assert run_cli(main, "segments") == 4
     err = capsys.readouterr().err
@@ -867,7 +867,7 @@ def test_field_column_pairs_are_accepted_after_options(env: Env, capsys) -> None
     env.add_destination("news")
     capsys.readouterr()
     code = run_cli(
-        main, "map", "news", "--workspace", str(env.workspace), "email=email",
+        main, "map", "news", "--replace", "--workspace", str(env.workspace), "email=email",
         "--consent-column", "email_opt_in", "first_name=first_name",
     )  # fmt: skip
     out, err = capsys.readouterr()

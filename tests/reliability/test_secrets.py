@@ -86,7 +86,7 @@ def test_key_is_in_no_file_log_output_or_error(
     capsys.readouterr()  # a dry-run prints its preview, with the first request body
     assert run_cli(main, "export", "news", "--segment", "everyone", "--dry-run") == 0
     preview = capsys.readouterr()
-    assert "first request body" in preview.err
+    assert "first request body" in preview.out  # the preview is data: stdout
     outputs += [preview.out, preview.err]
     monkeypatch.setenv("DEST_KEY", "SG." + "w" * 66)  # a wrong key: 401 from SendGrid
     code, summary, err = export_json(capsys, "news", "--segment", "everyone")

@@ -17,9 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, print_json, resolve_state_dir
 from store.safe_text import visible
-from tui.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
-from tui.cli_commands import print_json, resolve_state_dir
 
 _RESULT_WORDS = {
     "removed": "removed from the list",
@@ -52,6 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
     forget.add_argument("email", help="the address to erase")
     forget.add_argument("--yes", action="store_true", help="do not ask before erasing")
     forget.add_argument("--json", action="store_true", help="print what was done as JSON")
+    forget.set_defaults(func=cmd_forget)
 
 
 def _check_email(text: str) -> str:

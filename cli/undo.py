@@ -13,9 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, resolve_state_dir
 from store.safe_text import visible
-from tui.cli import EXIT_OK, EXIT_USAGE, CliError
-from tui.cli_commands import print_json, resolve_state_dir
 
 SHOWN = 10
 
@@ -31,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(undo, workspace=False)
-    undo.add_argument("run", type=int)
+    undo.add_argument("run", type=int, help="the run to undo (`segsync runs`)")
     undo.add_argument("--dry-run", action="store_true", help="store and show the plan only")
     undo.add_argument("--yes", action="store_true", help="do not ask before applying")
     undo.add_argument(
@@ -41,7 +40,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         metavar="N",
         help="allow up to N removals, past the destination's guardrail",
     )
-    undo.add_argument("--json", action="store_true")
+    undo.add_argument("--json", action="store_true", help="print the plan or summary as JSON")
+    undo.set_defaults(func=cmd_undo)
 
 
 def _engine(args: argparse.Namespace) -> Any:
@@ -61,10 +61,10 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
+    from cli.changesets import plan_json
+    from cli.progress import EXIT_BY_STATUS, print_summary, run_export
     from connector.engine import ExportRefused, ExportRequest
     from store.history import NotFound
-    from tui.cli_changesets import plan_json
-    from tui.cli_export import EXIT_BY_STATUS, print_summary, run_export
 
     engine = _engine(args)
     try:

@@ -22,9 +22,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    CliError,
+    print_json,
+    resolve_state_dir,
+    split_names,
+    workspace_path,
+)
 from store.safe_text import visible
-from tui.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, CliError, workspace_path
-from tui.cli_commands import print_json, resolve_state_dir
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
@@ -38,28 +46,29 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         '--cron "0 2 * * *" && segsync syncs install --systemd-user --enable',
     )
     common(syncs, workspace=False)
+    syncs.set_defaults(func=cmd_syncs)
     ssub = syncs.add_subparsers(dest="syncs_command", metavar="SUBCOMMAND")
 
     add = ssub.add_parser("add", help="save a new sync")
     common(add)
-    add.add_argument("name")
-    add.add_argument("--destination", required=True)
+    add.add_argument("name", help="a name of your choice for the sync")
+    add.add_argument("--destination", required=True, metavar="NAME", help="where it exports")
     _config_options(add, adding=True)
 
     lst = ssub.add_parser("list", help="syncs with their last run, result and next run")
     common(lst, workspace=False)
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="print them as JSON")
 
     show = ssub.add_parser("show", help="one sync: settings, state and recent events")
     common(show, workspace=False)
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("name", help="the sync")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
 
     edit = ssub.add_parser("edit", help="change a sync (a new trigger re-times it from now)")
     common(edit)
-    edit.add_argument("name")
-    edit.add_argument("--rename", default=None, metavar="NEW_NAME")
-    edit.add_argument("--destination", default=None)
+    edit.add_argument("name", help="the sync")
+    edit.add_argument("--rename", default=None, metavar="NEW_NAME", help="give it a new name")
+    edit.add_argument("--destination", default=None, metavar="NAME", help="export elsewhere")
     _config_options(edit, adding=False)
 
     for verb, text in (
@@ -69,12 +78,12 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
     ):
         p = ssub.add_parser(verb, help=text)
         common(p, workspace=False)
-        p.add_argument("name")
+        p.add_argument("name", help="the sync")
 
     run = ssub.add_parser("run", help="run one sync now (its schedule stays as it is)")
     common(run, workspace=False)
-    run.add_argument("name")
-    run.add_argument("--json", action="store_true")
+    run.add_argument("name", help="the sync")
+    run.add_argument("--json", action="store_true", help="print the attempt as JSON")
 
     due = ssub.add_parser(
         "run-due",
@@ -85,14 +94,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         "4: stopped.",
     )
     common(due, workspace=False)
-    due.add_argument("--json", action="store_true")
+    due.add_argument("--json", action="store_true", help="print the attempts as JSON")
     due.add_argument("--quiet", action="store_true", help="print only failures")
 
     alerts = ssub.add_parser("alerts", help="failures nobody has acknowledged yet")
     common(alerts, workspace=False)
     alerts.add_argument("--ack", nargs="?", const="*", default=None, metavar="NAME",
                         help="acknowledge them (all, or one sync's)")  # fmt: skip
-    alerts.add_argument("--json", action="store_true")
+    alerts.add_argument("--json", action="store_true", help="print them as JSON")
 
     install = ssub.add_parser("install", help="call run-due every minute (systemd or cron)")
     common(install, workspace=False)
@@ -112,19 +121,51 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         "without a keyring.",
     )
     common(key, workspace=False)
-    key.add_argument("destination")
-    key.add_argument("--api-key-stdin", action="store_true")
+    key.add_argument("destination", help="the destination whose key scheduled runs need")
+    key.add_argument("--api-key-stdin", action="store_true", help="read the key from stdin")
+    handlers = _handlers()
+    for name, parser in ssub.choices.items():
+        parser.set_defaults(func=handlers[name])
+        parser.epilog = parser.epilog or f"example: {EXAMPLES[name]}"
+
+
+EXAMPLES = {
+    "add": "segsync syncs add nightly --destination news --segment high_value,germany "
+    '--cron "0 2 * * *"',
+    "list": "segsync syncs list --json",
+    "show": "segsync syncs show nightly",
+    "edit": "segsync syncs edit nightly --every 6h --mode mirror",
+    "remove": "segsync syncs remove nightly",
+    "pause": "segsync syncs pause nightly",
+    "resume": "segsync syncs resume nightly",
+    "run": "segsync syncs run nightly",
+    "run-due": "segsync syncs run-due --quiet",
+    "alerts": "segsync syncs alerts --ack nightly",
+    "install": "segsync syncs install --systemd-user --enable",
+    "uninstall": "segsync syncs uninstall --cron",
+    "key-file": "segsync syncs key-file news",
+}
 
 
 def _config_options(parser: argparse.ArgumentParser, *, adding: bool) -> None:
     parser.add_argument(
-        "--segment", action="append", default=[], dest="segments", help="segment (repeatable)"
-    )
-    parser.add_argument("--mode", choices=("upsert", "mirror"), default=None)
+        "--segment", action="append", default=[], dest="segments", metavar="NAME[,NAME]",
+        help="segment to export: repeat it or separate names with commas",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mode", choices=("upsert", "mirror"), default=None,
+        help="upsert (default): add and update; mirror: also REMOVE who left the segments",
+    )  # fmt: skip
     incremental = parser.add_mutually_exclusive_group()
-    incremental.add_argument("--incremental", action="store_true", default=None)
+    incremental.add_argument(
+        "--incremental", action="store_true", default=None,
+        help="send only contacts that are new or changed since segsync last sent them",
+    )  # fmt: skip
     if not adding:
-        incremental.add_argument("--no-incremental", dest="incremental", action="store_false")
+        incremental.add_argument(
+            "--no-incremental", dest="incremental", action="store_false",
+            help="send every selected contact again at each run",
+        )  # fmt: skip
     trigger = parser.add_mutually_exclusive_group(required=adding)
     trigger.add_argument("--every", metavar="INTERVAL", help="e.g. 30m, 6h, 1d")
     trigger.add_argument("--cron", metavar="EXPR", help='five fields, e.g. "0 6 * * *"')
@@ -172,10 +213,12 @@ def _scheduler_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_syncs(args: argparse.Namespace) -> int:
-    from store.history_syncs import SyncError
+    """`segsync syncs` with no subcommand lists them."""
+    return _list(args)
 
-    command = args.syncs_command or "list"
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+
+def _handlers() -> dict[str, Callable[[argparse.Namespace], int]]:
+    return {
         "add": _add,
         "list": _list,
         "show": _show,
@@ -190,10 +233,6 @@ def cmd_syncs(args: argparse.Namespace) -> int:
         "uninstall": _uninstall,
         "key-file": _key_file,
     }
-    try:
-        return handlers[command](args)
-    except SyncError as exc:
-        raise CliError(str(exc)) from None
 
 
 def _now() -> datetime:
@@ -230,7 +269,7 @@ def _add(args: argparse.Namespace) -> int:
             history,
             name=args.name,
             destination=args.destination,
-            segments=args.segments,
+            segments=list(split_names(args.segments)),
             workspace=workspace_path(args),
             now=_now(),
             mode=args.mode or "upsert",
@@ -271,7 +310,7 @@ def _edit(args: argparse.Namespace) -> int:
     if getattr(args, "workspace", None):
         changes["workspace"] = args.workspace
     if args.segments:
-        changes["segments"] = args.segments
+        changes["segments"] = list(split_names(args.segments))
     if args.mode:
         changes["mode"] = args.mode
     if args.incremental is not None:

@@ -12,9 +12,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from cli.common import EXIT_OK, CliError, open_workspace, print_json, resolve_state_dir, split_names
 from store.safe_text import visible
-from tui.cli import EXIT_OK, CliError
-from tui.cli_commands import open_workspace, print_json, resolve_state_dir
 
 
 def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
@@ -39,10 +38,12 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         action="append",
         default=[],
         dest="segments",
-        help="judge against these segments (default: the destination's saved ones, "
-        "else those of its last run)",
+        metavar="NAME[,NAME]",
+        help="judge against these segments, repeated or comma-separated (default: the "
+        "destination's saved ones, else those of its last run)",
     )
-    explain.add_argument("--json", action="store_true")
+    explain.add_argument("--json", action="store_true", help="print the answer as JSON")
+    explain.set_defaults(func=cmd_explain)
 
 
 def _destination(history: Any, name: str | None) -> Any:
@@ -82,7 +83,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             f"{visible(destination.name)} has no field mapping yet "
             f"(`segsync map {visible(destination.name)} ...`)"
         )
-    segments = tuple(args.segments) or _default_segments(history, destination)
+    segments = split_names(args.segments) or _default_segments(history, destination)
     try:
         answer = explain(
             open_workspace(args),

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, resolve_state_dir, split_names
+from cli.export import add_mode_options, add_segment_option
 from store.safe_text import visible
-from tui.cli import EXIT_OK, EXIT_USAGE, CliError
-from tui.cli_commands import print_json, resolve_state_dir
 
 REMOVALS_SHOWN = 10
 
@@ -29,33 +29,31 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         help="compute and store a changeset (who would be added, updated, removed); sends nothing",
         description="Compute what an export would do, person by person, and store it as a "
         "plan to review and apply. Nothing is sent.",
-        epilog="example: segsync plan newsletter --segment high_value --mode mirror",
+        epilog="examples:\n  segsync plan newsletter --segment high_value --mode mirror\n"
+        "  segsync plan newsletter --segment high_value,germany --json | jq .counts\n"
+        "  segsync plans show 12; segsync apply 12",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(plan)
-    plan.add_argument("destination")
+    plan.add_argument("destination", help="the destination (`segsync destinations list`)")
+    add_segment_option(plan)
+    add_mode_options(plan)
     plan.add_argument(
-        "--segment", action="append", default=[], dest="segments", help="segment to include"
+        "--json", action="store_true", help="print the plan (counts, basis, samples) as JSON"
     )
-    plan.add_argument(
-        "--mode",
-        choices=("upsert", "mirror"),
-        default="upsert",
-        help="mirror also takes off the list who left the segments",
-    )
-    plan.add_argument(
-        "--incremental", action="store_true", help="send only contacts whose values changed"
-    )
-    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=cmd_plan)
 
     apply = sub.add_parser(
         "apply",
         help="send exactly what a stored plan says",
         description="Apply a stored plan after checking that nothing it was computed from "
         "has changed (profiles, mapping, segments, list, segsync's record of the list).",
-        epilog="example: segsync apply 12 --yes",
+        epilog="examples:\n  segsync apply 12\n  segsync apply 12 --yes --replan --json\n\n"
+        "exit codes: as `segsync export` (3: partial, rows SendGrid rejected)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(apply)
-    apply.add_argument("plan", type=int)
+    apply.add_argument("plan", type=int, help="the plan's number (`segsync plans`)")
     apply.add_argument("--yes", action="store_true", help="do not ask before sending")
     apply.add_argument(
         "--replan", action="store_true", help="if the plan is out of date, plan again and apply"
@@ -67,30 +65,46 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         metavar="N",
         help="allow up to N removals this run, past the destination's guardrail",
     )
-    apply.add_argument("--json", action="store_true")
+    apply.add_argument("--json", action="store_true", help="print only a JSON summary")
     apply.add_argument("--batch-size", type=int, default=30_000, help=argparse.SUPPRESS)
-    apply.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    apply.add_argument(
+        "--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)"
+    )
+    apply.set_defaults(func=cmd_apply)
 
-    plans = sub.add_parser("plans", help="stored plans")
+    plans = sub.add_parser(
+        "plans",
+        help="stored plans (and previews)",
+        description="List stored plans, newest first, with their counts and state.",
+        epilog="examples:\n  segsync plans --destination news\n  segsync plans show 12\n"
+        "  segsync plans prune --older-than 30",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common(plans, workspace=False)
-    plans.add_argument("--destination", default=None)
-    plans.add_argument("--json", action="store_true")
+    plans.add_argument(
+        "--destination", default=None, metavar="NAME", help="only this destination's plans"
+    )
+    plans.add_argument("--json", action="store_true", help="print them as JSON")
+    plans.set_defaults(func=cmd_plans)
     plans_sub = plans.add_subparsers(dest="plans_command", metavar="SUBCOMMAND")
-    show = plans_sub.add_parser("show", help="one plan: counts, basis, people by operation")
+    show = plans_sub.add_parser(
+        "show", help="one plan: counts, basis, people by operation",
+        epilog="example: segsync plans show 12 --json",
+    )  # fmt: skip
     common(show, workspace=False)
-    show.add_argument("plan", type=int)
-    show.add_argument("--json", action="store_true")
-    prune = plans_sub.add_parser("prune", help="delete plans older than N days")
+    show.add_argument("plan", type=int, help="the plan's number")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
+    show.set_defaults(func=cmd_plans_show)
+    prune = plans_sub.add_parser(
+        "prune", help="delete plans older than N days",
+        epilog="example: segsync plans prune --older-than 30",
+    )  # fmt: skip
     common(prune, workspace=False)
-    prune.add_argument("--older-than", type=float, default=7.0, metavar="DAYS")
-
-
-def cmd_changesets(args: argparse.Namespace) -> int:
-    if args.command == "plan":
-        return _plan(args)
-    if args.command == "apply":
-        return _apply(args)
-    return _plans(args)
+    prune.add_argument(
+        "--older-than", type=float, default=7.0, metavar="DAYS",
+        help="age of the plans to delete, in days (default 7)",
+    )  # fmt: skip
+    prune.set_defaults(func=cmd_plans_prune)
 
 
 def _history(args: argparse.Namespace) -> Any:
@@ -103,16 +117,18 @@ def _history(args: argparse.Namespace) -> Any:
 # -- plan ---------------------------------------------------------------------
 
 
-def _plan(args: argparse.Namespace) -> int:
+def cmd_plan(args: argparse.Namespace) -> int:
+    from cli.export import preview_warnings
+    from cli.progress import EventPrinter, build_engine, run_engine
     from connector import events as ev
     from connector.engine import ExportRequest
-    from tui.cli_export import EventPrinter, build_engine, run_engine
 
     args.batch_size, args.concurrency = 30_000, 4
     engine = build_engine(args)
+    warnings = preview_warnings(engine, args.destination)
     request = ExportRequest(
         destination=args.destination,
-        segments=tuple(args.segments),
+        segments=split_names(args.segments),
         mode=args.mode,
         incremental=args.incremental,
         dry_run=True,
@@ -124,7 +140,7 @@ def _plan(args: argparse.Namespace) -> int:
         raise CliError("planning ended without a plan", 1)
     record = engine.history.get_plan(preview.plan_id)
     if args.json:
-        print_json(plan_json(record, preview))
+        print_json({**plan_json(record, preview), "warnings": warnings})
     else:
         print_plan_summary(record, preview.removals_sample)
     return EXIT_OK
@@ -179,11 +195,11 @@ def print_plan_summary(record: Any, removals: Any = ()) -> None:
 # -- apply --------------------------------------------------------------------
 
 
-def _apply(args: argparse.Namespace) -> int:
+def cmd_apply(args: argparse.Namespace) -> int:
+    from cli.progress import EXIT_BY_STATUS, build_engine, print_summary, run_export
     from connector.engine import ExportRequest
     from store.changeset import Changeset, changeset_file
     from store.history import PlanNotFound
-    from tui.cli_export import EXIT_BY_STATUS, build_engine, print_summary, run_export
 
     engine = build_engine(args)
     try:
@@ -227,13 +243,8 @@ def _apply(args: argparse.Namespace) -> int:
 # -- plans --------------------------------------------------------------------
 
 
-def _plans(args: argparse.Namespace) -> int:
+def cmd_plans(args: argparse.Namespace) -> int:
     history = _history(args)
-    command = getattr(args, "plans_command", None)
-    if command == "show":
-        return _show(args, history)
-    if command == "prune":
-        return _prune(args, history)
     destination_id = None
     if args.destination is not None:
         destination_id = history.get_destination(args.destination).id
@@ -242,7 +253,7 @@ def _plans(args: argparse.Namespace) -> int:
         print_json([plan_json(p) for p in plans])
         return EXIT_OK
     if not plans:
-        print("no plans yet (make one with `segsync plan DEST --segment S`)")
+        sys.stderr.write("no plans yet (make one with `segsync plan DEST --segment S`)\n")
     for p in plans:
         c = p.counts
         applied = f"applied by run {p.applied_run_id}" if p.applied_run_id else p.status
@@ -254,9 +265,10 @@ def _plans(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _show(args: argparse.Namespace, history: Any) -> int:
+def cmd_plans_show(args: argparse.Namespace) -> int:
     from store.history import PlanNotFound
 
+    history = _history(args)
     try:
         record = history.get_plan(args.plan)
     except PlanNotFound as exc:
@@ -275,9 +287,10 @@ def _show(args: argparse.Namespace, history: Any) -> int:
     return EXIT_OK
 
 
-def _prune(args: argparse.Namespace, history: Any) -> int:
+def cmd_plans_prune(args: argparse.Namespace) -> int:
     from store.changeset import changeset_file
 
+    history = _history(args)
     state = resolve_state_dir(args)
     now = datetime.now(UTC)
     pruned = 0

@@ -1,8 +1,13 @@
-"""`segsync export`: run the engine and render its events on a terminal or a log.
+"""Running the engine from the command line and rendering its events.
 
-On a terminal one status line is redrawn (progress, rows/s, ETA); otherwise
-each phase and batch is one line, so cron mail and CI logs stay readable.
-`--json` prints only the summary, for scripts.
+Shared by `export`, `plan`, `apply` and `undo`. Progress (phases, batches,
+retries, warnings) goes to stderr: on a terminal one status line is redrawn
+(progress, rows/s, ETA); otherwise each phase and batch is one line, so cron
+mail and CI logs stay readable. The result (a dry run's preview, how the run
+ended) goes to stdout. `--json` prints only the summary, on stdout.
+
+Importing this module loads orjson and the engine's events: command modules
+import it when a command runs, not at start-up.
 """
 
 from __future__ import annotations
@@ -16,11 +21,23 @@ from typing import Any, TextIO
 
 import orjson
 
+from cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    CliError,
+    open_workspace,
+    print_json,
+    resolve_state_dir,
+)
 from connector import events as ev
 from store.safe_text import visible
-from tui.cli import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, CliError
-from tui.cli_commands import open_workspace, print_json, resolve_state_dir
 
+# The exit code of each way a run ends. Rows the plan left out (invalid_email,
+# no_consent, ...) are a normal outcome and do not change it; `partial` (3) is
+# rows SendGrid rejected or removals it did not confirm.
 EXIT_BY_STATUS = {
     "succeeded": EXIT_OK,
     "dry_run": EXIT_OK,
@@ -32,14 +49,24 @@ EXIT_BY_STATUS = {
 }
 
 
+# Runs that did their work: their last lines are the command's result (stdout).
+RESULT_STATUSES = ("succeeded", "partial", "dry_run")
+
 BODY_SHOWN = 1500  # characters of the first request body shown on a terminal
 
 
 class EventPrinter:
-    """Turns engine events into human lines (or one live line on a terminal)."""
+    """Turns engine events into human lines (or one live line on a terminal).
 
-    def __init__(self, out: TextIO, live: bool, preview: bool = True) -> None:
+    ``log`` gets progress and warnings (stderr), ``result`` the preview and the
+    end of the run (stdout); by default both go to ``log``.
+    """
+
+    def __init__(
+        self, out: TextIO, live: bool, preview: bool = True, result: TextIO | None = None
+    ) -> None:
         self.out = out
+        self.result = result or out
         self.live = live
         self.preview = preview  # print a dry-run's samples (`plan` prints its own summary)
         self.started = time.monotonic()
@@ -52,6 +79,23 @@ class EventPrinter:
             self.status_line = False
         self.out.write(text + "\n")
         self.out.flush()
+
+    def _result(self, text: str) -> None:
+        """A line of the result: on stdout, after clearing the status line."""
+        if self.status_line:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self.status_line = False
+        self.result.write(text + "\n")
+        self.result.flush()
+
+    def _end(self, event: ev.RunFinished, text: str) -> None:
+        """How the run ended: the result (stdout) when it did its work, an error
+        message (stderr, with every other command's errors) when it did not."""
+        if event.status in RESULT_STATUSES:
+            self._result(text)
+        else:
+            self._line(text)
 
     def _progress(self, sent: int, total: int) -> None:
         elapsed = max(time.monotonic() - (self.upload_started or self.started), 1e-6)
@@ -126,31 +170,34 @@ class EventPrinter:
             case ev.Warning():
                 self._line(f"warning: {visible(event.message, multiline=True)}")
             case ev.RunFinished(run_id=0):
-                self._line(f"{visible(event.message)} ({event.seconds:.1f} s)")
+                self._end(event, f"{visible(event.message)} ({event.seconds:.1f} s)")
             case ev.RunFinished():
-                self._line(f"run {event.run_id} {event.status} in {event.seconds:.1f} s")
+                self._end(event, f"run {event.run_id} {event.status} in {event.seconds:.1f} s")
                 if event.message:
-                    self._line(visible(event.message, multiline=True))
+                    self._end(event, visible(event.message, multiline=True))
 
     def _preview(self, event: ev.PreviewReady) -> None:
         """Samples as JSON (what would be sent), every value made safe to show."""
-        self._line("sample contacts:")
+        self._result("sample contacts:")
         for contact in event.sample_contacts[:5]:
-            self._line("  " + visible(orjson.dumps(contact).decode()))
+            self._result("  " + visible(orjson.dumps(contact).decode()))
         if event.sample_rejected:
-            self._line("sample rejected rows:")
+            self._result("sample rejected rows:")
             for email, category, detail in event.sample_rejected[:10]:
-                self._line(f"  {visible(email)}: {category} {visible(detail)}".rstrip())
+                self._result(f"  {visible(email)}: {category} {visible(detail)}".rstrip())
         if event.removals_sample:
             shown = ", ".join(visible(e) for e in event.removals_sample[:5])
-            self._line(f"would remove e.g.: {shown}")
+            self._result(f"would remove e.g.: {shown}")
         if event.first_body:
             body = event.first_body
             cut = len(body) > BODY_SHOWN or body.endswith(" …")
-            self._line("first request body (PUT /v3/marketing/contacts):")
-            self._line("  " + visible(body[:BODY_SHOWN].removesuffix(" …")))
+            self._result("first request body (PUT /v3/marketing/contacts):")
+            self._result("  " + visible(body[:BODY_SHOWN].removesuffix(" …")))
             if cut:
-                self._line("  [cut here: the body goes on; `--json` has it in full]")
+                self._result(
+                    "  [cut here: the body goes on; `--json` shows more of it, and says "
+                    "whether that is all]"
+                )
 
 
 async def run_engine(engine: Any, request: Any, printer: EventPrinter | None) -> list[ev.Event]:
@@ -174,7 +221,9 @@ def run_export(
 ) -> tuple[ev.RunFinished, int]:
     """Run an export or apply; returns its end and the plan it applied (and
     appends a dry-run's preview to ``preview`` when given)."""
-    printer = None if as_json else EventPrinter(sys.stderr, live=sys.stderr.isatty())
+    printer = (
+        None if as_json else EventPrinter(sys.stderr, live=sys.stderr.isatty(), result=sys.stdout)
+    )
     # Refusals (no consent, busy destination, a drifted plan, bad input) propagate
     # to tui.cli.main, which prints their message and exits 2 like every command.
     events = asyncio.run(run_engine(engine, request, printer))
@@ -188,7 +237,10 @@ def run_export(
 
 
 def print_summary(
-    finished: ev.RunFinished, plan_id: int, preview: ev.PreviewReady | None = None
+    finished: ev.RunFinished,
+    plan_id: int,
+    preview: ev.PreviewReady | None = None,
+    warnings: list[str] | None = None,
 ) -> None:
     data: dict[str, Any] = {
         "run": finished.run_id or None,
@@ -204,7 +256,13 @@ def print_summary(
             {"email": e, "category": c, "detail": d} for e, c, d in preview.sample_rejected
         ]
         data["removals_sample"] = list(preview.removals_sample)
-        data["first_body"] = preview.first_body
+        # The engine keeps the first 4,000 characters and marks a cut with " …":
+        # scripts get the text without the mark and a flag saying it was cut.
+        body = preview.first_body or ""
+        data["first_body_cut"] = body.endswith(" …")
+        data["first_body"] = body.removesuffix(" …")
+    if warnings is not None:
+        data["warnings"] = list(warnings)
     print_json(data)
 
 
@@ -226,23 +284,3 @@ def build_engine(args: argparse.Namespace) -> Any:
         keys=KeyStore(state),
         state_dir=state,
     )
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from connector.engine import ExportRequest
-
-    engine = build_engine(args)
-    request = ExportRequest(
-        destination=args.destination,
-        segments=tuple(args.segments),
-        mode=args.mode,
-        incremental=args.incremental,
-        dry_run=args.dry_run,
-        resume_run=args.resume,
-        allow_removals=args.allow_removals,
-    )
-    previews: list[ev.PreviewReady] = []
-    finished, plan_id = run_export(engine, request, args.json, previews)
-    if args.json:
-        print_summary(finished, plan_id, previews[0] if previews else None)
-    return EXIT_BY_STATUS.get(finished.status, EXIT_FAILED)
