@@ -25,11 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from connector import events as ev
-from connector.client import SendGridClient
+from connector.client import REMOVE_CHUNK, SendGridClient
 from connector.errors import RequestCancelled, SendGridError
 from connector.jobs import poll_job
-
-REMOVE_CHUNK = 100
 
 
 @dataclass
