@@ -205,37 +205,27 @@ class LocalBackend:
     def save_destination(self, form: DestinationForm) -> DestinationInfo:
         """Verify key and list against SendGrid (creating the list when asked),
         then store the destination and its key; nothing is saved if SendGrid
-        says no."""
-        from connector.destinations import verify_destination
+        says no. The same service `segsync destinations add` calls."""
         from connector.errors import SendGridError
+        from connector.services import ServiceError, save_destination
         from store.history import HistoryError
 
         key = self._form_key(form)
-        try:
-            found = asyncio.run(
-                verify_destination(
-                    key, form.base_url, list_id=form.list_id, create_list=form.new_list_name
-                )
-            )
-        except SendGridError as error:
-            raise BackendError(str(error)) from None
         history = self._hist()
-        values = {
-            "name": form.name,
-            "list_id": found.id,
-            "list_name": found.name,
-            "base_url": form.base_url,
-            "cap": form.cap,
-        }
         try:
-            if form.id is None:
-                dest = history.add_destination(key_storage="pending", **values)
-            else:
-                dest = history.update_destination(form.id, **values)
-            if form.api_key:
-                storage = self._keystore().save(dest.id, key)
-                dest = history.update_destination(dest.id, key_storage=storage, api_key_env=None)
-        except HistoryError as error:
+            dest, _found = save_destination(
+                history,
+                self._keystore(),
+                name=form.name,
+                key=key,
+                base_url=form.base_url,
+                list_id=form.list_id,
+                create_list=form.new_list_name,
+                cap=form.cap,
+                store_key=bool(form.api_key),
+                destination_id=form.id,
+            )
+        except (SendGridError, ServiceError, HistoryError) as error:
             raise BackendError(str(error)) from None
         last = history.list_runs(destination=dest.id, limit=1)
         return self._info(dest, last[0] if last else None)
@@ -293,18 +283,22 @@ class LocalBackend:
         self, destination_id: int, custom_fields: Sequence[str] | None = None
     ) -> MappingDraft:
         """Fetches the account's custom fields only when the caller has not (each
-        fetch is a SendGrid request, up to its retry limit when offline)."""
-        from store.plan import suggest_mapping
+        fetch is a SendGrid request, up to its retry limit when offline). The
+        same suggestion as `segsync map --suggest` (connector.services)."""
+        from connector.services import suggest_mapping_for
 
-        if custom_fields is None:
-            try:
-                custom_fields = self.custom_fields(destination_id)
-            except Exception:  # suggestions for reserved fields still help offline
-                custom_fields = []
-        return _draft(suggest_mapping(self._ws().columns(), custom_fields))
+        if custom_fields is not None:  # no destination needed, nothing to fetch
+            return _draft(suggest_mapping_for(self._ws(), custom_fields=custom_fields))
+        dest = self._hist().get_destination(destination_id)
+        return _draft(suggest_mapping_for(self._ws(), self._keystore(), dest))
 
     def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:
-        from store.plan import FieldMapping, MappingError, validate_mapping
+        """Check the columns and the account's custom fields, then save: the same
+        service `segsync map` calls. ``no_consent_filter`` is read from the draft
+        when it has one (the explicit choice to send without a consent column)."""
+        from connector.errors import SendGridError
+        from connector.services import ServiceError, save_mapping
+        from store.plan import FieldMapping
 
         if not mapping.email:
             raise BackendError("Map a column to email: it is how SendGrid identifies a contact.")
@@ -313,12 +307,19 @@ class LocalBackend:
             reserved=dict(mapping.reserved),
             custom=dict(mapping.custom),
             consent_column=mapping.consent_column,
+            no_consent_filter=bool(getattr(mapping, "no_consent_filter", False)),
         )
+        history = self._hist()
         try:
-            validate_mapping(field_mapping, self._ws().columns())
-        except MappingError as error:
+            save_mapping(
+                history,
+                self._keystore(),
+                self._ws(),
+                history.get_destination(destination_id),
+                field_mapping,
+            )
+        except (ServiceError, SendGridError) as error:
             raise BackendError(str(error)) from None
-        self._hist().set_mapping(destination_id, field_mapping)
 
     def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]:
         from store.workspace import quote_ident
