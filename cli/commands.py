@@ -40,7 +40,9 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     """demo, sample, segments, emulator, where."""
     demo = sub.add_parser(
         "demo",
@@ -66,7 +68,8 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         description="Write a workspace (segments.toml and a profile file) of synthetic, "
         "deliberately dirty profiles: for trying segsync and measuring it.",
         epilog="examples:\n  segsync sample --out /tmp/ws\n"
-        "  segsync sample --rows 1000000 --out /tmp/big --format csv",
+        "  segsync sample --rows 1000000 --out /tmp/big --format csv\n"
+        "  segsync sample --rows 100000 --out /tmp/pg --postgres postgresql://me@127.0.0.1/crm",
         formatter_class=RAW,
     )
     sample.add_argument(
@@ -84,6 +87,14 @@ def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) ->
         "--format", choices=("parquet", "csv"), default="parquet",
         help="profile file format (default: parquet)",
     )  # fmt: skip
+    sample.add_argument(
+        "--postgres", metavar="URL",
+        help="load the profiles into PostgreSQL instead (a URL without password; "
+        "replaces --table) and write a workspace over that table",
+    )  # fmt: skip
+    sample.add_argument(
+        "--table", default="public.profiles", help="table for --postgres (default: public.profiles)"
+    )
     sample.set_defaults(func=cmd_sample)
 
     segments = sub.add_parser(
@@ -196,7 +207,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.rows < 1:
         raise CliError("--rows must be at least 1")
     started = time.perf_counter()
-    path = generate_workspace(args.out, args.rows, seed=args.seed, fmt=args.format)
+    if getattr(args, "postgres", None):
+        from store.postgres_source import PostgresSourceError
+        from store.sample import generate_postgres_workspace
+
+        try:
+            path = generate_postgres_workspace(
+                args.out, args.rows, args.postgres, seed=args.seed, table=args.table
+            )
+        except (ValueError, PostgresSourceError) as exc:
+            raise CliError(str(exc)) from None
+    else:
+        path = generate_workspace(args.out, args.rows, seed=args.seed, fmt=args.format)
     elapsed = time.perf_counter() - started
     print(f"wrote {args.rows:,} profiles to {visible(path)} in {elapsed:.2f} s")
     return EXIT_OK
@@ -224,6 +246,8 @@ def cmd_segments(args: argparse.Namespace) -> int:
             ]
         )
     else:
+        if ws.kind == "postgres":  # files keep their output; a database is named
+            print(f"profiles: {visible(ws.source_label)}")
         names = {c.segment: visible(c.segment) for c in counts}
         width = max((len(n) for n in names.values()), default=4)
         for c in counts:

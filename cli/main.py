@@ -322,6 +322,7 @@ USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("store.history_plans", "PlanNotFound", EXIT_USAGE),
     ("store.history_syncs", "SyncError", EXIT_USAGE),
     ("store.workspace", "WorkspaceError", EXIT_USAGE),  # PredicateError
+    ("store.postgres_source", "SourceLost", EXIT_FAILED),  # connection lost mid-read
     ("store.plan", "MappingError", EXIT_USAGE),
     ("store.secrets", "KeyNotFound", EXIT_USAGE),
     ("store.locks", "ExportInProgress", EXIT_USAGE),

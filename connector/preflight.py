@@ -174,7 +174,9 @@ class Preflight:
                 f"{workspace.config_path}. Known segments: {', '.join(sorted(known))}."
             )
         try:
-            with workspace.connect() as con:  # one connection for every check
+            # One connection for every check; they read no rows (a Postgres
+            # source copies only its columns here, its rows once for the plan).
+            with workspace.connect(schema_only=True) as con:
                 validate_mapping(mapping, workspace.columns(con))
                 for name in request.segments:
                     workspace.check_segment(con, name)

@@ -10,8 +10,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from store.fingerprint import configured_source, refresh_fingerprint
 from tests.engine.conftest import SEGMENTS_TOML, expected_emails, make_rows, run_cli
-from tests.postgres.cluster import Cluster
+from tests.postgres.cluster import Cluster, wait_for
 from tests.postgres.conftest import unique_table, write_pg_workspace
 from tui.cli import main
 
@@ -82,11 +83,6 @@ def test_a_connection_lost_mid_read_fails_the_export_and_sends_no_one(
     assert not [r for r in runs if r.get("status") == "succeeded"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the command line does not yet list SourceLost among the errors whose message "
-    "is the whole answer (cli USER_ERRORS: 'SourceLost': EXIT_FAILED); it says 'unexpected'",
-)
 def test_a_connection_lost_mid_read_is_one_line_without_unexpected(
     postgres_cluster, emulator, tmp_path, monkeypatch, capsys
 ):
@@ -102,4 +98,43 @@ def test_a_connection_lost_mid_read_is_one_line_without_unexpected(
     assert run_cli(main, "export", "news", "--segment", "germany") == 1
     err = capsys.readouterr().err.strip()
     assert "unexpected" not in err and "report it" not in err
-    assert len(err.splitlines()) == 1
+    errors = [line for line in err.splitlines() if line.startswith("segsync:")]
+    assert errors == [err.splitlines()[-1]]  # progress ("planning"), then one line
+    assert errors[0].startswith("segsync: postgres 127.0.0.1:")
+
+
+def test_sample_loads_postgres_and_segments_names_the_source(
+    postgres_cluster, tmp_path, monkeypatch, capsys
+):
+    table = f"public.{unique_table('cli')}"
+    out = tmp_path / "ws"
+    argv = ("sample", "--rows", "3000", "--out", str(out), "--postgres", postgres_cluster.url())
+    assert run_cli(main, *argv, "--table", table) == 0
+    assert "password" not in (out / "segments.toml").read_text().split("#")[0]
+    capsys.readouterr()
+    assert run_cli(main, "segments", "--workspace", str(out)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"profiles: postgres 127.0.0.1:{postgres_cluster.port}/crm {table}"
+    assert len(lines) == 8 and "high_value" in lines[1]
+    bad = postgres_cluster.url().replace("segsync@", "segsync:pw@")
+    assert run_cli(main, "sample", "--out", str(tmp_path / "x"), "--postgres", bad) == 2
+    assert "holds a password" in capsys.readouterr().err
+
+
+def test_apply_refuses_a_plan_whose_table_was_written_to_since(
+    postgres_cluster, emulator, tmp_path, monkeypatch, capsys
+):
+    table = unique_table("drift")
+    _load(postgres_cluster, table, make_rows())
+    list_id = _setup(postgres_cluster, emulator, tmp_path, monkeypatch, table)
+    capsys.readouterr()
+    assert run_cli(main, "plan", "news", "--segment", "germany", "--json") == 0
+    plan_id = orjson.loads(capsys.readouterr().out)["plan"]
+    postgres_cluster.sql("crm", f"UPDATE {table} SET country = 'FR' WHERE customer_id = 0")
+    source = configured_source(tmp_path / "ws")
+    before = refresh_fingerprint(source)["stats"]
+    wait_for(lambda: refresh_fingerprint(source)["stats"] != before)  # stats settle
+    code = run_cli(main, "apply", str(plan_id), "--yes")
+    err = capsys.readouterr().err
+    assert code == 2 and "profile source" in err, err
+    assert emulator.state.list_members(list_id) == set()
