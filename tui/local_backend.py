@@ -74,8 +74,18 @@ class LocalBackend:
 
     @property
     def workspace_label(self) -> str:
+        """The folder's name; with a PostgreSQL source, also ``postgres host/db
+        table`` (read from segments.toml alone: no connection before first paint)."""
         path = self._workspace_path or Path.cwd()
-        return path.name or str(path)
+        name = path.name or str(path)
+        from store.fingerprint import configured_source
+        from store.postgres_source import PostgresSource
+
+        try:
+            source = configured_source(path)
+        except Exception:  # no or broken segments.toml: opening it will say why
+            return name
+        return f"{name} · {source.label}" if isinstance(source, PostgresSource) else name
 
     # -- lazily opened stores ------------------------------------------------
 

@@ -324,3 +324,13 @@ def test_an_unreachable_server_is_a_fingerprint_of_its_own(tmp_path):
     url = f"postgresql://segsync@127.0.0.1:{free_port()}/crm"
     source = configured_source(write_pg_workspace(tmp_path, url, "public.profiles"))
     assert "unreachable" in refresh_fingerprint(source)
+
+
+def test_the_app_names_a_postgres_source_without_connecting(tmp_path):
+    from tui.local_backend import LocalBackend
+
+    url = f"postgresql://segsync@127.0.0.1:{free_port()}/crm"  # nothing listens there
+    folder = write_pg_workspace(tmp_path / "crm_ws", url, "public.profiles")
+    backend = LocalBackend(workspace=folder, state_dir=tmp_path / "state")
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    assert backend.workspace_label == f"crm_ws · postgres 127.0.0.1:{port}/crm public.profiles"
