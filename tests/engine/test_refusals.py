@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.engine.conftest import run_cli
-from tui.cli import EXIT_USAGE, main
+from tui.cli import EXIT_OK, EXIT_USAGE, main
 
 
 def refused(capsys: pytest.CaptureFixture[str], export_env, *argv: str) -> str:
@@ -18,26 +18,30 @@ def refused(capsys: pytest.CaptureFixture[str], export_env, *argv: str) -> str:
 
 
 def test_no_consent_refuses(export_env, capsys, emulator):
-    run_cli(
-        main,
-        "destinations",
-        "add",
-        "shy",
-        "--list-id",
-        export_env.list_id,
-        "--api-key-env",
-        "DEST_KEY",
-        "--base-url",
-        emulator.url,
+    # The setup must succeed, or the refusal below could be the setup's own.
+    assert (
+        run_cli(
+            main,
+            "destinations",
+            "add",
+            "shy",
+            "--list-id",
+            export_env.list_id,
+            "--api-key-env",
+            "DEST_KEY",
+            "--base-url",
+            emulator.url,
+        )
+        == EXIT_OK
     )
-    run_cli(main, "map", "shy", "email=email", "--no-consent-filter")
+    assert run_cli(main, "map", "shy", "email=email", "--no-consent-filter") == EXIT_OK
     err = refused(capsys, export_env, "export", "shy", "--segment", "germany")
     assert "data-privacy acknowledgment" in err
     assert run_cli(main, "export", "shy", "--segment", "germany", "--dry-run") == 0
 
 
 def test_over_cap_refuses(export_env, capsys):
-    run_cli(main, "destinations", "set-cap", "news", "10")
+    assert run_cli(main, "destinations", "set-cap", "news", "10") == EXIT_OK
     err = refused(capsys, export_env, "export", "news", "--segment", "germany")
     assert "over the cap of 10" in err
 
