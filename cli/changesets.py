@@ -22,7 +22,9 @@ from store.safe_text import visible
 REMOVALS_SHOWN = 10
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     """Register plan, apply and plans (``common`` adds --workspace/--state-dir)."""
     plan = sub.add_parser(
         "plan",

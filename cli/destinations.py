@@ -33,7 +33,9 @@ from store.safe_text import visible
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     """destinations (and its subcommands), lists, map."""
     dest = sub.add_parser(
         "destinations",

@@ -16,7 +16,9 @@ from cli.common import EXIT_OK, CliError, open_workspace, print_json, resolve_st
 from store.safe_text import visible
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     explain = sub.add_parser(
         "explain",
         help="why a person was or was not sent, and what each run did to them",

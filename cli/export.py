@@ -59,7 +59,9 @@ def add_mode_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     export = sub.add_parser(
         "export",
         help="export segments to a destination (plan and apply in one step)",

@@ -36,7 +36,9 @@ _KIND_WORDS = {
 }
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     """Register `forget` (``common`` adds --state-dir)."""
     forget = sub.add_parser(
         "forget",

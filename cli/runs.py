@@ -48,7 +48,9 @@ def _positive(text: str) -> int:
     return value
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     runs = sub.add_parser(
         "runs",
         help="past runs: list, show, people, rejected rows, evidence, prune",
@@ -256,12 +258,12 @@ def _people(args: argparse.Namespace, run: Any) -> int:
             f"run {run.id} has no record of the people it touched (it ran before segsync "
             "kept one, or it was refused before sending)"
         )
-    ops = args.op or None
-    if "rejected" in (ops or ()):
-        ops = [*ops, "rejected_by_sendgrid"]
-    if "removed" in (ops or ()):
-        ops = [*ops, "remove_failed"]
-    rows = read_people(path, ops)
+    asked: list[str] = list(args.op)
+    if "rejected" in asked:
+        asked.append("rejected_by_sendgrid")
+    if "removed" in asked:
+        asked.append("remove_failed")
+    rows = read_people(path, asked or None)
     if args.csv is not None:
         from store.people import write_people_csv
 

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cli.common import (
     EXIT_CANCELLED,
@@ -35,7 +35,9 @@ from cli.common import (
 from store.safe_text import visible
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     """Register ``syncs`` and its subcommands (``common`` adds --workspace/--state-dir)."""
     syncs = sub.add_parser(
         "syncs",
@@ -652,7 +654,7 @@ def _install(args: argparse.Namespace) -> int:
     units = systemd_units(state)
     files = units.files(folder)
     for path, text in files.items():
-        write_atomic(path, lambda handle, text=text: handle.write(text.encode()))
+        write_atomic(path, _writer(text.encode()))
         os.chmod(path, 0o644)  # systemd reads units; they hold no secret
         print(f"wrote {path}")
     problems = verify_units(list(files))
@@ -672,6 +674,15 @@ def _install(args: argparse.Namespace) -> int:
     print(f"logs: journalctl --user -u {units.name}.service; "
           "failures: `segsync syncs alerts`")  # fmt: skip
     return EXIT_OK
+
+
+def _writer(data: bytes) -> Callable[[BinaryIO], object]:
+    """What write_atomic calls with the open temp file."""
+
+    def write(handle: BinaryIO) -> object:
+        return handle.write(data)
+
+    return write
 
 
 def verify_units(paths: list[Path]) -> str:

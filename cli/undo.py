@@ -19,7 +19,9 @@ from store.safe_text import visible
 SHOWN = 10
 
 
-def add_parsers(sub: argparse._SubParsersAction, common: Callable[..., None]) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Callable[..., None]
+) -> None:
     undo = sub.add_parser(
         "undo",
         help="take off the list who a run added and put back who it removed",
