@@ -8,9 +8,9 @@ from dataclasses import replace
 
 from textual.widgets import DataTable, ProgressBar, TabbedContent
 
-from connector.events import Event, PreviewReady, RunFinished, RunStarted
+from connector.events import BatchSent, Event, JobFinished, PreviewReady, RunFinished, RunStarted
 from tests.tui.conftest import SIZE, settle
-from tests.tui.fakes import PLAN_COUNTS, FakeBackend, preview_events
+from tests.tui.fakes import PLAN_COUNTS, FakeBackend, export_events, preview_events
 from tests.tui.rendered import screen_text
 from tui.backend import ExportSettings
 from tui.screens.preview import PreviewScreen
@@ -176,3 +176,27 @@ async def test_the_idle_export_screen_shows_no_busy_bar(make_app) -> None:
         assert not app.screen.query_one(ProgressBar).display
         assert "--%" not in screen_text(app)
         assert "No export running" in screen_text(app)
+
+
+async def test_export_job_ids_are_whole_when_there_is_room(make_app, backend: FakeBackend) -> None:
+    job = "e0fcc865-e47c-4d2a-9a51-3c0d7b0f1e2a"
+
+    def long_job_ids(run_id: int, settings: ExportSettings) -> list[Event]:
+        events = export_events(run_id, settings)
+        return [
+            replace(e, job_id=job) if isinstance(e, BatchSent | JobFinished) else e for e in events
+        ]
+
+    backend.events_for = lambda run_id, settings: (
+        preview_events(run_id, settings) if settings.dry_run else long_job_ids(run_id, settings)
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "2", "space", "4", "x", "y")
+        await settle(pilot)
+        assert job not in screen_text(app)  # 80 columns: cut, as designed
+        await pilot.resize_terminal(*WIDE)
+        await settle(pilot)
+        assert job in screen_text(app)
+        assert "completed" in screen_text(app)  # the status column stays whole beside it

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from connector.events import (
     BatchSent,
@@ -36,7 +36,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.widgets.event_log import EventLog
 from tui.widgets.export_progress import ExportProgress as ProgressPanel
 from tui.widgets.formatting import duration, safe
-from tui.widgets.row_table import RowTable
+from tui.widgets.row_table import Column, Row, RowTable
 
 _JOB_STYLE = {
     "completed": "green",
@@ -64,6 +64,17 @@ _NEXT_STEPS = {
 }
 
 
+BATCH_COLUMNS = (
+    Column("#", "seq", 4),
+    Column("Contacts", "contacts", 9),
+    Column("Job id", "job", 16, grow=1),  # whole when there is room: support asks for it
+    Column("Status", "status", 12),
+    Column("Created", "created", 7),
+    Column("Updated", "updated", 7),
+    Column("Errored", "errored", 7),
+)
+
+
 class ExportScreen(SegsyncScreen):
     """Phase, progress, batches with their job status, and a log of waits,
     retries, warnings and errors as they happen; a summary at the end."""
@@ -86,6 +97,7 @@ class ExportScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
+        self.batches: dict[int, dict[str, str | Text]] = {}  # seq -> column key -> cell
         self.runner: ExportRunner | None = None
         self.run_id: int | None = None
         self.finished: RunFinished | None = None
@@ -102,17 +114,7 @@ class ExportScreen(SegsyncScreen):
         yield Static("", id="summary", classes="summary")
 
     def on_mount(self) -> None:
-        table = self.query_one("#batches", DataTable)
-        for label, key, width in (
-            ("#", "seq", 4),
-            ("Contacts", "contacts", 9),
-            ("Job id", "job", 16),
-            ("Status", "status", 10),
-            ("Created", "created", 7),
-            ("Updated", "updated", 7),
-            ("Errored", "errored", 7),
-        ):
-            table.add_column(label, key=key, width=width)
+        self.query_one("#batches", RowTable).show_rows(BATCH_COLUMNS, [])
 
     @property
     def running(self) -> bool:
@@ -136,7 +138,8 @@ class ExportScreen(SegsyncScreen):
             return
         self.run_id = None
         self.finished = None
-        self.query_one("#batches", DataTable).clear()
+        self.batches = {}
+        self._show_batches()
         self.query_one(EventLog).clear()
         self.query_one("#summary", Static).update("")
         self.query_one(ProgressPanel).set_phase("planning", None)
@@ -171,7 +174,6 @@ class ExportScreen(SegsyncScreen):
     def on_engine_event(self, message: EngineEvent) -> None:
         message.stop()
         event = message.event
-        table = self.query_one("#batches", DataTable)
         if isinstance(event, RunStarted):
             self.run_id = event.run_id
             text = Text.assemble(
@@ -198,6 +200,7 @@ class ExportScreen(SegsyncScreen):
                 job=safe(event.job_id),
                 status=Text("pending", style=_JOB_STYLE["pending"]),
             )
+            table = self.query_one("#batches", RowTable)
             table.move_cursor(row=table.row_count - 1)
         elif isinstance(event, BatchSkipped):
             # a resume first confirms the old run's pending jobs (JobFinished
@@ -243,18 +246,25 @@ class ExportScreen(SegsyncScreen):
         )
 
     def _has_batch(self, seq: int) -> bool:
-        return str(seq) in self.query_one("#batches", DataTable).rows
+        return seq in self.batches
 
     def _batch_row(self, seq: int, **cells: str | Text) -> None:
-        """Set some cells of batch `seq`'s row, adding the row first if it is
-        new. Events about one batch can come in any order (a resume confirms
-        jobs sent before it stopped), and a row key added twice would crash."""
-        table = self.query_one("#batches", DataTable)
-        if not self._has_batch(seq):
-            table.add_row(*([""] * len(table.columns)), key=str(seq))
-            table.update_cell(str(seq), "seq", str(seq))
-        for column, value in cells.items():
-            table.update_cell(str(seq), column, value)
+        """Set some cells of batch `seq`'s row, adding the row if it is new.
+        Events about one batch can come in any order (a resume confirms jobs
+        sent before it stopped, then lists them as skipped), so rows are kept
+        by seq, never added twice."""
+        row = self.batches.setdefault(seq, {"seq": str(seq)})
+        row.update(cells)
+        self._show_batches()
+
+    def _show_batches(self) -> None:
+        """The batches table, laid out for the width (a run has tens of
+        batches, so redrawing it whole on each event is cheap)."""
+        rows: list[Row] = [
+            (str(seq), tuple(cells.get(c.key, "") for c in BATCH_COLUMNS))
+            for seq, cells in self.batches.items()
+        ]
+        self.query_one("#batches", RowTable).show_rows(BATCH_COLUMNS, rows)
 
     def on_export_progress(self, message: ExportProgress) -> None:
         message.stop()

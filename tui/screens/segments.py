@@ -15,7 +15,16 @@ from tui.messages import SegmentCountsLoaded, SegmentsLoaded, UnionCounted
 from tui.screens.base import SegsyncScreen
 from tui.widgets import formatting
 from tui.widgets.formatting import safe
-from tui.widgets.row_table import RowTable
+from tui.widgets.row_table import Column, Row, RowTable
+
+COLUMNS = (
+    Column("", "picked", 3),
+    Column("Segment", "name", 22, grow=2),
+    Column("Members", "count", 9),
+    Column("Definition", "where", 30, grow=1),
+)
+"""Wider, the definitions are shown in full first (the detail below always
+shows the highlighted one whole), then long segment names."""
 
 
 class SegmentsScreen(SegsyncScreen):
@@ -52,11 +61,8 @@ class SegmentsScreen(SegsyncScreen):
         yield Static("", id="segment-detail", classes="detail")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column("", key="picked", width=3)
-        table.add_column("Segment", key="name", width=22)
-        table.add_column("Members", key="count", width=9)
-        table.add_column("Definition", key="where")
+        table = self.query_one(RowTable)
+        table.show_rows(COLUMNS, [])
         table.loading = True
         self._load()
 
@@ -124,10 +130,10 @@ class SegmentsScreen(SegsyncScreen):
             self._show_union()
 
     def _fill(self) -> None:
-        table = self.query_one(DataTable)
+        """(Re)draw the segments for the selection, counts and width."""
+        table = self.query_one(RowTable)
         table.loading = False
-        row = table.cursor_row
-        table.clear()
+        rows: list[Row] = []
         picked = set(self.segsync.selection)
         for segment in self.segments:
             count = self.counts.get(segment.name)
@@ -137,19 +143,23 @@ class SegmentsScreen(SegsyncScreen):
                 members = Text("error", justify="right", style="bold red")
             else:
                 members = Text(formatting.count(count.count), justify="right")
-            table.add_row(
+            cells = (
                 Text("[x]" if segment.name in picked else "[ ]"),
-                safe(segment.name, "bold" if segment.name in picked else ""),
+                safe(
+                    segment.name,
+                    "bold" if segment.name in picked else "",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                ),
                 members,
                 safe(segment.where, no_wrap=True, overflow="ellipsis"),
-                key=segment.name,
             )
+            rows.append((segment.name, cells))
+        table.show_rows(COLUMNS, rows)
         if not self.segments:
             self.query_one("#segment-detail", Static).update(
                 Text("This workspace defines no segments: add some to segments.toml.")
             )
-        elif row >= 0:
-            table.move_cursor(row=min(row, len(self.segments) - 1))
         self._show_detail()
 
     def _highlighted(self) -> SegmentInfo | None:
