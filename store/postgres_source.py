@@ -27,7 +27,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -220,7 +220,7 @@ class PostgresSource:
         except (PostgresSourceError, SourceLost):
             raise
         except Exception as err:
-            if type(err).__module__.startswith("adbc_driver"):
+            if _from_driver(err):
                 message = self.explain(err, password, connecting=False)
                 if _broken(err):
                     raise SourceLost(
@@ -308,18 +308,29 @@ class PostgresSource:
                 ) from None
             raise
 
-    def load(self, con: duckdb.DuckDBPyConnection, target: str, *, rows: bool = True) -> None:
+    def load(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        target: str,
+        *,
+        rows: bool = True,
+        on_cancel: Callable[[Callable[[], object] | None], None] | None = None,
+    ) -> None:
         """Create ``target`` on ``con`` holding the table's rows (``rows=False``:
         only its columns), read in one read-only REPEATABLE READ transaction.
 
         Raises ``PostgresSourceError`` (fix the configuration or the server),
         ``SourceLost`` (the connection broke mid-read) or DuckDB's interrupt.
+        ``on_cancel`` is given the driver's cancel while the session is open, so
+        an interrupt stops a read still waiting for the server, not only DuckDB.
         """
         import duckdb
 
         from store.workspace import is_interrupt
 
         with self.session() as cur:
+            if on_cancel is not None:
+                on_cancel(cur.adbc_cancel)
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             qualified = self._resolve(cur)
             self._run(cur, self._query(qualified, limit_zero=not rows))
@@ -489,6 +500,13 @@ def _pg_reason(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     first = lines[0] if lines else text.strip()
     return re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", first)
+
+
+def _from_driver(err: BaseException) -> bool:
+    """An error of the ADBC driver (its own classes, or an OSError from its stream)."""
+    if type(err).__module__.startswith("adbc_driver"):
+        return True
+    return isinstance(err, OSError) and "[libpq]" in str(err)
 
 
 def _alive(cur: Any) -> bool:

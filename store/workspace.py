@@ -17,6 +17,7 @@ look at Python's signals while a long query step runs.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
 import json
 import os
@@ -25,7 +26,7 @@ import tempfile
 import threading
 import tomllib
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,15 +104,34 @@ class _Connections:
         self._lock = threading.Lock()
         self._live: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
         self._cancelled: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        # Work outside DuckDB to stop too: a Postgres read blocks in the driver
+        # (waiting for the server) before DuckDB scans anything it could interrupt.
+        self._cancels: dict[int, Callable[[], object]] = {}
+        self._next = 0
 
     def add(self, con: duckdb.DuckDBPyConnection) -> None:
         with self._lock:
             self._live.add(con)
 
+    def add_cancel(self, fn: Callable[[], object]) -> int:
+        """Call ``fn`` on the next ``interrupt()``; returns a token for ``remove_cancel``."""
+        with self._lock:
+            self._next += 1
+            self._cancels[self._next] = fn
+            return self._next
+
+    def remove_cancel(self, token: int) -> None:
+        with self._lock:
+            self._cancels.pop(token, None)
+
     def interrupt(self) -> int:
         with self._lock:
             cons = list(self._live)
             self._cancelled.update(cons)
+            cancels = list(self._cancels.values())
+        for fn in cancels:
+            with contextlib.suppress(Exception):
+                fn()
         return sum(_interrupt(con) for con in cons)
 
     def cancelled(self, con: duckdb.DuckDBPyConnection) -> bool:
@@ -627,7 +647,8 @@ class Workspace:
             # The copy can be larger than memory: let it spill like a big sort does.
             con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
             con.execute("SET enable_progress_bar = false")
-            source.load(con, PG_SNAPSHOT, rows=not schema_only)
+            with self._cancel_scope() as on_cancel:
+                source.load(con, PG_SNAPSHOT, rows=not schema_only, on_cancel=on_cancel)
             con.execute(f"CREATE VIEW profiles AS SELECT * FROM {PG_SNAPSHOT}")
             names = {r[0].lower() for r in con.execute("DESCRIBE profiles").fetchall()}
             row_column = _free_name(ROW_COLUMN, names)
@@ -639,7 +660,10 @@ class Workspace:
                 f"CREATE VIEW {NUMBERED_VIEW} AS SELECT {number} AS {rc}, * FROM {PG_SNAPSHOT}"
             )
         except PostgresSourceError as err:
+            stopped = self._connections.cancelled(con) or _PROCESS.cancelled(con)
             con.close()
+            if stopped:  # the server cancelled the read because we asked it to
+                raise QueryInterrupted("interrupted") from None
             raise WorkspaceError(f"{source}: {err}") from None
         except SourceLost:
             con.close()
@@ -649,6 +673,25 @@ class Workspace:
             if is_interrupt(err) or self._connections.cancelled(con):
                 raise QueryInterrupted("interrupted") from None
             raise WorkspaceError(f"{source}: {_describe(err)}") from None
+
+    @contextlib.contextmanager
+    def _cancel_scope(self) -> Iterator[Callable[[Callable[[], object] | None], None]]:
+        """While a Postgres read runs: ``on_cancel(fn)`` makes ``interrupt()`` (this
+        workspace's, or ``interrupt_all()`` on a signal) also call ``fn`` (the
+        driver's cancel), which stops a read still waiting for the server."""
+        tokens: list[tuple[_Connections, int]] = []
+
+        def on_cancel(fn: Callable[[], object] | None) -> None:
+            for registry, token in tokens:
+                registry.remove_cancel(token)
+            tokens.clear()
+            if fn is not None:
+                tokens.extend((reg, reg.add_cancel(fn)) for reg in (_PROCESS, self._connections))
+
+        try:
+            yield on_cancel
+        finally:
+            on_cancel(None)
 
     def interrupt(self) -> int:
         """Stop every query running on connections this workspace opened; thread-safe.

@@ -334,3 +334,48 @@ def test_the_app_names_a_postgres_source_without_connecting(tmp_path):
     backend = LocalBackend(workspace=folder, state_dir=tmp_path / "state")
     port = url.rsplit(":", 1)[1].split("/")[0]
     assert backend.workspace_label == f"crm_ws · postgres 127.0.0.1:{port}/crm public.profiles"
+
+
+def test_an_interrupt_stops_a_read_still_waiting_for_the_server(postgres_cluster, tmp_path):
+    import threading
+    import time
+
+    from store.workspace import QueryInterrupted
+
+    table = unique_table("slow")
+    postgres_cluster.sql(
+        "crm",  # 3,000 rows at 10 ms each: the driver waits ~30 s for its first batch
+        f"CREATE VIEW {table} AS SELECT g AS id, pg_sleep(0.01)::text AS pause "
+        "FROM generate_series(1, 3000) g",
+    )
+    ws = Workspace.open(write_pg_workspace(tmp_path, postgres_cluster.url(), table))
+    outcome: list[BaseException | str] = []
+
+    def read() -> None:
+        try:
+            ws.connect().close()
+            outcome.append("loaded")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    time.sleep(1.0)
+    stopped_at = time.monotonic()
+    ws.interrupt()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped_at < 10
+    assert len(outcome) == 1 and isinstance(outcome[0], QueryInterrupted), outcome
+    active = postgres_cluster.sql(
+        "crm", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'segsync'"
+    )
+    assert wait_for(
+        lambda: (
+            active == [(0,)]
+            or postgres_cluster.sql(
+                "crm", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'segsync'"
+            )
+            == [(0,)]
+        )
+    )
