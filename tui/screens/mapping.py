@@ -23,12 +23,16 @@ CONSENT_ROW = "\x00consent"
 
 
 COLUMNS = (
-    Column("SendGrid field", "field", 24, grow=3),
-    Column("Column", "column", 14, grow=2),
-    *(Column(f"row {index + 1}", f"row{index}", 10, grow=1) for index in range(SAMPLE_ROWS)),
+    Column("SendGrid field", "field", 24, grow=SAMPLE_ROWS + 2),
+    Column("Column", "column", 14, grow=SAMPLE_ROWS + 1),
+    *(
+        Column(f"row {index + 1}", f"row{index}", 10, grow=index + 1)
+        for index in range(SAMPLE_ROWS)
+    ),
 )
 """At 80 columns as designed; wider, the sample values are shown in full
-first, then long column and field names."""
+first, row 1 before row 2 (one whole example beats three cut ones), then
+long column and field names."""
 
 
 class MappingScreen(SegsyncScreen):
