@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,11 +35,16 @@ from tui.backend import (
     ExportSettings,
     ListInfo,
     MappingDraft,
+    PersonInfo,
+    PlanInfo,
     RejectedInfo,
     RunDetail,
     RunInfo,
     SegmentCountInfo,
     SegmentInfo,
+    SyncAlertInfo,
+    SyncForm,
+    SyncInfo,
 )
 
 NOW = datetime(2026, 11, 28, 9, 30)
@@ -111,6 +117,75 @@ PLAN_COUNTS = {
 }
 
 
+def sample_syncs() -> list[SyncInfo]:
+    """A failed nightly cron sync, an interval one that worked, a paused one
+    waiting for a refresh that never ran."""
+    return [
+        SyncInfo(
+            1,
+            "nightly",
+            "Newsletter",
+            ("high_value",),
+            "upsert",
+            "cron 0 2 * * * (Europe/Berlin)",
+            paused=False,
+            running=False,
+            last_attempt_at=datetime(2026, 11, 28, 2, 0),
+            last_result="refused",
+            last_run_id=7,
+            last_message="would remove 420 contacts; at most 100 allowed (--allow-removals)",
+            next_run_at=datetime(2026, 11, 29, 2, 0),
+            waiting_for="",
+            alerts=1,
+        ),
+        SyncInfo(
+            2,
+            "hourly_de",
+            "Demo",
+            ("newsletter_de",),
+            "upsert",
+            "every 1h",
+            paused=False,
+            running=False,
+            last_attempt_at=datetime(2026, 11, 28, 9, 0),
+            last_result="succeeded",
+            last_run_id=5,
+            last_message="",
+            next_run_at=datetime(2026, 11, 28, 10, 0),
+            waiting_for="",
+            alerts=0,
+        ),
+        SyncInfo(
+            3,
+            "on_change",
+            "Newsletter",
+            ("high_value", "newsletter_de"),
+            "mirror",
+            "on refresh",
+            paused=True,
+            running=False,
+            last_attempt_at=None,
+            last_result=None,
+            last_run_id=None,
+            last_message="",
+            next_run_at=None,
+            waiting_for="the next change of the profile source",
+            alerts=0,
+        ),
+    ]
+
+
+PLAN_ID = 7  # the plan every scripted preview stores
+PEOPLE = [
+    PersonInfo("anna@example.com", "1", "added"),
+    PersonInfo("old@example.com", "", "removed"),
+    PersonInfo("bad@@example", "17", "rejected", "invalid_email: not an email address"),
+]
+
+
+EVERY = re.compile(r"\d+[smhdw]")
+
+
 def preview_events(run_id: int, settings: ExportSettings) -> list[Event]:
     return [
         RunStarted(run_id, "Newsletter", settings.segments, settings.mode, True),
@@ -129,6 +204,7 @@ def preview_events(run_id: int, settings: ExportSettings) -> list[Event]:
                 ("jose2@example.com", "too_long", "last_name is 62 characters, at most 50"),
             ),
             '{"list_ids":["list-1"],"contacts":[{"email":"anna@example.com"}]}',
+            plan_id=PLAN_ID,
         ),
         RunFinished(run_id, "dry_run", PLAN_COUNTS, "", 0.4),
     ]
@@ -244,12 +320,23 @@ class FakeBackend:
     )
     saved_selections: dict[int, tuple[str, ...]] = field(default_factory=dict)
     exports: list[ExportSettings] = field(default_factory=list)
+    plans_read: list[int] = field(default_factory=list)
+    explained: list[str] = field(default_factory=list)
+    plan_removals: int = 0  # how many people the stored plan would remove
     consents: list[tuple[int, str]] = field(default_factory=list)
     saved_forms: list[DestinationForm] = field(default_factory=list)
     removed: list[int] = field(default_factory=list)
     events_for: Callable[[int, ExportSettings], list[Event]] | None = None
     event_delay: float = 0.0
     gate: threading.Event | None = None  # export waits for it before each batch
+    syncs_data: list[SyncInfo] = field(default_factory=sample_syncs)
+    # none by default: a banner over every screen would be in every snapshot
+    sync_alerts_data: list[SyncAlertInfo] = field(default_factory=list)
+    acknowledged: list[tuple[int, ...]] = field(default_factory=list)
+    added_syncs: list[SyncForm] = field(default_factory=list)
+    syncs_run: list[int] = field(default_factory=list)
+    sync_gate: threading.Event | None = None  # run_sync_now waits for it
+    sync_result: str = "succeeded"  # what the next run_sync_now ends with
 
     def destinations(self) -> list[DestinationInfo]:
         return list(self.destinations_data)
@@ -410,3 +497,150 @@ class FakeBackend:
             for row in detail.rejected:
                 writer.writerow([row.key, row.email, row.reason, row.seq or ""])
         return len(detail.rejected)
+
+    # -- scheduled syncs: in memory, refusing what create_sync refuses ----------
+
+    def syncs(self) -> list[SyncInfo]:
+        return list(self.syncs_data)
+
+    def sync_alerts(self) -> list[SyncAlertInfo]:
+        return list(self.sync_alerts_data)
+
+    def acknowledge_sync_alerts(self, sync_ids: tuple[int, ...] = ()) -> None:
+        self.acknowledged.append(sync_ids)
+        self.sync_alerts_data = [
+            a for a in self.sync_alerts_data if sync_ids and a.sync_id not in sync_ids
+        ]
+
+    def add_sync(self, form: SyncForm) -> SyncInfo:
+        self.added_syncs.append(form)
+        if any(s.name == form.name for s in self.syncs_data):
+            raise BackendError(f"A sync named {form.name} exists; pick another name.")
+        if form.every is not None and not EVERY.fullmatch(form.every):
+            raise BackendError(f"--every {form.every}: not an interval like 30m, 6h or 1d.")
+        if form.cron is not None and len(form.cron.split()) != 5:
+            raise BackendError(f"--cron {form.cron}: five fields, e.g. 0 6 * * *.")
+        destination = next(d for d in self.destinations_data if d.id == form.destination_id)
+        trigger = (
+            f"every {form.every}"
+            if form.every
+            else f"cron {form.cron} (Europe/Berlin)"
+            if form.cron
+            else "on refresh"
+        )
+        info = SyncInfo(
+            max((s.id for s in self.syncs_data), default=0) + 1,
+            form.name,
+            destination.name,
+            form.segments,
+            form.mode,
+            trigger,
+            paused=False,
+            running=False,
+            last_attempt_at=None,
+            last_result=None,
+            last_run_id=None,
+            last_message="",
+            next_run_at=None if form.on_refresh else datetime(2026, 11, 28, 15, 30),
+            waiting_for="the next change of the profile source" if form.on_refresh else "",
+            alerts=0,
+        )
+        self.syncs_data.append(info)
+        return info
+
+    def pause_sync(self, sync_id: int, paused: bool) -> None:
+        if not any(s.id == sync_id for s in self.syncs_data):
+            raise BackendError(f"There is no sync {sync_id}.")
+        self.syncs_data = [
+            replace(s, paused=paused) if s.id == sync_id else s for s in self.syncs_data
+        ]
+
+    def run_sync_now(self, sync_id: int) -> str:
+        """Blocks until `sync_gate` is set (when given), like a real run does
+        for as long as the export takes."""
+        self.syncs_run.append(sync_id)
+        if self.sync_gate is not None:
+            self.sync_gate.wait(timeout=10)
+        sync = next(s for s in self.syncs_data if s.id == sync_id)
+        run_id = 20 + len(self.syncs_run)
+        failed = self.sync_result in ("failed", "refused", "rejected")
+        message = "2 rows were rejected by SendGrid." if failed else ""
+        self.syncs_data = [
+            replace(
+                s,
+                last_attempt_at=NOW,
+                last_result=self.sync_result,
+                last_run_id=run_id,
+                last_message=message,
+                alerts=s.alerts + failed,
+            )
+            if s.id == sync_id
+            else s
+            for s in self.syncs_data
+        ]
+        return f"{sync.name}: {self.sync_result} (run {run_id})" + (
+            f": {message}" if message else ""
+        )
+
+    # -- changesets ---------------------------------------------------------------
+
+    def plan(self, plan_id: int) -> PlanInfo:
+        self.plans_read.append(plan_id)
+        return PlanInfo(
+            plan_id,
+            1,
+            "Newsletter",
+            "export",
+            {
+                **PLAN_COUNTS,
+                "to_add": PLAN_COUNTS["to_send"] - 40,
+                "to_update": 40,
+                "to_remove": self.plan_removals,
+            },
+            tuple(f"gone{i}@example.com" for i in range(min(self.plan_removals, 10))),
+        )
+
+    def undo_plan(self, run_id: int) -> PlanInfo:
+        return PlanInfo(
+            PLAN_ID + 1,
+            1,
+            "Newsletter",
+            "undo",
+            {"to_add": 1, "to_remove": 1, "to_update": 0, "updated_not_restored": 1},
+            ("anna@example.com",),
+            undo_of=run_id,
+        )
+
+    def run_people(
+        self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
+    ) -> list[PersonInfo]:
+        return [p for p in PEOPLE if not ops or p.op in ops][:limit]
+
+    def explain(
+        self, destination_id: int, email: str | None = None, key: str | None = None
+    ) -> dict[str, object]:
+        self.explained.append(email or f"key:{key}")
+        return {
+            "email": email,
+            "verdict": "would be sent: on the list; values changed, so it would be updated",
+            "segments": {"germany": "country = 'DE'"},
+            "consent_column": "email_opt_in",
+            "rows": [
+                {
+                    "row": 0,
+                    "key": "1",
+                    "source_email": email,
+                    "email": email,
+                    "email_verdict": "valid",
+                    "consent_value": True,
+                    "consent_ok": True,
+                    "segments": {"germany": True},
+                    "fields": [],
+                    "status": "to_send",
+                    "detail": None,
+                }
+            ],
+            "on_list": True,
+            "since_run": 3,
+            "runs": [{"run": 3, "op": "added", "reason": None}],
+        }
