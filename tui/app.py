@@ -1,4 +1,4 @@
-"""The segsync terminal app: six screens switched by number keys.
+"""The segsync terminal app: seven screens switched by number keys.
 
 Startup is kept light on purpose: this module and the screens import only
 Textual and plain dataclasses. DuckDB, SQLModel, pyarrow and httpx are
@@ -19,11 +19,19 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
 from store.safe_text import visible
-from tui.backend import CONSENT_WORDING, Backend, DestinationInfo, ExportSettings, MappingDraft
+from tui.backend import (
+    CONSENT_WORDING,
+    Backend,
+    DestinationInfo,
+    ExportSettings,
+    MappingDraft,
+    SyncAlertInfo,
+)
 from tui.commands import SegsyncCommands
 from tui.messages import (
     BackendFailed,
@@ -31,6 +39,7 @@ from tui.messages import (
     ExportApproved,
     ExportRunner,
     ExportStateChanged,
+    PlanToConfirm,
 )
 from tui.screens.base import describe_error
 from tui.screens.confirm import ConfirmScreen
@@ -38,6 +47,7 @@ from tui.screens.consent import ConsentScreen
 from tui.screens.destinations import DestinationsScreen
 from tui.widgets.formatting import safe_content
 from tui.widgets.screen_tabs import SCREENS
+from tui.widgets.sync_banner import ACKNOWLEDGE_KEY, SyncAlertsLoaded
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
@@ -69,6 +79,7 @@ class SegsyncApp(App[None]):
         "preview": _lazy_screen("preview", "PreviewScreen"),
         "export": _lazy_screen("export", "ExportScreen"),
         "history": _lazy_screen("history", "HistoryScreen"),
+        "syncs": _lazy_screen("syncs", "SyncsScreen"),
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(
@@ -80,7 +91,18 @@ class SegsyncApp(App[None]):
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
         # the palette's "Keys" panel has no key of its own to close it
         Binding("escape", "hide_keys_panel", "Hide keys", show=False, priority=True),
+        # shown by the banner itself, and only while it is
+        Binding(
+            ACKNOWLEDGE_KEY,
+            "acknowledge_sync_alerts",
+            "Acknowledge sync failures",
+            show=False,
+            id="acknowledge-sync-alerts",
+        ),
     ]
+
+    sync_alerts: reactive[tuple[SyncAlertInfo, ...]] = reactive(())
+    """Failures of scheduled syncs nobody acknowledged; each screen's banner watches it."""
 
     def __init__(
         self,
@@ -112,6 +134,50 @@ class SegsyncApp(App[None]):
         self.theme = "textual-dark"
         self._update_subtitle()
         self.switch_mode(self.first_screen)
+        # after the first paint: reading them opens the history database
+        self.call_after_refresh(self._load_sync_alerts)
+
+    # -- failed scheduled syncs --------------------------------------------------
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="sync-alerts",
+        description="read the failed syncs",
+    )
+    def _load_sync_alerts(self) -> None:
+        try:
+            alerts = self.backend.sync_alerts()
+        except Exception as error:
+            self.post_message(BackendFailed("read the failed syncs", describe_error(error)))
+        else:
+            self.post_message(SyncAlertsLoaded(alerts))
+
+    def on_sync_alerts_loaded(self, message: SyncAlertsLoaded) -> None:
+        self.sync_alerts = tuple(message.alerts)
+
+    def action_acknowledge_sync_alerts(self) -> None:
+        """Hide the banner and record that the failures it named were seen
+        (the same as `segsync syncs alerts --ack` for those syncs)."""
+        sync_ids = tuple(sorted({alert.sync_id for alert in self.sync_alerts}))
+        if not sync_ids:
+            return
+        self.sync_alerts = ()
+        self._acknowledge_sync_alerts(sync_ids)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="sync-alerts-ack",
+        description="acknowledge the failed syncs",
+    )
+    def _acknowledge_sync_alerts(self, sync_ids: tuple[int, ...]) -> None:
+        try:
+            self.backend.acknowledge_sync_alerts(sync_ids)
+        except Exception as error:
+            self.post_message(BackendFailed("acknowledge the failed syncs", describe_error(error)))
 
     # -- showing text ------------------------------------------------------------
 
@@ -213,6 +279,9 @@ class SegsyncApp(App[None]):
 
             self.push_screen(ConsentScreen(destination.name), agreed)
             return
+        if settings.plan_id is not None:  # the plan on screen: its numbers and who goes
+            self._read_plan_to_confirm(settings)
+            return
         amount = "the planned contacts" if to_send is None else f"{to_send:,} contacts"
         what = "Resume run " + str(settings.resume_run) if settings.resume_run else "Send"
         question = (
@@ -226,6 +295,47 @@ class SegsyncApp(App[None]):
                 self.post_message(ExportApproved(settings))
 
         self.push_screen(ConfirmScreen(question, yes="Export", no="Not now"), confirmed)
+
+    def offer_removal_allowance(self, settings: ExportSettings, plan_id: int, reason: str) -> None:
+        """A guardrail refused the run: show the plan again, with the reason; a
+        yes applies the same plan allowing exactly its removals, this run only."""
+        self._read_plan_to_confirm(replace(settings, plan_id=plan_id, resume_run=None), reason)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="plan",
+        description="read the plan",
+    )
+    def _read_plan_to_confirm(self, settings: ExportSettings, guardrail: str = "") -> None:
+        assert settings.plan_id is not None
+        try:
+            plan = self.backend.plan(settings.plan_id)
+        except Exception as error:
+            self.post_message(BackendFailed("read the plan", describe_error(error)))
+        else:
+            self.post_message(PlanToConfirm(settings, plan, guardrail))
+
+    def on_plan_to_confirm(self, message: PlanToConfirm) -> None:
+        """Ask before applying: adds, updates, removals and up to ten of who goes."""
+        from tui.screens.apply_plan import ApplyPlanScreen
+
+        plan, settings = message.plan, message.settings
+        destination = next(
+            (d for d in self.destinations if d.id == plan.destination_id), self.destination
+        )
+        target = plan.destination
+        if destination is not None:
+            target = f"{destination.name} (list {destination.list_name or destination.list_id})"
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            allowed = plan.counts.get("to_remove", 0) if message.guardrail else None
+            self.post_message(ExportApproved(replace(settings, allow_removals=allowed)))
+
+        self.push_screen(ApplyPlanScreen(plan, target, message.guardrail), answered)
 
     @work(
         thread=True,
@@ -276,6 +386,8 @@ class SegsyncApp(App[None]):
             return bool(getattr(self.screen, "PURPOSE", ""))
         if action == "hide_keys_panel":
             return bool(self.screen.query("HelpPanel"))
+        if action == "acknowledge_sync_alerts":  # k means something only with the banner
+            return bool(self.sync_alerts) and not isinstance(self.screen, ModalScreen)
         return True
 
     def action_hide_keys_panel(self) -> None:

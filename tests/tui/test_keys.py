@@ -32,6 +32,7 @@ from tui.screens.run_detail import RunDetailScreen
         ("4", "Preview", ("dry run", "o", "Mode", "i", "Incremental")),
         ("5", "Export", ("each batch", "c", "Cancel export")),
         ("6", "History", ("newest first", "o", "Open run", "s", "Status")),
+        ("7", "Syncs", ("run-due", "p", "Pause/resume", "r", "Run now")),
     ],
 )
 async def test_question_mark_explains_each_screen(make_app, key, title, expected) -> None:
@@ -47,7 +48,7 @@ async def test_question_mark_explains_each_screen(make_app, key, title, expected
         assert text.startswith(title)
         for part in expected:
             assert part in text
-        assert "ctrl+p" in text and "1-6" in text  # the keys every screen shares
+        assert "ctrl+p" in text and "1-7" in text  # the keys every screen shares
         await pilot.press("escape")
         assert app.screen is screen
         await pilot.press("f1")
@@ -114,7 +115,9 @@ async def test_q_during_an_export_asks_then_cancels_and_quits(
         await settle(pilot)
         await pilot.press("enter", "2", "space", "4")
         await settle(pilot)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await settle(pilot)  # the plan is read for the apply question
+        await pilot.press("y")
         await pilot.pause()
         assert isinstance(app.screen, ExportScreen) and app.screen.running
         await pilot.press("q")
@@ -195,7 +198,9 @@ async def test_the_quit_question_goes_when_the_export_ends(make_app, backend: Fa
         await settle(pilot)
         await pilot.press("enter", "2", "space", "4")
         await settle(pilot)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await settle(pilot)  # the plan is read for the apply question
+        await pilot.press("y")
         await pilot.pause()
         await pilot.press("q")
         assert isinstance(app.screen, ConfirmScreen)

@@ -64,6 +64,10 @@ def test_history(snap_compare, make_app) -> None:
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("6"))
 
 
+def test_syncs(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("7"))
+
+
 def test_run_detail(snap_compare, make_app) -> None:
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("6", "o", "v", "v"))
 
@@ -103,3 +107,7 @@ def test_help_wide(snap_compare, make_app) -> None:
     assert snap_compare(
         make_app(), terminal_size=WIDE, run_before=keys("enter", "2", "space", "4", "question_mark")
     )
+
+
+def test_syncs_wide(snap_compare, make_app) -> None:
+    assert snap_compare(make_app(), terminal_size=WIDE, run_before=keys("7"))

@@ -12,6 +12,7 @@ from textual.widgets import Footer, Header
 from tui.backend import Backend, BackendError
 from tui.messages import BackendFailed
 from tui.widgets.screen_tabs import ScreenTabs
+from tui.widgets.sync_banner import SyncBanner
 
 if TYPE_CHECKING:
     from tui.app import SegsyncApp
@@ -45,6 +46,7 @@ class SegsyncScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header(icon="≡")
+        yield SyncBanner()  # hidden unless scheduled syncs failed
         yield ScreenTabs(self.MODE)
         yield from self.compose_body()
         yield Footer(compact=True)
