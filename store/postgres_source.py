@@ -69,6 +69,27 @@ class SourceLost(Exception):
     """
 
 
+class Password:
+    """A database password that never prints itself (``str``, ``repr``, a
+    traceback's locals); ``reveal()`` is the one way to it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Password('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a password is not pickled")
+
+
 @dataclass(frozen=True)
 class ColumnPlan:
     """How one Postgres column arrives in DuckDB: a select expression, or why not."""
@@ -166,28 +187,33 @@ class PostgresSource:
         return self.label
 
     # --------------------------------------------------------------- sessions
-    def libpq_uri(self) -> tuple[str, str | None]:
-        """The URI handed to libpq (with the password from ``password_env`` when
-        configured; never stored or shown) and that password, to scrub messages."""
+    def password(self) -> Password | None:
+        """The password ``password_env`` names (None: libpq finds its own)."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if not value:
+            raise PostgresSourceError(
+                f"password_env names {self.password_env}, which is not set: "
+                f"export {self.password_env}=... before running segsync"
+            )
+        return Password(value)
+
+    def libpq_uri(self, password: Password | None = None) -> str:
+        """The URI handed to libpq, with ``password`` when given. Pass it straight
+        to the driver: kept in a variable it would show in a traceback's locals."""
         parts = urlsplit(self.url)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         query.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
         query.setdefault("application_name", "segsync")
         netloc = parts.netloc
-        password: str | None = None
-        if self.password_env is not None:
-            password = os.environ.get(self.password_env) or None
-            if password is None:
-                raise PostgresSourceError(
-                    f"password_env names {self.password_env}, which is not set: "
-                    f"export {self.password_env}=... before running segsync"
-                )
+        if password is not None:
             user, _, host = netloc.rpartition("@")
-            netloc = f"{user}:{quote(password, safe='')}@{host}" if user else netloc
-            if not user:
-                query["password"] = password
-        uri = urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
-        return uri, password
+            if user:
+                netloc = f"{user}:{quote(password.reveal(), safe='')}@{host}"
+            else:
+                query["password"] = password.reveal()
+        return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Any]:
@@ -202,9 +228,9 @@ class PostgresSource:
             raise PostgresSourceError(
                 f"a PostgreSQL source needs its driver: {INSTALL_HINT}"
             ) from None
-        uri, password = self.libpq_uri()
+        password = self.password()
         try:
-            conn = pg_dbapi.connect(uri, autocommit=True)
+            conn = pg_dbapi.connect(self.libpq_uri(password), autocommit=True)
         except Exception as err:
             raise PostgresSourceError(self.explain(err, password, connecting=True)) from None
         try:
@@ -233,11 +259,14 @@ class PostgresSource:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def explain(self, err: BaseException, password: str | None, *, connecting: bool = False) -> str:
+    def explain(
+        self, err: BaseException, password: Password | None, *, connecting: bool = False
+    ) -> str:
         """Postgres's own reason, first line, with the fix the user needs."""
         text = str(err)
-        if password:
-            text = text.replace(password, "***").replace(quote(password, safe=""), "***")
+        if password is not None:
+            value = password.reveal()
+            text = text.replace(value, "***").replace(quote(value, safe=""), "***")
         reason = _pg_reason(text)
         low = reason.lower()
         if connecting:

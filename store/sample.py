@@ -416,14 +416,17 @@ def load_postgres(url: str, rows: int, seed: int = 7, table: str = "public.profi
         import adbc_driver_postgresql.dbapi as pg_dbapi
     except ImportError:
         raise PostgresSourceError(f"a PostgreSQL source needs its driver: {INSTALL_HINT}") from None
-    uri, password = source.libpq_uri()
+    password = source.password()
     with register_connection(duckdb.connect(":memory:")) as con:
         con.execute("SET threads = 1")  # same rows in the same order on any machine
         con.execute("SET enable_progress_bar = false")
         _lookup_tables(con)
         reader = con.sql(_profiles_sql(rows, int(seed))).to_arrow_reader(100_000)
         try:
-            with pg_dbapi.connect(uri, autocommit=True) as pg, pg.cursor() as cur:
+            with (
+                pg_dbapi.connect(source.libpq_uri(password), autocommit=True) as pg,
+                pg.cursor() as cur,
+            ):
                 cur.execute("BEGIN")
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
                 cur.execute(f"DROP TABLE IF EXISTS {schema}.{name}")

@@ -379,3 +379,23 @@ def test_an_interrupt_stops_a_read_still_waiting_for_the_server(postgres_cluster
             == [(0,)]
         )
     )
+
+
+def test_no_password_in_messages_or_a_tracebacks_locals(postgres_cluster, tmp_path, monkeypatch):
+    secret = "Wr0ng-but-Secret"
+    monkeypatch.setenv("CRM_PW", secret)
+    folder = write_pg_workspace(
+        tmp_path, postgres_cluster.url(LOCKED_USER), "public.profiles", password_env="CRM_PW"
+    )
+    with pytest.raises(WorkspaceError) as info:
+        Workspace.open(folder)
+    seen: list[str] = []
+    exc: BaseException | None = info.value
+    while exc is not None:  # the whole chain, suppressed context included
+        seen.append(str(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            seen.extend(repr(v) for v in tb.tb_frame.f_locals.values())
+            tb = tb.tb_next
+        exc = exc.__context__
+    assert seen and not [s for s in seen if secret in s]
