@@ -9,7 +9,6 @@ accident. Data goes to stdout, progress and questions to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -136,6 +135,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         dry_run=True,
     )
     printer = None if args.json else EventPrinter(sys.stderr, live=False, preview=False)
+    import asyncio
+
     events = asyncio.run(run_engine(engine, request, printer))
     preview = next((e for e in events if isinstance(e, ev.PreviewReady)), None)
     if preview is None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,17 @@ def say(message: str) -> None:
     print(visible(message, multiline=True), file=sys.stderr, flush=True)
 
 
+def silence_stdout() -> None:
+    """stdout's reader went away: point stdout at /dev/null so later writes and
+    the interpreter's final flush do not raise BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def split_names(values: Sequence[str]) -> tuple[str, ...]:
     """``--segment a,b --segment c`` -> ("a", "b", "c"): both spellings work,
     repeats dropped, order kept. Segment names are TOML keys, which a comma
@@ -104,17 +115,24 @@ def split_names(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n))
 
 
-def retry_printer(what: str) -> Any:
+def retry_line(what: str, notice: Any) -> str:
+    """One line for one retry wait: what is retried, why, and when."""
+    why = "SendGrid's rate limit" if notice.kind == "rate_limit" else notice.reason
+    return (
+        f"segsync: {what}: {notice.endpoint}: attempt {notice.attempt} failed ({why}); "
+        f"trying again in {notice.seconds:.1f} s"
+    )
+
+
+def retry_printer(what: str) -> Callable[[Any], None]:
     """An ``on_retry`` callback that says, live on stderr, what is retried and when.
 
     Without it a refused connection is a minute of silence before the error.
     """
 
     def on_retry(notice: Any) -> None:
-        waiting = "rate limited" if notice.kind == "rate_limit" else notice.reason
-        say(
-            f"segsync: {what}: {notice.endpoint}: {waiting}; "
-            f"retrying in {notice.seconds:.1f} s (attempt {notice.attempt + 1})"
-        )
+        if sys.stderr.isatty():
+            sys.stderr.write("\r\x1b[K")  # over a live progress line, if one is shown
+        say(retry_line(what, notice))
 
     return on_retry

@@ -34,6 +34,7 @@ from cli.common import (
     EXIT_REJECTED,
     EXIT_USAGE,
     CliError,
+    silence_stdout,
     workspace_path,
 )
 
@@ -277,13 +278,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _reader_gone() -> int:
     """stdout's reader went away (`segsync runs | head -1`): that is not an
-    error of segsync. Point stdout at /dev/null so the interpreter's final
-    flush does not raise again, and exit as a program stopped by SIGPIPE."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    error of segsync. Exit quietly as a program stopped by SIGPIPE."""
+    silence_stdout()
     return EXIT_BROKEN_PIPE
 
 

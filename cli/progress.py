@@ -17,6 +17,7 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
@@ -31,6 +32,8 @@ from cli.common import (
     open_workspace,
     print_json,
     resolve_state_dir,
+    retry_printer,
+    silence_stdout,
 )
 from connector import events as ev
 from store.safe_text import visible
@@ -67,6 +70,7 @@ class EventPrinter:
     ) -> None:
         self.out = out
         self.result = result or out
+        self.result_gone = False
         self.live = live
         self.preview = preview  # print a dry-run's samples (`plan` prints its own summary)
         self.started = time.monotonic()
@@ -86,8 +90,16 @@ class EventPrinter:
             self.out.write("\r\x1b[K")
             self.out.flush()
             self.status_line = False
-        self.result.write(text + "\n")
-        self.result.flush()
+        if self.result_gone:
+            return
+        try:
+            self.result.write(text + "\n")
+            self.result.flush()
+        except BrokenPipeError:
+            # `segsync export ... | head -1`: the reader left; the run goes on
+            # and its exit code still says how it ended.
+            self.result_gone = True
+            silence_stdout()
 
     def _end(self, event: ev.RunFinished, text: str) -> None:
         """How the run ended: the result (stdout) when it did its work, an error
@@ -150,12 +162,8 @@ class EventPrinter:
                         f"batch {event.seq}: job {event.status}: {event.created:,} created, "
                         f"{event.updated:,} updated, {event.errored:,} errored"
                     )
-            case ev.RateLimitWait():
-                self._line(f"waiting {event.seconds:.0f} s for SendGrid rate limit")
-            case ev.RetryScheduled():
-                self._line(
-                    f"retrying in {event.seconds:.1f} s (attempt {event.attempt}): {event.reason}"
-                )
+            case ev.RateLimitWait() | ev.RetryScheduled():
+                pass  # said as it happens, with the endpoint, by `client_factory`
             case ev.RowsRejected():
                 self._line(f"batch {event.seq}: SendGrid rejected {len(event.rows):,} rows")
             case ev.ContactsRemoved():
@@ -266,6 +274,25 @@ def print_summary(
     print_json(data)
 
 
+def client_factory(what: str) -> Callable[..., Any]:
+    """SendGrid clients for the engine that also say each retry on stderr, with
+    the endpoint (the engine's own retry events do not name it) and in JSON
+    mode too: a refused connection is never a minute of silence."""
+    from connector.client import SendGridClient
+
+    say_retry = retry_printer(what)
+
+    def factory(key: Any, base_url: str, *, on_retry: Any = None, **kwargs: Any) -> Any:
+        def both(notice: Any) -> None:
+            say_retry(notice)
+            if on_retry is not None:
+                on_retry(notice)
+
+        return SendGridClient(key, base_url, on_retry=both, **kwargs)
+
+    return factory
+
+
 def build_engine(args: argparse.Namespace) -> Any:
     from connector.engine import EngineSettings, ExportEngine
     from store.history import History
@@ -283,4 +310,5 @@ def build_engine(args: argparse.Namespace) -> Any:
         history=History(history_path(state)),
         keys=KeyStore(state),
         state_dir=state,
+        client_factory=client_factory("export"),
     )

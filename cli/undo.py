@@ -47,6 +47,7 @@ def add_parsers(
 
 
 def _engine(args: argparse.Namespace) -> Any:
+    from cli.progress import client_factory
     from connector.engine import EngineSettings, ExportEngine
     from store.history import History
     from store.paths import history_path
@@ -59,6 +60,7 @@ def _engine(args: argparse.Namespace) -> Any:
         history=History(history_path(state)),
         keys=KeyStore(state),
         state_dir=state,
+        client_factory=client_factory("undo"),
     )
 
 

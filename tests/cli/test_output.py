@@ -75,3 +75,20 @@ def test_python_m_cli_runs_the_command_line() -> None:
         [sys.executable, "-m", "cli", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.startswith("segsync ")
+
+
+def test_an_export_whose_reader_left_still_exits_by_how_the_run_ended(export_env) -> None:
+    """`segsync export ... | head -1`: the run finishes and its exit code is the run's."""
+    proc = subprocess.Popen(
+        export_env.cli("export", "news", "--segment", "germany"),
+        env=export_env.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, err
+    assert "BrokenPipe" not in err and "Exception ignored" not in err, err
+    assert export_env.emulator.state.list_members(export_env.list_id)
