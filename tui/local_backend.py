@@ -203,7 +203,14 @@ class LocalBackend:
         raise BackendError("Enter the SendGrid API key first (it starts with SG.).")
 
     def account_lists(self, form: DestinationForm) -> list[ListInfo]:
-        lists = self._sendgrid(self._form_key(form), form.base_url, lambda c: c.lists())
+        """The account's lists, as `segsync lists` shows them (connector.services)."""
+        from connector.errors import SendGridError
+        from connector.services import account_lists
+
+        try:
+            lists = account_lists(self._form_key(form), form.base_url)
+        except SendGridError as error:
+            raise BackendError(str(error)) from None
         return [ListInfo(x.id, x.name, x.contact_count or 0) for x in lists]
 
     def test_connection(self, form: DestinationForm) -> list[CheckResult]:
