@@ -229,10 +229,15 @@ class PostgresSource:
                 f"a PostgreSQL source needs its driver: {INSTALL_HINT}"
             ) from None
         password = self.password()
+        failure: str | None = None
         try:
             conn = pg_dbapi.connect(self.libpq_uri(password), autocommit=True)
         except Exception as err:
-            raise PostgresSourceError(self.explain(err, password, connecting=True)) from None
+            failure = self.explain(err, password, connecting=True)
+        if failure is not None:
+            # Raised outside the handler: the driver's error (whose frames hold the
+            # URI with the password) is not kept as this one's context.
+            raise PostgresSourceError(failure)
         try:
             cur = conn.cursor()
             try:

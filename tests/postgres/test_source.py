@@ -395,7 +395,8 @@ def test_no_password_in_messages_or_a_tracebacks_locals(postgres_cluster, tmp_pa
         seen.append(str(exc))
         tb = exc.__traceback__
         while tb is not None:
-            seen.extend(repr(v) for v in tb.tb_frame.f_locals.values())
+            if tb.tb_frame.f_code.co_filename != __file__:  # this test holds the secret
+                seen.extend(repr(v) for v in tb.tb_frame.f_locals.values())
             tb = tb.tb_next
         exc = exc.__context__
     assert seen and not [s for s in seen if secret in s]
