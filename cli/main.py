@@ -121,6 +121,40 @@ describes a command.
 """
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Prose wraps to the terminal; examples and tables (paragraphs with
+    indented lines, or one-line `example: ...`) stay exactly as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        paragraphs = []
+        for para in text.split("\n\n"):
+            lines = para.splitlines()
+            raw = any(line.startswith(" ") for line in lines) or para.startswith("example")
+            if raw:
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append(
+                    textwrap.fill(
+                        " ".join(para.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                    )
+                )
+        return "\n\n".join(paragraphs)
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _all_parsers(sub)
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segsync",
@@ -135,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.add_parsers(sub, common_options)
+    for each in _all_parsers(parser):  # one way of laying out help, everywhere
+        each.formatter_class = HelpFormatter
     return parser
 
 
