@@ -92,7 +92,9 @@ class Cluster:
             cmd = [*self._as, " ".join(f"'{a}'" for a in argv)]
         elif self._as:
             cmd = [*self._as, *argv]
-        subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            cmd, check=True, capture_output=True, text=True, timeout=120, cwd=self.folder
+        )
 
     def start(self) -> Cluster:
         self._run(
