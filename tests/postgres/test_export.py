@@ -16,6 +16,9 @@ from tests.postgres.cluster import Cluster, wait_for
 from tests.postgres.conftest import unique_table, write_pg_workspace
 from tui.cli import main
 
+# A real PostgreSQL cluster per session: scenario tests (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 
 def _load(cluster: Cluster, table: str, rows: list[dict]) -> None:
     import adbc_driver_postgresql.dbapi as pg

@@ -16,6 +16,9 @@ from store.workspace import Workspace, WorkspaceError, run_query
 from tests.postgres.cluster import LOCKED_PASSWORD, LOCKED_USER, Cluster, free_port, wait_for
 from tests.postgres.conftest import unique_table, write_pg_workspace
 
+# A real PostgreSQL cluster per session: scenario tests (`-m "not slow"` skips them).
+pytestmark = pytest.mark.slow
+
 DIALECT_SEGMENTS = """
 [segments.int_division]
 where = "customer_id / 3 = 1"
