@@ -188,7 +188,10 @@ class ExportEngine:
                 if stored is not None and previous is None:
                     stored = await self._check_drift(stored, destination, mapping, request, emit)
                     if stored is not None:  # the plan being applied, as it was reviewed
-                        emit(ev.PlanReady(0, dict(stored.counts), 0, stored.id))
+                        counts = dict(stored.counts)
+                        emit(
+                            ev.PlanReady(0, counts, _min_batches(counts, self.settings), stored.id)
+                        )
                 if stored is None:  # an export (plan + apply), or a run from before plans
                     assert mapping is not None
                     stored = await self._make_plan(
@@ -602,9 +605,9 @@ class ExportEngine:
         try:
             try:
                 skip = await self._resume_skip(previous, ctx, state, counts, emit)
-                emit(
-                    ev.PlanReady(run_id, dict(counts), _min_batches(counts, self.settings), plan.id)
-                )
+                if previous is not None:  # a resume: what is left of its plan
+                    batches = _min_batches(counts, self.settings)
+                    emit(ev.PlanReady(run_id, dict(counts), batches, plan.id))
                 contacts = changeset.contacts(skip=skip)
                 await upload_and_confirm(ctx, contacts, state)
                 if request.mode == "mirror" and not cancel.is_set() and not state.failed:

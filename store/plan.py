@@ -263,7 +263,11 @@ class Plan:
             orjson.loads(r[2])
             for r in con.execute(contacts_sql(spec, limit=10, by_email=True)).fetchall()
         ]
-        self.sample_rejected: list[RejectedRow] = list(self.rejected(limit=50))
+        # Up to 10 of each category, so a preview filtered by one shows its rows
+        # even when another (often no_consent) is most of the exclusions.
+        self.sample_rejected: list[RejectedRow] = [
+            row for category in EXCLUSIONS for row in self.rejected(10, (category,))
+        ]
 
     def contacts(
         self, rows_per_batch: int = 16_384, limit: int | None = None
