@@ -31,6 +31,8 @@ from tui.backend import (
     ExportSettings,
     ListInfo,
     MappingDraft,
+    PersonInfo,
+    PlanInfo,
     RunDetail,
     RunInfo,
     SegmentCountInfo,
@@ -180,6 +182,25 @@ class ExportApproved(Message):
     def __init__(self, settings: ExportSettings) -> None:
         super().__init__()
         self.settings = settings
+
+
+class PeopleLoaded(Message):
+    """Who a run touched (the run detail's People tab)."""
+
+    def __init__(self, people: list[PersonInfo]) -> None:
+        super().__init__()
+        self.people = people
+
+
+class PlanToConfirm(Message):
+    """A stored plan, read for the apply question; ``guardrail`` is why the
+    engine refused it (a yes then allows exactly its removals)."""
+
+    def __init__(self, settings: ExportSettings, plan: PlanInfo, guardrail: str = "") -> None:
+        super().__init__()
+        self.settings = settings
+        self.plan = plan
+        self.guardrail = guardrail
 
 
 class ExportStateChanged(Message):

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input, Static
 from tests.tui.conftest import SIZE, TickingClock, settle
 from tui.app import SegsyncApp
 from tui.local_backend import LocalBackend
-from tui.screens.confirm import ConfirmScreen
+from tui.screens.apply_plan import ApplyPlanScreen
 from tui.screens.consent import ConsentScreen
 from tui.screens.destination_form import DestinationFormScreen
 from tui.screens.export import ExportScreen
@@ -108,7 +108,10 @@ async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeyp
         assert emulator.state.list_members(list_id) == set()  # a dry-run sends nothing
 
         await pilot.press("x")
-        assert isinstance(app.screen, ConfirmScreen)
+        await settle(pilot)  # the stored plan is read for the question
+        question = app.screen
+        assert isinstance(question, ApplyPlanScreen)
+        assert question.plan.counts["to_add"] == len(expected)  # the plan on screen
         await pilot.press("y")
         export = app.screen
         assert isinstance(export, ExportScreen)
@@ -163,7 +166,9 @@ async def test_cancel_midway_then_resume_from_history(
         await settle(pilot)
         await pilot.press("2", "space", "4")
         await settle(pilot)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await settle(pilot)  # the plan is read for the apply question
+        await pilot.press("y")
         export = app.screen
         assert isinstance(export, ExportScreen)
         for _ in range(200):

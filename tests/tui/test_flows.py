@@ -8,7 +8,8 @@ from pathlib import Path
 from textual.widgets import DataTable, Input, Static
 
 from tests.tui.conftest import SIZE, settle
-from tests.tui.fakes import FakeBackend
+from tests.tui.fakes import PLAN_ID, FakeBackend
+from tui.screens.apply_plan import ApplyPlanScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
 from tui.screens.destination_form import DestinationFormScreen
@@ -207,13 +208,18 @@ async def test_preview_then_export_with_confirmation(make_app, backend) -> None:
         assert cells(rejected, 0)[1] == "invalid_email"
         assert "anna@example.com" in text_of(app.screen.query_one("#first-body", Static))
         await pilot.press("x")
-        assert isinstance(app.screen, ConfirmScreen)
-        assert "1,340 contacts" in app.screen.question
+        await settle(pilot)  # the plan on screen is read for the question
+        question = app.screen
+        assert isinstance(question, ApplyPlanScreen)
+        plan = question.plan
+        assert plan.counts["to_add"] + plan.counts["to_update"] == 1340
+        assert backend.plans_read == [PLAN_ID]
         await pilot.press("y")
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, ExportScreen)
         assert not backend.exports[-1].dry_run
+        assert backend.exports[-1].plan_id == PLAN_ID  # x applies the plan it showed
         batches = screen.query_one("#batches", DataTable)
         assert [cells(batches, r)[3] for r in range(2)] == ["completed", "errored"]
         log = screen.query_one(EventLog).plain
@@ -241,7 +247,7 @@ async def test_export_needs_consent_first(make_app, backend) -> None:
         await pilot.press("x", "a")
         await settle(pilot)
         assert backend.consents == [(2, backend.consents[0][1])]
-        assert isinstance(app.screen, ConfirmScreen)  # consent given: still asked to send
+        assert isinstance(app.screen, ApplyPlanScreen)  # consent given: still asked to send
         await pilot.press("y")
         await settle(pilot)
         assert isinstance(app.screen, ExportScreen)
@@ -255,7 +261,9 @@ async def test_cancel_export_midway(make_app, backend: FakeBackend) -> None:
         await settle(pilot)
         await pilot.press("enter", "2", "space", "4")
         await settle(pilot)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await settle(pilot)
+        await pilot.press("y")
         await pilot.pause(0.2)
         screen = app.screen
         assert isinstance(screen, ExportScreen) and screen.running

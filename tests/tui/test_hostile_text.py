@@ -284,7 +284,9 @@ async def test_export_log_batches_and_summary_quote_sendgrid_safely(make_app) ->
         await settle(pilot)
         await pilot.press("2", "space", "4")
         await settle(pilot)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await settle(pilot)  # the plan is read for the apply question
+        await pilot.press("y")
         await settle(pilot)
         assert isinstance(app.screen, ExportScreen)
         assert_safe(

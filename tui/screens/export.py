@@ -13,6 +13,7 @@ from textual.widgets import Static
 from connector.events import (
     BatchSent,
     BatchSkipped,
+    ContactsRemoved,
     JobFinished,
     PhaseStarted,
     PlanReady,
@@ -51,12 +52,14 @@ _RUN_STYLE = {
     "failed": "bold red",
     "cancelled": "bold yellow",
     "interrupted": "bold red",
+    "refused": "bold red",
     "dry_run": "bold cyan",
 }
 _NEXT_STEPS = {
     "succeeded": "All contacts are on the list. h opens this run in history.",
-    "partial": "Some rows were rejected: h opens the run, where its rejected rows "
-    "can be read and exported to CSV.",
+    "partial": "Some rows were rejected or some removals were not confirmed: h opens "
+    "the run, where its people and rejected rows can be read and exported to CSV.",
+    "refused": "Nothing was sent: a guardrail stopped the run before its first request.",
     "failed": "Nothing more was sent. Read the error above, fix it, then resume "
     "the run from history (h, then u).",
     "cancelled": "Batches already sent stay on the list. Resume from history (h, then u).",
@@ -101,6 +104,9 @@ class ExportScreen(SegsyncScreen):
         self.runner: ExportRunner | None = None
         self.run_id: int | None = None
         self.finished: RunFinished | None = None
+        self.settings: ExportSettings | None = None
+        self.plan_id: int | None = None  # the plan this export applies (from PlanReady)
+        self.cancel_question: ConfirmScreen | None = None
 
     def compose_body(self) -> ComposeResult:
         yield Static(
@@ -138,6 +144,8 @@ class ExportScreen(SegsyncScreen):
             return
         self.run_id = None
         self.finished = None
+        self.settings = settings
+        self.plan_id = settings.plan_id
         self.batches = {}
         self._show_batches()
         self.query_one(EventLog).clear()
@@ -187,10 +195,14 @@ class ExportScreen(SegsyncScreen):
             self.query_one(ProgressPanel).set_phase(event.phase, event.total)
         elif isinstance(event, PlanReady):
             counts = event.counts
+            self.plan_id = event.plan_id or self.plan_id
+            requests = f" in at least {event.batches:,} request(s)" if event.batches else ""
+            removals = f", remove {counts['to_remove']:,}" if counts.get("to_remove") else ""
             self._log(
                 Text(
-                    f"Plan: {counts.get('to_send', 0):,} to send in {event.batches} "
-                    f"batches, {counts.get('selected', 0):,} selected"
+                    f"Plan {event.plan_id}: add {counts.get('to_add', 0):,}, update "
+                    f"{counts.get('to_update', 0):,}{removals}; {counts.get('to_send', 0):,} "
+                    f"to send{requests}, {counts.get('selected', 0):,} selected"
                 )
             )
         elif isinstance(event, BatchSent):
@@ -224,6 +236,15 @@ class ExportScreen(SegsyncScreen):
             self._log(
                 safe(f"Retry {event.attempt} in {event.seconds:.1f} s: {event.reason}", "yellow")
             )
+        elif isinstance(event, ContactsRemoved):
+            failed = f", {event.failed:,} not confirmed" if event.failed else ""
+            self._log(
+                Text(
+                    f"Removed {event.removed:,} of {event.total:,} from the list "
+                    f"(read back from SendGrid){failed}",
+                    style="yellow" if event.failed else "",
+                )
+            )
         elif isinstance(event, RowsRejected):
             first = f" (first: {event.rows[0][0]}: {event.rows[0][1]})" if event.rows else ""
             self._log(
@@ -234,6 +255,7 @@ class ExportScreen(SegsyncScreen):
         elif isinstance(event, RunFinished):
             self.finished = event
             self._summarise(event)
+            self._offer_allowance(event)
 
     def _job_finished(self, event: JobFinished) -> None:
         self._batch_row(
@@ -270,8 +292,19 @@ class ExportScreen(SegsyncScreen):
         message.stop()
         self.query_one(ProgressPanel).set_progress(message.done, message.total, message.at)
 
+    def _offer_allowance(self, event: RunFinished) -> None:
+        """A removal guardrail refused the run before any request: show the plan
+        again with the reason; a yes applies it allowing exactly its removals."""
+        if event.status != "refused" or self.settings is None or self.plan_id is None:
+            return
+        if "would remove" in event.message:
+            self.segsync.offer_removal_allowance(self.settings, self.plan_id, event.message)
+
     def on_export_ended(self, message: ExportEnded) -> None:
         message.stop()
+        question, self.cancel_question = self.cancel_question, None
+        if question is not None and self.app.screen is question:
+            question.dismiss(False)  # still open over the result: it no longer applies
         self.runner = None
         self.post_message(ExportStateChanged(None))
         self.refresh_bindings()
@@ -296,7 +329,7 @@ class ExportScreen(SegsyncScreen):
         if counts:
             shown = [
                 f"{k.replace('_', ' ')} {counts[k]:,}"
-                for k in ("sent", "created", "updated", "errored", "removed")
+                for k in ("sent", "created", "updated", "errored", "removed", "remove_failed")
                 if k in counts
             ]
             if shown:
@@ -322,15 +355,13 @@ class ExportScreen(SegsyncScreen):
                 self._log(Text("Cancelling: waiting for requests in flight…", style="yellow"))
                 self._cancel(runner)
 
-        self.app.push_screen(
-            ConfirmScreen(
-                "Cancel this export? Batches already sent stay on the list; the run is "
-                "recorded as cancelled and can be resumed from history.",
-                yes="Cancel export",
-                no="Keep going",
-            ),
-            answered,
+        self.cancel_question = ConfirmScreen(
+            "Cancel this export? Batches already sent stay on the list; the run is "
+            "recorded as cancelled and can be resumed from history.",
+            yes="Cancel export",
+            no="Keep going",
         )
+        self.app.push_screen(self.cancel_question, answered)
 
     @work(
         thread=True,

@@ -40,7 +40,8 @@ class HistoryScreen(SegsyncScreen):
     MODE = "history"
     PURPOSE = (
         "Every run, newest first, filtered by destination and status. Enter opens a run: its "
-        "settings, batches and rejected rows, with resume and re-run."
+        "settings, batches, the people it touched and rejected rows, with resume, re-run and "
+        "undo. / explains one person: why they were or were not sent."
     )
     AUTO_FOCUS = "#runs"  # the runs, not the filters: keys act on the list at once
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -55,6 +56,13 @@ class HistoryScreen(SegsyncScreen):
         ),
         Binding("s", "filter_status", "Status", tooltip="show the runs of one status"),
         Binding("r", "refresh", "Refresh", tooltip="read the history again"),
+        Binding(
+            "slash",
+            "explain",
+            "Explain",
+            key_display="/",
+            tooltip="why a person was or was not sent, and what each run did to them",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -125,8 +133,10 @@ class HistoryScreen(SegsyncScreen):
         ]
         rows: list[tuple[str | None, tuple[object, ...]]] = []
         for run in self.shown:
-            sent = run.counts.get("sent", run.counts.get("to_send"))
-            mode = run.mode + ("+inc" if run.incremental else "")
+            # what SendGrid confirmed; never the plan's figure (a run that stopped
+            # before sending shows 0, and runs from before outcomes were kept "-")
+            sent = run.counts.get("sent")
+            mode = "undo" if run.kind == "undo" else run.mode + ("+inc" if run.incremental else "")
             cells = (
                 Text(str(run.id)),
                 Text(formatting.when(run.started_at)[5:]),
@@ -193,6 +203,16 @@ class HistoryScreen(SegsyncScreen):
 
     def action_filter_status(self) -> None:
         self.query_one("#filter-status", Select).focus()
+
+    def action_explain(self) -> None:
+        """Search one person (email or key) for the current destination."""
+        from tui.screens.explain import ExplainScreen
+
+        destination = self.segsync.destination
+        if destination is None:
+            self.notify("Pick a destination first (1, then Enter on a row).", severity="warning")
+            return
+        self.app.push_screen(ExplainScreen(self.backend, destination.id, destination.name))
 
     def action_refresh(self) -> None:
         self._load()

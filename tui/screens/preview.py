@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -50,8 +51,8 @@ class PreviewScreen(SegsyncScreen):
         Binding(
             "x",
             "export",
-            "Export",
-            tooltip="send the planned contacts (asks first, and for consent if missing)",
+            "Apply",
+            tooltip="apply this plan: adds, updates and removals (asks first, and for consent)",
         ),
         Binding(
             "o",
@@ -79,6 +80,7 @@ class PreviewScreen(SegsyncScreen):
         self.counts: dict[str, int] = {}
         self.running = False
         self.failure: str | None = None  # why the last dry-run failed, if it did
+        self.plan_id: int | None = None  # the stored plan on screen: what x applies
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="preview-status", classes="status")
@@ -129,6 +131,7 @@ class PreviewScreen(SegsyncScreen):
     def action_refresh(self) -> None:
         settings = self.segsync.export_settings(dry_run=True)
         self.previewed = self._wanted()
+        self.plan_id = None
         self.counts = {}
         self.query_one(CountsTable).show({})
         self._clear_views()  # rows of the last plan (another destination, maybe) are stale
@@ -194,8 +197,12 @@ class PreviewScreen(SegsyncScreen):
                 timeout=10,
             )
         else:
-            to_send = self.counts.get("to_send")
-            self._show_status("ready · x exports" if to_send else "nothing to send")
+            c = self.counts
+            plan = f"plan {self.plan_id} · " if self.plan_id else ""
+            if c.get("to_send") or c.get("to_remove"):
+                self._show_status(f"{plan}ready · x applies it")
+            else:
+                self._show_status(f"{plan}nothing to send or remove")
 
     def _clear_views(self) -> None:
         self.preview = None
@@ -205,6 +212,7 @@ class PreviewScreen(SegsyncScreen):
         self.query_one("#first-body", Static).update("")
 
     def _show_preview(self, event: PreviewReady) -> None:
+        self.plan_id = event.plan_id or None
         self.counts = dict(event.counts)
         self.query_one(CountsTable).show(self.counts)
         sample = self.query_one("#sample-table", DataTable)
@@ -272,8 +280,18 @@ class PreviewScreen(SegsyncScreen):
             self.notify("The dry-run is still planning; export once it is ready.")
             return
         settings = self.segsync.export_settings(dry_run=False)
-        if settings is not None:
+        if settings is None:
+            return
+        if self._wanted() != self.previewed or self.failure is not None:
+            self.notify("Plan again first (r): the choices changed since this preview.")
+            return
+        if self.plan_id is None:  # no stored plan to show: plan and apply in one step
             self.segsync.confirm_export(settings, self.counts.get("to_send"))
+            return
+        # x applies exactly the plan on screen (checked for drift before sending).
+        self.segsync.confirm_export(
+            replace(settings, plan_id=self.plan_id), self.counts.get("to_send")
+        )
 
 
 def _plain(value: object) -> str:

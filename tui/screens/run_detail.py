@@ -15,7 +15,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from tui.backend import ExportSettings, RunDetail
-from tui.messages import BackendFailed, RejectedExported, RunDetailLoaded
+from tui.messages import (
+    BackendFailed,
+    PeopleLoaded,
+    PlanToConfirm,
+    RejectedExported,
+    RunDetailLoaded,
+)
 from tui.screens.base import describe_error
 from tui.screens.pickers import PathPrompt
 from tui.widgets import formatting
@@ -24,7 +30,16 @@ from tui.widgets.formatting import safe
 from tui.widgets.row_table import RowTable
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
-_VIEWS = ("summary", "batches", "rejected")
+_PEOPLE_STYLE = {
+    "added": "green",
+    "removed": "yellow",
+    "rejected": "dim",
+    "rejected_by_sendgrid": "red",
+    "remove_failed": "bold red",
+    "not_sent": "dim",
+}
+_VIEWS = ("summary", "batches", "rejected", "people")
+PEOPLE_SHOWN = 500
 
 
 class RunDetailScreen(Screen[None]):
@@ -32,9 +47,11 @@ class RunDetailScreen(Screen[None]):
 
     HELP_TITLE = "Run detail"
     PURPOSE = (
-        "One run: its counts and configuration, its batches with their SendGrid jobs, and "
-        "the rows that were rejected (e writes them all to CSV). Resume (u) continues an "
-        "interrupted, cancelled or failed run without resending confirmed batches."
+        "One run: its counts and configuration, the people it touched (added, updated, "
+        "removed, rejected, with why), its batches with their SendGrid jobs, and the rows "
+        "that were rejected (e writes them all to CSV). Resume (u) continues an "
+        "interrupted, cancelled or failed run without resending confirmed batches; undo (z) "
+        "takes off the list who it added and puts back who it removed, after a look at the plan."
     )
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -58,6 +75,12 @@ class RunDetailScreen(Screen[None]):
             "Re-run",
             tooltip="a new run with this run's destination, segments and mode",
         ),
+        Binding(
+            "z",
+            "undo",
+            "Undo",
+            tooltip="take off the list who this run added, put back who it removed (asks first)",
+        ),
     ]
 
     def __init__(self, run_id: int) -> None:
@@ -77,6 +100,8 @@ class RunDetailScreen(Screen[None]):
                 yield RowTable(id="run-batches", zebra_stripes=True, cursor_type="row")
             with TabPane("Rejected", id="rejected"):
                 yield RowTable(id="run-rejected", zebra_stripes=True, cursor_type="row")
+            with TabPane("People", id="people"):
+                yield RowTable(id="run-people", zebra_stripes=True, cursor_type="row")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -84,6 +109,7 @@ class RunDetailScreen(Screen[None]):
             "#", "Contacts", "Job id", "Status", "Created", "Updated", "Errored"
         )
         self.query_one("#run-rejected", DataTable).add_columns("Key", "Email", "Reason", "Batch")
+        self.query_one("#run-people", DataTable).add_columns("What", "Email", "Key", "Why")
         self._load()
 
     @property
@@ -96,6 +122,8 @@ class RunDetailScreen(Screen[None]):
             return detail is not None and detail.run.status in RESUMABLE and not detail.run.dry_run
         if action in ("rerun", "export_csv"):
             return detail is not None
+        if action == "undo":
+            return detail is not None and not detail.run.dry_run and detail.run.status != "running"
         return True
 
     @work(
@@ -107,9 +135,13 @@ class RunDetailScreen(Screen[None]):
     )
     def _load(self) -> None:
         try:
-            self.post_message(RunDetailLoaded(self.backend.run_detail(self.run_id)))
+            detail = self.backend.run_detail(self.run_id)
+            people = self.backend.run_people(self.run_id, limit=PEOPLE_SHOWN)
         except Exception as error:
             self.post_message(BackendFailed("read the run", describe_error(error)))
+        else:
+            self.post_message(RunDetailLoaded(detail))
+            self.post_message(PeopleLoaded(people))
 
     def on_run_detail_loaded(self, message: RunDetailLoaded) -> None:
         self.detail = detail = message.detail
@@ -167,7 +199,50 @@ class RunDetailScreen(Screen[None]):
             )
         self.refresh_bindings()
 
+    def on_people_loaded(self, message: PeopleLoaded) -> None:
+        """Who the run touched and how, from its people record (first 500 by kind)."""
+        table = self.query_one("#run-people", DataTable)
+        table.clear()
+        for person in message.people:
+            table.add_row(
+                safe(person.op.replace("_", " "), _PEOPLE_STYLE.get(person.op, "")),
+                safe(person.email or "∅"),
+                safe(person.key),
+                safe(person.reason),
+            )
+        if not message.people:
+            table.add_row("", Text("no record of the people this run touched", style="dim"), "", "")
+        elif len(message.people) >= PEOPLE_SHOWN:
+            table.add_row(
+                "",
+                Text(f"first {PEOPLE_SHOWN}: segsync runs show {self.run_id} --people --csv FILE",
+                     style="dim"),
+                "",
+                "",
+            )  # fmt: skip
+
     # -- actions -----------------------------------------------------------------
+
+    def action_undo(self) -> None:
+        self._plan_undo()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="run-undo",
+        description="plan the undo",
+    )
+    def _plan_undo(self) -> None:
+        try:
+            plan = self.backend.undo_plan(self.run_id)
+        except Exception as error:
+            self.post_message(BackendFailed("plan the undo", describe_error(error)))
+        else:
+            settings = ExportSettings(
+                destination_id=plan.destination_id, segments=(), plan_id=plan.id
+            )
+            self.post_message(PlanToConfirm(settings, plan))
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -30,6 +30,7 @@ RUN_STATUS_STYLE = {
     "failed": "red",
     "cancelled": "yellow",
     "interrupted": "red",
+    "refused": "red",
     "dry_run": "cyan",
 }
 
