@@ -23,6 +23,8 @@ from tests.bench.measure import CommandFailed, Summary, run_measured
 from tests.bench.scenarios import Bench, Config, targets
 from tests.bench.workloads import EmulatorProcess, emulator_process, make_workspace
 
+pytestmark = pytest.mark.slow  # benchmark scenarios in small
+
 ROWS = 400
 LARGE = 1_000  # only names the "large" scenarios; every run here uses the ROWS workspace
 # Children share the repository's git-ignored bytecode cache, so each one does not

@@ -25,6 +25,8 @@ from tests.conformance.openapi import (
     openapi_dir,
 )
 
+pytestmark = pytest.mark.slow  # every endpoint against the OpenAPI description
+
 CONTACTS = "/v3/marketing/contacts"
 LISTS = "/v3/marketing/lists"
 FIELDS = "/v3/marketing/field_definitions"

@@ -61,6 +61,7 @@ def check(bodies: list[Body], contacts: list[dict], max_contacts: int, max_bytes
     assert seen == contacts
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     contacts=st.lists(contact_st, min_size=0, max_size=60),
@@ -143,6 +144,7 @@ def million_contacts(rows_per_batch: int = 100_000) -> list[pa.RecordBatch]:
     return batches
 
 
+@pytest.mark.slow
 def test_a_million_contacts_pack_quickly():
     batches = million_contacts()
     size = sum(pc.sum(pc.binary_length(b.column("contact"))).as_py() for b in batches)

@@ -101,6 +101,7 @@ async def test_upsert_is_resent_after_a_dropped_connection(emulator: Emulator):
     assert emulator.state.list_members(lst.id) == {"once@example.com"}
 
 
+@pytest.mark.slow
 async def test_real_rate_limit_windows_are_waited_out(emulator: Emulator):
     """The emulator's own limiter (2 per second), real sleeps: every call gets through."""
     emulator.set_faults(rate_limit=2, rate_period=1.0)

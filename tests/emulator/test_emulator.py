@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 from connector.emulator import Emulator, EmulatorState, Faults, demo_api_key, seed_demo
 from connector.emulator.server import BAD_KEY_MESSAGE
 
+pytestmark = pytest.mark.slow  # the emulator over HTTP, job delays
+
 CONTACTS = "/v3/marketing/contacts"
 
 

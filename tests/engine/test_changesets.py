@@ -24,6 +24,8 @@ from tests.engine.conftest import expected_emails, run_cli
 from tests.engine.test_engine_events import collect, engine_for
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 
 def cli_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict | list]:
     capsys.readouterr()

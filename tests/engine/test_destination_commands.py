@@ -23,6 +23,8 @@ from store.paths import history_path
 from store.secrets import KeyStore
 from tests.engine.conftest import run_cli
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     capsys.readouterr()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from connector import events as ev
 from connector.engine import EngineSettings, ExportEngine, ExportRequest
 from store.history import History
@@ -9,6 +11,8 @@ from store.paths import history_path
 from store.secrets import KeyStore
 from store.workspace import Workspace
 from tests.engine.conftest import expected_emails
+
+pytestmark = pytest.mark.slow  # end to end against the emulator
 
 
 def engine_for(export_env, **settings) -> ExportEngine:

@@ -9,6 +9,8 @@ from tests.engine.conftest import SEGMENT_RULES, expected_emails, run_cli
 from tests.engine.test_changesets import cli_json, leave_germany
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 
 def explain_json(capsys, *argv: str) -> dict:
     code, answer = cli_json(capsys, "explain", *argv)

@@ -12,6 +12,8 @@ from store.plan import EXCLUSIONS
 from tests.engine.conftest import expected_emails, run_cli
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 
 def export_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     capsys.readouterr()

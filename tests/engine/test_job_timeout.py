@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from connector import events as ev
 from connector.engine import ExportRequest
 from store.history import History
@@ -18,6 +20,8 @@ from store.paths import history_path
 from tests.engine.conftest import expected_emails
 from tests.engine.test_engine_events import collect, engine_for
 from tests.engine.test_resume import received_emails
+
+pytestmark = pytest.mark.slow  # waits for import jobs held pending
 
 JOB_DELAY = 1.5  # seconds each import job stays `pending` on the emulator
 

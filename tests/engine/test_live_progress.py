@@ -15,11 +15,15 @@ import pty
 import re
 import subprocess
 
+import pytest
+
 from cli.progress import EventPrinter
 from connector import events as ev
 from connector.engine import ExportRequest
 from tests.engine.conftest import expected_emails
 from tests.engine.test_engine_events import collect, engine_for
+
+pytestmark = pytest.mark.slow  # end to end, one run in a subprocess
 
 CLEAR = "\r\x1b[K"
 FRAME = re.compile(r"\r\x1b\[K\[(#*) *\] ([\d,]+)/([\d,]+)  [\d,]+ rows/s  ETA [\d,]+ s")

@@ -7,6 +7,8 @@ import pytest
 from tests.engine.conftest import run_cli
 from tui.cli import EXIT_OK, EXIT_USAGE, main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 
 def refused(capsys: pytest.CaptureFixture[str], export_env, *argv: str) -> str:
     capsys.readouterr()

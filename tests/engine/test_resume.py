@@ -7,12 +7,15 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from store.history import History
 from store.paths import history_path
 from tests.engine.conftest import expected_emails, run_cli
 from tests.upload_log import confirmed_emails
 from tui.cli import main
+
+pytestmark = pytest.mark.slow  # export processes killed and resumed
 
 
 def start_export(export_env, *argv: str) -> subprocess.Popen[str]:

@@ -12,6 +12,8 @@ from tests.engine.conftest import expected_emails, run_cli
 from tests.engine.test_changesets import cli_json, leave_germany
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 
 def members(export_env) -> set[str]:
     return export_env.emulator.state.list_members(export_env.list_id)

@@ -18,6 +18,8 @@ from store.safe_text import visible
 from tests.engine.conftest import SEGMENT_RULES, expected_emails, run_cli
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 SEGMENT = "big_spenders"
 
 

@@ -20,6 +20,8 @@ from tests.engine.conftest import expected_emails, run_cli
 from tests.people.traces import all_files, holders
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # end to end against the emulator
+
 SEGMENT = "big_spenders"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pyarrow.ipc as ipc
+import pytest
 
 from store.history import History
 from store.paths import history_path
@@ -13,6 +14,8 @@ from tests.engine.test_resume import kill_after, received_emails, start_export
 from tests.people.traces import holders
 from tests.upload_log import confirmed_emails
 from tui.cli import main
+
+pytestmark = pytest.mark.slow  # export processes stopped and resumed
 
 
 def test_a_resumed_run_leaves_out_people_forgotten_since_it_stopped(export_env, capsys):

@@ -33,6 +33,8 @@ from tests.reliability.profiles import (
     write_workspace,
 )
 
+pytestmark = pytest.mark.slow  # 75,000 profiles exported under each fault
+
 ROWS = 75_000
 SEGMENTS = ["germany", "big_spenders"]  # 50,000 of the 75,000 rows
 BATCH = "2000"  # ~24 upload requests: every fault hits many of them

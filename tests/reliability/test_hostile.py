@@ -40,6 +40,8 @@ from tests.reliability.conftest import (
 from tests.reliability.profiles import SEGMENTS_TOML, intended_emails, make_columns
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # hostile input end to end, endless queries, signals
+
 COLUMNS = make_columns(300, salt=3)
 INTENDED = intended_emails(COLUMNS, ["everyone"])
 

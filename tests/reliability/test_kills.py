@@ -35,6 +35,8 @@ from tests.reliability.conftest import (
 from tests.reliability.profiles import intended_emails, make_columns, write_workspace
 from tests.upload_log import confirmed_emails
 
+pytestmark = pytest.mark.slow  # real export processes killed and resumed
+
 ROWS = 9_000
 SEGMENTS = ["everyone"]
 RNG = random.Random(20261128)

@@ -14,6 +14,8 @@ from store.paths import history_path
 from tests.reliability.conftest import FIGURES, Env, export_json
 from tests.reliability.profiles import intended_emails, make_columns
 
+pytestmark = pytest.mark.slow  # concurrent export processes
+
 ROWS = 10_000
 
 

@@ -38,6 +38,8 @@ from connector.errors import (
 from connector.retry import RetryNotice, RetryPolicy, rate_limit_wait
 from tests.connector import no_sleep, requests_to
 
+pytestmark = pytest.mark.slow  # hostile servers, deadlines and waits
+
 KEY = "SG.hostile-network-key-0123.hostile-network-key-0123456789abcdefghijk"
 COUNT = "GET /v3/marketing/contacts/count"
 MB = 1024 * 1024

@@ -27,6 +27,8 @@ from tests.engine.conftest import run_cli
 from tests.reliability.conftest import FIGURES, Env, cli_json, export_json
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # exports searched for the key in every output
+
 
 def leaks(text: str | bytes, key: str) -> str:
     """The context of the key, or of any 12 characters of its hidden middle, in

@@ -116,6 +116,7 @@ def test_every_exclusion_category_occurs_in_a_plan_of_the_sample() -> None:
         assert plan.counts["to_send"] > 1000
 
 
+@pytest.mark.slow
 def test_csv_format(tmp_path: Path) -> None:
     folder = generate_workspace(tmp_path / "csv", 300, fmt="csv")
     ws = Workspace.open(folder)

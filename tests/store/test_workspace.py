@@ -169,6 +169,7 @@ def test_unknown_key_column(make_workspace: Callable[..., Path]) -> None:
 # ------------------------------------------------------------------- lock-down
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "predicate",
     [
@@ -193,6 +194,7 @@ def test_statements_smuggled_into_predicates_are_refused(
         ws.union_count(["evil"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "predicate",
     [

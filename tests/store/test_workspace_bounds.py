@@ -36,6 +36,8 @@ from store.workspace import (
 
 from .conftest import SEGMENTS
 
+pytestmark = pytest.mark.slow  # endless queries stopped by limits and interrupts
+
 ENDLESS = {
     "recursive": "(WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) "
     "SELECT count(*) FROM t) > 0",

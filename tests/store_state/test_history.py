@@ -268,6 +268,7 @@ def test_every_write_is_visible_at_once_to_another_reader(history: History) -> N
     reader.close()
 
 
+@pytest.mark.slow
 def test_two_writers_at_once_wait_for_each_other_instead_of_failing(tmp_path: Path) -> None:
     """The TUI and a cron export share the file; neither may get 'database is locked'."""
     db = tmp_path / "history.db"
@@ -296,6 +297,7 @@ def test_two_writers_at_once_wait_for_each_other_instead_of_failing(tmp_path: Pa
         assert [h.get_run(r.id).rejected for r in h.list_runs()] == [25, 25, 25]
 
 
+@pytest.mark.slow
 def test_a_killed_export_shows_as_interrupted_with_its_batches(tmp_path: Path) -> None:
     db = tmp_path / "history.db"
     with History(db) as history:
@@ -378,6 +380,7 @@ def test_runs_are_found_by_current_and_former_name(history: History) -> None:
         history.start_run(dest.id, ["s"])
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_rejected_rows(history: History) -> None:
     run_id = history.start_run(add(history).id, ["all"])
     rows = ((None, f"c-{i}", f"user{i}@bad", "invalid_email", "plan") for i in range(100_000))

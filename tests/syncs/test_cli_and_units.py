@@ -26,6 +26,8 @@ from tests.engine.conftest import run_cli
 from tests.syncs.conftest import history_of
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # scheduled exports end to end
+
 
 def cli_json(capsys, *argv: str):
     capsys.readouterr()

@@ -17,6 +17,8 @@ from tests.engine.conftest import run_cli
 from tests.syncs.conftest import add_sync, history_of, make_runner
 from tui.cli import main
 
+pytestmark = pytest.mark.slow  # scheduled exports end to end
+
 
 def hook_writing_to(folder) -> str:
     """A command that keeps what it was given: stdin, and its environment."""

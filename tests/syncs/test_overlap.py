@@ -9,8 +9,12 @@ import subprocess
 import time
 from datetime import timedelta
 
+import pytest
+
 from connector.syncs import utc_now
 from tests.syncs.conftest import Clock, add_sync, history_of
+
+pytestmark = pytest.mark.slow  # run-due processes started at once
 
 
 def due_now(env, *names: str) -> None:

@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from connector.syncs import next_due, sync_lock
 from store.locks import export_lock
 from tests.engine.conftest import expected_emails
 from tests.syncs.conftest import add_sync, history_of, make_runner
+
+pytestmark = pytest.mark.slow  # scheduled exports end to end
 
 
 def runs_of(env) -> list:

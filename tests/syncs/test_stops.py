@@ -16,6 +16,8 @@ from tests.engine.conftest import expected_emails
 from tests.syncs.conftest import Clock, add_sync, history_of
 from tests.syncs.test_overlap import due_now, finish, start_run_due
 
+pytestmark = pytest.mark.slow  # run-due processes stopped by signals
+
 
 def upserts(emulator) -> int:
     return sum(1 for x in emulator.exchanges if x.method == "PUT" and x.status == 202)

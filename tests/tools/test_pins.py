@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
+
 from tests.tools.pins import PYPROJECT
+
+pytestmark = pytest.mark.slow  # asks uv for the installed packages
 
 
 def _name(requirement: str) -> str:
