@@ -116,11 +116,17 @@ def split_names(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def retry_line(what: str, notice: Any) -> str:
-    """One line for one retry wait: what is retried, why, and when."""
-    why = "SendGrid's rate limit" if notice.kind == "rate_limit" else notice.reason
+    """One line for one retry wait: what is retried, why, and when. The words
+    "waiting" (rate limit) and "retrying" (anything else) are what logs and
+    tests look for."""
+    if notice.kind == "rate_limit":
+        return (
+            f"segsync: {what}: {notice.endpoint}: waiting {notice.seconds:.1f} s for "
+            f"SendGrid's rate limit (attempt {notice.attempt})"
+        )
     return (
-        f"segsync: {what}: {notice.endpoint}: attempt {notice.attempt} failed ({why}); "
-        f"trying again in {notice.seconds:.1f} s"
+        f"segsync: {what}: {notice.endpoint}: attempt {notice.attempt} failed "
+        f"({notice.reason}); retrying in {notice.seconds:.1f} s"
     )
 
 

@@ -103,7 +103,7 @@ def test_retries_are_said_live_on_stderr(capsys, monkeypatch) -> None:
     code, _out, err = cli(capsys, "destinations", "add", "x", "--list-id", "L",
                           "--api-key-env", "SOME_KEY", "--base-url", url)  # fmt: skip
     assert code == 2
-    retries = [line for line in err.splitlines() if "trying again in" in line]
+    retries = [line for line in err.splitlines() if "retrying in" in line]
     assert retries, err
     assert retries[0].startswith("segsync: checking the key and list: GET /v3/scopes: ")
     assert "attempt 1 failed" in retries[0]
@@ -113,10 +113,15 @@ def test_an_export_says_each_retry_with_its_endpoint_even_with_json(export_env, 
     export_env.emulator.set_faults(script=["503", "503"])
     code, _data, err = cli_json(capsys, "export", "news", "--segment", "germany")
     assert code == 0, err
-    retries = [line for line in err.splitlines() if "trying again in" in line]
+    retries = [line for line in err.splitlines() if "retrying in" in line]
     assert len(retries) == 2, err
     assert retries[0].startswith("segsync: export: ") and "attempt 1 failed" in retries[0]
     assert "/v3/" in retries[0] and "503" in retries[0]
+    export_env.emulator.set_faults(script=["429"])
+    code, _data, err = cli_json(capsys, "export", "news", "--segment", "france")
+    assert code == 0, err
+    waits = [line for line in err.splitlines() if "for SendGrid's rate limit" in line]
+    assert len(waits) == 1 and waits[0].startswith("segsync: export: ") and "waiting" in waits[0]
 
 
 @pytest.mark.parametrize("argv", [["runs"], ["where"]])
