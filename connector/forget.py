@@ -178,7 +178,7 @@ async def _remove_from_list(
     if not dest.list_id:
         return ListOutcome(dest.name, None, "no_list", "the destination has no list yet")
     try:
-        key = keys.load(dest.id, dest.api_key_env, dest.name)
+        key = await asyncio.to_thread(keys.load, dest.id, dest.api_key_env, dest.name)
     except Exception as exc:  # KeyNotFound and whatever the keyring raises
         return ListOutcome(dest.name, dest.list_id, "unreachable", f"no API key: {exc}")
     try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import signal
@@ -839,8 +840,13 @@ class SyncRunner:
                 if self.on_event is not None:
                     self.on_event(event)
                 if isinstance(event, ev.RunStarted):
-                    self.history.set_sync_state(
-                        sync.id, last_run_id=event.run_id, last_result="running"
+                    await asyncio.to_thread(  # history I/O off the event loop
+                        functools.partial(
+                            self.history.set_sync_state,
+                            sync.id,
+                            last_run_id=event.run_id,
+                            last_result="running",
+                        )
                     )
                 elif isinstance(event, ev.RunFinished):
                     finished = event
