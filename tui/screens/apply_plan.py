@@ -28,8 +28,8 @@ def plan_summary(plan: PlanInfo, target: str) -> Text:
     """The plan in words: where, what, and some of who would be removed."""
     c = plan.counts
     text = Text()
-    what = f"Undo run {plan.undo_of}" if plan.kind == "undo" else f"Apply plan {plan.id}"
-    text.append(f"{what} to ")
+    undo = plan.kind == "undo"
+    text.append(f"Undo run {plan.undo_of} on " if undo else f"Apply plan {plan.id} to ")
     text.append_text(safe(target, "bold"))
     text.append("\n\n")
     rows = [

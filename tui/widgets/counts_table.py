@@ -8,6 +8,7 @@ from textual.widgets import DataTable
 from tui.widgets.formatting import safe
 
 ORDER: tuple[tuple[str, str], ...] = (
+    ("forgotten", "Forgotten"),
     ("selected", "Selected"),
     ("no_consent", "No consent"),
     ("no_email", "No email"),
@@ -25,8 +26,14 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("updated", "Updated"),
     ("errored", "Errored"),
     ("removed", "Removed"),
+    ("remove_failed", "Not removed"),
+    ("unconfirmed", "Unconfirmed"),
+    ("updated_not_restored", "Not restored"),
 )
-_EXCLUDED = {"no_consent", "no_email", "invalid_email", "too_long", "duplicate", "errored"}
+_EXCLUDED = {
+    "no_consent", "no_email", "invalid_email", "too_long", "duplicate", "errored", "forgotten",
+    "remove_failed",
+}  # fmt: skip
 
 
 class CountsTable(DataTable[Text]):
