@@ -95,6 +95,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             segments=segments,
             email=args.email,
             key=args.key,
+            custom_field_ids=history.latest_custom_field_ids(destination.id),
         )
     except ExplainError as exc:
         raise CliError(str(exc)) from None

@@ -12,6 +12,7 @@ under a second on a million profiles.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,14 @@ def explain(
     segments: tuple[str, ...],
     email: str | None = None,
     key: str | None = None,
+    custom_field_ids: Mapping[str, str] | None = None,
 ) -> Answer:
-    """The answer for one person, found by normalised ``email`` or profile ``key``."""
+    """The answer for one person, found by normalised ``email`` or profile ``key``.
+
+    ``custom_field_ids``: the SendGrid ids the last plan sent custom fields by
+    (``History.latest_custom_field_ids``): the payload digest includes the
+    field keys, so without them every person with a custom field would read
+    as "changed"."""
     if (email is None) == (key is None):
         raise ExplainError("name one person: an email address or --key KEY")
     predicates = {s.name: s.where for s in ws.segments()}
@@ -112,7 +119,7 @@ def explain(
             _copy_person(con, mapping, email_expr, answer.email)
             answer.rows = _rows(con, ws, mapping, predicates, email_expr, answer.email)
         if answer.email is not None and answer.rows and segments:
-            _plan_verdicts(con, ws, ledger, mapping, segments, answer)
+            _plan_verdicts(con, ws, ledger, mapping, segments, answer, custom_field_ids or {})
             owned = False  # the plan took the connection over and closed it
     finally:
         if owned:
@@ -222,12 +229,14 @@ def _plan_verdicts(
     mapping: FieldMapping,
     segments: tuple[str, ...],
     answer: Answer,
+    custom_field_ids: Mapping[str, str],
 ) -> None:
     """The planner's own verdict per row (duplicates, cuts, unchanged), restricted
     to this person: the same code as an export, so the two cannot disagree."""
     request = PlanRequest(
         segments=segments,
         mapping=mapping,
+        custom_field_ids=dict(custom_field_ids),
         ledger=ledger if ledger.is_file() else None,
         incremental=True,
         only_email=answer.email,

@@ -115,6 +115,13 @@ class PlansMixin:
         with self._read() as conn:
             return [_plan(r) for r in conn.execute(query)]
 
+    def latest_custom_field_ids(self, destination_id: int) -> dict[str, str]:
+        """The SendGrid custom field ids the destination's newest plan used
+        (ids differ per account; a plan looks them up, explain reuses them)."""
+        plans = self.list_plans(destination_id, limit=1)
+        ids = plans[0].basis.get("custom_field_ids") if plans else None
+        return {str(k): str(v) for k, v in (ids or {}).items()}
+
     def mark_plan(self, plan_id: int, status: str, run_id: int | None = None) -> None:
         """A plan was applied (by run ``run_id``) or superseded by a newer one."""
         if status not in PLAN_STATUSES:

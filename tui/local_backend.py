@@ -515,6 +515,7 @@ class LocalBackend:
                 segments=segments,
                 email=email,
                 key=key,
+                custom_field_ids=history.latest_custom_field_ids(destination.id),
             )
         except ExplainError as error:
             raise BackendError(str(error)) from None

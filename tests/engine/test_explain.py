@@ -123,3 +123,14 @@ def test_values_changed_since_the_last_run_say_update(export_env, capsys):
     capsys.readouterr()
     run_cli(main, "explain", target["email"])
     assert orjson.dumps(answer)  # the JSON and the text come from one answer
+
+
+def test_custom_fields_do_not_make_everyone_look_changed(export_env, capsys):
+    """Reproduction: explain planned with field names where the export sent
+    SendGrid's field ids, so the digests differed and everyone read 'changed'."""
+    assert run_cli(main, "map", "news", "loyalty_tier=loyalty_tier", "--create-fields") == 0
+    assert run_cli(main, "export", "news", "--segment", "germany") == 0
+    email = sorted(expected_emails(export_env.rows, ["germany"]))[0]
+    answer = explain_json(capsys, email)
+    assert answer["on_list"] is True
+    assert answer["payload"] == "unchanged", answer["verdict"]
