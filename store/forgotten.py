@@ -18,11 +18,15 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from store.atomic import write_atomic
+
+if TYPE_CHECKING:
+    from store.workspace import Workspace
 
 SCHEMA = pa.schema([("digest", pa.string())])
 
@@ -83,7 +87,7 @@ def exists(state: Path) -> bool:
     return os.path.isfile(_file(state))
 
 
-def prune(state: Path, workspace: object, email_column: str) -> int:
+def prune(state: Path, workspace: Workspace, email_column: str) -> int:
     """Drop the digests of forgotten people the profile source no longer holds
     (so someone who signs up again later is new, sent only with consent);
     returns how many the source still holds, for a warning."""
@@ -94,7 +98,7 @@ def prune(state: Path, workspace: object, email_column: str) -> int:
 
     state_salt = salt(state)
     email = f"NULLIF(lower(trim(CAST({quote_ident(email_column)} AS VARCHAR))), '')"
-    with workspace.connect() as con:  # type: ignore[attr-defined]
+    with workspace.connect() as con:
         con.register("forgotten", pa.table({"digest": digests}))
         rows = con.execute(
             f"SELECT DISTINCT {digest_sql(state_salt, email)} AS d FROM profiles "

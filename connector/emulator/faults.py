@@ -29,6 +29,14 @@ from typing import Any, Literal
 
 FaultKind = Literal["429", "500", "503", "drop", "ok"]
 FAULT_KINDS: frozenset[str] = frozenset({"429", "500", "503", "drop", "ok"})
+# A scripted fault (a string, checked against FAULT_KINDS when it was set) as a FaultKind.
+_SCRIPTED: dict[str, FaultKind] = {
+    "429": "429",
+    "500": "500",
+    "503": "503",
+    "drop": "drop",
+    "ok": "ok",
+}
 REMOVAL_JOB_OUTCOMES: frozenset[str] = frozenset({"ok", "failed", "pending", "ignored"})
 REMOVAL_ENDPOINT = "DELETE /v3/marketing/lists/{id}/contacts"
 _ALIASES = {"drop": "rate_drop", "delay": "job_delay"}
@@ -153,9 +161,9 @@ class FaultInjector:
         with self._lock:
             f = self._faults
             if endpoint == REMOVAL_ENDPOINT and f.removal_script:
-                return f.removal_script.pop(0)  # type: ignore[return-value]
+                return _SCRIPTED[f.removal_script.pop(0)]
             if f.script:
-                return f.script.pop(0)  # type: ignore[return-value]
+                return _SCRIPTED[f.script.pop(0)]
             roll = self._rng.random()
             if roll < f.rate_drop:
                 return "drop"
