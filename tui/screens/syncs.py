@@ -106,9 +106,8 @@ class SyncsScreen(SegsyncScreen):
     MODE = "syncs"
     PURPOSE = (
         "Saved exports that run on a schedule (segsync syncs run-due, under a timer): each "
-        "sync's destination, trigger, last result and run, and when it runs next or what it "
-        "waits for. a adds one from the current destination, segments and mode; Enter opens "
-        "its last run in History."
+        "one's last result and run, and its next run or what it waits for. Enter opens a "
+        "sync's last run in History."
     )
     AUTO_FOCUS = "#syncs"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -116,7 +115,7 @@ class SyncsScreen(SegsyncScreen):
             "a",
             "add",
             "Add",
-            tooltip="a sync of the current destination, segments and mode, with its trigger",
+            tooltip="a sync of the current destination, segments and mode",
         ),
         Binding("p", "pause", "Pause/resume", tooltip="stop or restart the highlighted sync"),
         Binding(
