@@ -59,7 +59,6 @@ SLOW_ELSEWHERE = (
     "tests/cli/test_commands.py",
     "tests/cli/test_map.py",
     "tests/cli/test_output.py",
-    "tests/postgres/",
     "tests/tui/",
 )
 QUICK_ELSEWHERE = ("tests/tui/test_startup.py", "tests/tui/test_relay.py")
