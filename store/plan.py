@@ -327,7 +327,14 @@ class Plan:
             cur = cursor(self._con)
             try:
                 reader = cur.sql(changeset_sql(self._spec)).to_arrow_reader(65_536)
-                with pq.ParquetWriter(handle, CHANGESET_SCHEMA, compression="zstd") as out:
+                with pq.ParquetWriter(
+                    handle,
+                    CHANGESET_SCHEMA,
+                    compression="zstd",
+                    # dictionaries only where values repeat: on emails and JSON
+                    # they cost time and grow the file
+                    use_dictionary=["op", "reason"],
+                ) as out:
                     for batch in reader:
                         out.write_batch(batch.cast(CHANGESET_SCHEMA))
                     if self._removals:
