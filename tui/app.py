@@ -47,7 +47,7 @@ from tui.screens.consent import ConsentScreen
 from tui.screens.destinations import DestinationsScreen
 from tui.widgets.formatting import safe_content
 from tui.widgets.screen_tabs import SCREENS
-from tui.widgets.sync_banner import ACKNOWLEDGE_KEY, SyncAlertsLoaded
+from tui.widgets.sync_banner import ACKNOWLEDGE_KEY, SyncAlertsAcknowledged, SyncAlertsLoaded
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
@@ -103,6 +103,8 @@ class SegsyncApp(App[None]):
 
     sync_alerts: reactive[tuple[SyncAlertInfo, ...]] = reactive(())
     """Failures of scheduled syncs nobody acknowledged; each screen's banner watches it."""
+    acknowledged_syncs: reactive[tuple[int, ...]] = reactive((), always_update=True)
+    """Syncs whose failures were just recorded as seen; the Syncs screen reloads on it."""
 
     def __init__(
         self,
@@ -178,6 +180,11 @@ class SegsyncApp(App[None]):
             self.backend.acknowledge_sync_alerts(sync_ids)
         except Exception as error:
             self.post_message(BackendFailed("acknowledge the failed syncs", describe_error(error)))
+        else:
+            self.post_message(SyncAlertsAcknowledged(sync_ids))
+
+    def on_sync_alerts_acknowledged(self, message: SyncAlertsAcknowledged) -> None:
+        self.acknowledged_syncs = message.sync_ids
 
     # -- showing text ------------------------------------------------------------
 

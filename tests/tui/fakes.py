@@ -511,6 +511,9 @@ class FakeBackend:
         self.sync_alerts_data = [
             a for a in self.sync_alerts_data if sync_ids and a.sync_id not in sync_ids
         ]
+        self.syncs_data = [
+            replace(s, alerts=0) if not sync_ids or s.id in sync_ids else s for s in self.syncs_data
+        ]
 
     def add_sync(self, form: SyncForm) -> SyncInfo:
         self.added_syncs.append(form)

@@ -270,10 +270,13 @@ async def test_banner_names_failed_syncs_until_acknowledged(make_app, backend: F
         await pilot.press("7")
         await settle(pilot)
         assert app.screen.query_one(SyncBanner).display  # on every screen
+        detail = app.screen.query_one("#sync-detail", Static)
+        assert "1 failure not acknowledged" in str(detail.render())
         await pilot.press("k")
         await settle(pilot)
         assert backend.acknowledged == [(1, 2)]
         assert not app.screen.query_one(SyncBanner).display
+        assert "not acknowledged" not in str(detail.render())  # read again once recorded
         await pilot.press("1")
         await settle(pilot)
         assert "Sync nightly" not in screen_text(app)

@@ -147,6 +147,13 @@ class SyncsScreen(SegsyncScreen):
         table = self.query_one(RowTable)
         table.show_rows(COLUMNS, [])
         table.loading = True
+        self.watch(self.app, "acknowledged_syncs", self._acknowledged, init=False)
+
+    def _acknowledged(self) -> None:
+        """The banner was dismissed (k) and the backend recorded it: the
+        detail must stop listing those failures as not acknowledged."""
+        if self.loaded:
+            self.action_refresh()
 
     def on_screen_resume(self) -> None:
         """Each visit reads the syncs again: the timer may have run one since."""

@@ -37,6 +37,14 @@ class SyncAlertsLoaded(Message):
         self.alerts = alerts
 
 
+class SyncAlertsAcknowledged(Message):
+    """The backend recorded these syncs' failures as seen (k on the banner)."""
+
+    def __init__(self, sync_ids: tuple[int, ...]) -> None:
+        super().__init__()
+        self.sync_ids = sync_ids
+
+
 def _local(value: datetime) -> datetime:
     return value.astimezone() if value.tzinfo is not None else value
 
