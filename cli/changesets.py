@@ -232,7 +232,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             sys.stderr.write("nothing was sent\n")
             return EXIT_USAGE
     request = ExportRequest(
-        destination=str(destination.id),
+        destination=destination.id,
         plan_id=record.id,
         replan=args.replan,
         allow_removals=args.allow_removals,

@@ -99,7 +99,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
             sys.stderr.write("nothing was changed\n")
             return EXIT_USAGE
     request = ExportRequest(
-        destination=str(plan.destination_id),
+        destination=plan.destination_id,
         plan_id=plan.id,
         allow_removals=args.allow_removals,
     )

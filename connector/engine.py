@@ -71,7 +71,7 @@ class ExportRequest:
     this run (the operator saw the number).
     """
 
-    destination: str
+    destination: str | int  # a name, or an id (never ambiguous with a name like "3")
     segments: tuple[str, ...] = ()
     mode: Mode = "upsert"
     incremental: bool = False

@@ -791,7 +791,7 @@ class SyncRunner:
             **kwargs,
         )
         request = ExportRequest(
-            destination=str(destination.id),
+            destination=destination.id,
             segments=tuple(sync.segments),
             mode=run_mode(sync.mode),
             incremental=sync.incremental,

@@ -378,7 +378,7 @@ class LocalBackend:
             settings=self._engine_settings,
         )
         request = ExportRequest(
-            destination=str(dest.id),
+            destination=dest.id,
             segments=() if settings.resume_run or settings.plan_id else settings.segments,
             mode=settings.mode,
             incremental=settings.incremental,
@@ -573,7 +573,7 @@ class LocalBackend:
             record = create_sync(
                 history,
                 name=form.name,
-                destination=str(form.destination_id),
+                destination=history.get_destination(form.destination_id).name,
                 segments=form.segments,
                 workspace=self._ws().root,
                 now=utc_now(),
