@@ -520,17 +520,7 @@ class ExportEngine:
     ) -> ev.RunFinished:
         """Record a run refused by a guardrail: nothing was sent, and history says
         why. Runs on a thread (history I/O); returns the event for the loop."""
-        pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
-        run_id = self.history.start_run(
-            destination_id=destination.id,
-            segments=list(request.segments),
-            mode=request.mode,
-            incremental=request.incremental,
-            config=pre.config_snapshot(request, destination, mapping),
-            plan_id=plan.id,
-            kind=plan.kind,
-            undo_of=plan.undo_of,
-        )
+        run_id = self._new_run(request, destination, mapping, plan)
         counts = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
         message = f"refused before any request: {reason}"
         self.history.finish_run(run_id, "refused", counts, message)
@@ -667,20 +657,31 @@ class ExportEngine:
             run_id = previous.id
             self.history.reopen_run(run_id)
         else:
-            pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
-            run_id = self.history.start_run(
-                destination_id=destination.id,
-                segments=list(request.segments),
-                mode=request.mode,
-                incremental=request.incremental,
-                config=pre.config_snapshot(request, destination, mapping),
-                plan_id=plan.id,
-                kind=plan.kind,
-                undo_of=plan.undo_of,
-            )
+            run_id = self._new_run(request, destination, mapping, plan)
             self.history.mark_plan(plan.id, "applied", run_id)
         self.history.update_run_counts(run_id, counts)
         return run_id
+
+    def _new_run(
+        self,
+        request: ExportRequest,
+        destination: Destination,
+        mapping: FieldMapping | None,
+        plan: PlanRecord,
+    ) -> int:
+        """A new run row for ``plan`` (applied, or refused before any request):
+        its configuration snapshot, plan, kind and the run it undoes."""
+        pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
+        return self.history.start_run(
+            destination_id=destination.id,
+            segments=list(request.segments),
+            mode=request.mode,
+            incremental=request.incremental,
+            config=pre.config_snapshot(request, destination, mapping),
+            plan_id=plan.id,
+            kind=plan.kind,
+            undo_of=plan.undo_of,
+        )
 
     def _record_plan_rejections(self, run_id: int, changeset: Changeset) -> None:
         """Store the rows excluded for a data problem in history, all or nothing
