@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +92,26 @@ class EngineSettings:
     poll_interval: float = 0.25  # grows x1.5 per poll: quick for small jobs, polite for big
     poll_max_interval: float = 10.0
     job_timeout: float = 3600.0
+
+
+class Sender:
+    """Where an applied plan's contacts come from: an open plan (the export's
+    own, or the profiles planned again), limited to a stored changeset's
+    (email, digest) rows when ``only`` is given; nothing when ``plan`` is None."""
+
+    def __init__(self, plan: Plan | None, only: pa.Table | None) -> None:
+        self._plan = plan
+        self._only = only
+
+    def contacts(self, skip: pa.Array | None = None) -> Iterator[pa.RecordBatch]:
+        if self._plan is None:
+            return iter(())
+        return self._plan.contacts(only=self._only, skip=skip)
+
+    def close(self) -> None:
+        """Release the plan's DuckDB connection (and its memory)."""
+        if self._plan is not None:
+            self._plan.close()
 
 
 class ExportEngine:
@@ -185,38 +205,54 @@ class ExportEngine:
                         request, destination, mapping, field_ids, list_contacts, emit
                     )
                     return
-                if stored is not None and previous is None:
-                    stored = await self._check_drift(stored, destination, mapping, request, emit)
-                    if stored is not None:  # the plan being applied, as it was reviewed
+                live: Sender | None = None
+                try:
+                    if stored is not None and previous is None:
+                        stored = await self._check_drift(
+                            stored, destination, mapping, request, emit
+                        )
+                    if stored is not None and not undo:
+                        live = await self._plan_again(
+                            stored, destination, mapping, field_ids, request, previous, emit
+                        )
+                        if live is None:  # replanned: the stored plan is superseded
+                            stored = None
+                    if stored is not None and previous is None:  # applied as it was reviewed
                         counts = dict(stored.counts)
-                        emit(
-                            ev.PlanReady(0, counts, _min_batches(counts, self.settings), stored.id)
+                        batches = _min_batches(counts, self.settings)
+                        emit(ev.PlanReady(0, counts, batches, stored.id))
+                    if stored is None:  # an export (plan + apply), or a run from before plans
+                        assert mapping is not None
+                        stored, plan = await self._plan_and_store(
+                            request, destination, mapping, field_ids, list_contacts, emit
                         )
-                if stored is None:  # an export (plan + apply), or a run from before plans
-                    assert mapping is not None
-                    stored = await self._make_plan(
-                        request, destination, mapping, field_ids, list_contacts, emit
-                    )
-                if previous is None:
-                    refusal = self._guardrail_refusal(stored, destination, list_contacts, request)
-                    if refusal is not None:
-                        emit(
-                            await asyncio.to_thread(
-                                self._refuse, stored, destination, request, mapping, refusal
+                        live = Sender(plan, None)
+                    if previous is None:
+                        refusal = self._guardrail_refusal(
+                            stored, destination, list_contacts, request
+                        )
+                        if refusal is not None:
+                            emit(
+                                await asyncio.to_thread(
+                                    self._refuse, stored, destination, request, mapping, refusal
+                                )
                             )
-                        )
-                        return
-                await self._apply(
-                    request,
-                    destination,
-                    mapping,
-                    stored,
-                    previous,
-                    client,
-                    run_id_box,
-                    emit,
-                    cancel,
-                )
+                            return
+                    await self._apply(
+                        request,
+                        destination,
+                        mapping,
+                        stored,
+                        previous,
+                        live,
+                        client,
+                        run_id_box,
+                        emit,
+                        cancel,
+                    )
+                finally:
+                    if live is not None:
+                        live.close()
             finally:
                 self._client = None
                 watcher.cancel()
@@ -272,21 +308,81 @@ class ExportEngine:
 
     # -- planning -----------------------------------------------------------
 
-    async def _make_plan(
+    async def _plan_again(
         self,
-        request: ExportRequest,
+        stored: PlanRecord,
         destination: Destination,
-        mapping: FieldMapping,
+        mapping: FieldMapping | None,
         field_ids: dict[str, str],
-        list_contacts: int | None,
+        request: ExportRequest,
+        previous: RunDetail | None,
         emit: Callable[[ev.Event], None],
-    ) -> PlanRecord:
-        """Plan and store the changeset; returns its PlanRecord."""
-        record, plan = await self._plan_and_store(
-            request, destination, mapping, field_ids, list_contacts, emit
+    ) -> Sender | None:
+        """What sends a stored plan's people: the profiles planned again, each
+        person sent only with the payload whose digest the changeset holds.
+
+        A changeset file keeps digests, not payloads (see ``store.changeset``).
+        If any person to send is missing or has another digest now, nothing is
+        sent: a refusal that says how many, or (``replan``, when applying a plan)
+        None, and the caller plans afresh.
+        """
+        with Changeset(changeset_file(self.state_dir, stored.id)) as changes:
+            planned = await asyncio.to_thread(changes.to_send)
+        if not len(planned):  # removals only: nothing to build
+            return Sender(None, planned)
+        assert mapping is not None
+        pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
+        workspace = pre.require_workspace()
+        emit(ev.PhaseStarted(previous.id if previous else 0, "planning"))
+        plan_request = PlanRequest(
+            segments=tuple(stored.segments),
+            mapping=mapping,
+            custom_field_ids=dict(stored.basis.get("custom_field_ids") or field_ids),
+            forgotten=await self._forgotten(workspace, mapping, emit),
         )
+        try:
+            plan = await asyncio.to_thread(plan_export, workspace, plan_request)
+        except Exception as exc:
+            raise pre.planning_refusal(exc, request) from None
+        try:
+            missing = await asyncio.to_thread(plan.mismatches, planned)
+        except BaseException:
+            plan.close()
+            raise
+        if not missing:
+            return Sender(plan, planned)
         plan.close()
-        return record
+        what = (
+            f"{missing:,} of the {len(planned):,} people plan {stored.id} sends are no "
+            "longer in the profiles with the values it was planned with"
+        )
+        if previous is not None:
+            raise ExportRefused(
+                f"Cannot resume run {previous.id}: {what}; nothing was sent. Export "
+                "again (--incremental sends only who is missing or changed)."
+            )
+        if not request.replan:
+            raise ExportRefused(
+                f"Plan {stored.id} is out of date: {what}. Review a fresh plan "
+                f"(`segsync plan {destination.name} ...`) or apply with --replan."
+            )
+        emit(ev.Warning(0, f"plan {stored.id} is out of date, planned again: {what}"))
+        await asyncio.to_thread(self.history.mark_plan, stored.id, "superseded")
+        return None
+
+    async def _forgotten(
+        self, workspace: Workspace, mapping: FieldMapping, emit: Callable[[ev.Event], None]
+    ) -> tuple[str, pa.Array] | None:
+        """The salted digests of people erased with `segsync forget`, when the
+        source still holds any (None otherwise: nothing to leave out)."""
+        held = await asyncio.to_thread(forgotten.prune, self.state_dir, workspace, mapping.email)
+        if not held:
+            return None
+        emit(ev.Warning(0, f"the profile source still holds {held:,} forgotten people: "
+                           "they are not sent; remove them from the source"))  # fmt: skip
+        return await asyncio.to_thread(
+            lambda: (forgotten.salt(self.state_dir), forgotten.load(self.state_dir))
+        )
 
     async def _plan_and_store(
         self,
@@ -307,17 +403,7 @@ class ExportEngine:
         distrust = pre.distrust(info, list_contacts)
         for warning in pre.ledger_warnings(info, distrust, request):
             emit(ev.Warning(0, warning))
-        held = await asyncio.to_thread(forgotten.prune, self.state_dir, workspace, mapping.email)
-        if held:
-            emit(ev.Warning(0, f"the profile source still holds {held:,} forgotten people: "
-                               "they are not sent; remove them from the source"))  # fmt: skip
-        erased = (
-            await asyncio.to_thread(
-                lambda: (forgotten.salt(self.state_dir), forgotten.load(self.state_dir))
-            )
-            if held
-            else None
-        )
+        erased = await self._forgotten(workspace, mapping, emit)
         plan_request = PlanRequest(
             segments=request.segments,
             mapping=mapping,
@@ -535,11 +621,14 @@ class ExportEngine:
         mapping: FieldMapping | None,
         plan: PlanRecord,
         previous: RunDetail | None,
+        live: Sender | None,
         client: SendGridClient | None,
         run_id_box: list[int],
         emit: Callable[[ev.Event], None],
         cancel: asyncio.Event,
     ) -> None:
+        """Send ``plan`` (its contacts from ``live``, or from the changeset file
+        for an undo), confirm, remove, and record the run."""
         assert client is not None
         started = time.monotonic()
         counts: dict[str, int] = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
@@ -598,7 +687,7 @@ class ExportEngine:
                 if previous is not None:  # a resume: what is left of its plan
                     batches = _min_batches(counts, self.settings)
                     emit(ev.PlanReady(run_id, dict(counts), batches, plan.id))
-                contacts = changeset.contacts(skip=skip)
+                contacts = (live or changeset).contacts(skip=skip)
                 await upload_and_confirm(ctx, contacts, state)
                 if request.mode == "mirror" and not cancel.is_set() and not state.failed:
                     await remove_departed(

@@ -4,17 +4,22 @@
 ``<state>/plans/``: one row per planned profile and per person to take off the
 list, each with a single operation:
 
-- ``add``: not on the list as far as the ledger knows; carries the contact JSON.
-- ``update``: on the list; carries the contact JSON (its values changed, or the
-  run is not incremental).
+- ``add``: not on the list as far as the ledger knows; carries the digest of
+  the payload to send.
+- ``update``: on the list; carries the digest of the payload to send (its values
+  changed, or the run is not incremental).
 - ``unchanged``: on the list with the same payload digest; nothing is sent.
 - ``remove``: on the list, no longer in the segments (mirror mode).
 - ``rejected``: not sent, with its ``reason`` (no_consent, invalid_email, ...)
   and ``detail``.
 
 `apply` sends exactly the ``add`` and ``update`` rows of that file and takes off
-exactly its ``remove`` rows, so what a reviewer saw is what happens, even if
-the profiles change meanwhile. The same file is the run's record of whom it
+exactly its ``remove`` rows, so what a reviewer saw is what happens. A plan's
+file holds no payloads (writing a million contacts' JSON doubled the cost of a
+plan): `apply` plans the same rows again and sends each person only with the
+payload whose digest the file holds, refusing when any differs. An undo's
+changeset is made from a run's record, not from the profiles: it carries the
+``contact`` JSON to send. The same file is the run's record of whom it
 meant to touch; what SendGrid then did is recorded per person by
 ``store.people``.
 """
@@ -93,9 +98,9 @@ class Changeset:
     def contacts(
         self, skip: pa.Array | None = None, rows_per_batch: int = 16_384, limit: int | None = None
     ) -> Iterator[pa.RecordBatch]:
-        """Contacts to send (``add`` and ``update``) as Arrow batches of ``email``,
-        ``hash`` and ``contact`` JSON, leaving out the addresses in ``skip`` (the
-        confirmed batches of the run being resumed)."""
+        """The ``contact`` JSON this file carries (an undo's re-adds) as Arrow
+        batches of ``email``, ``hash`` and ``contact``, leaving out the addresses
+        in ``skip`` (the confirmed batches of the run being resumed)."""
         cur = self._con.cursor()
         try:
             where = "op IN ('add', 'update')"
@@ -107,6 +112,13 @@ class Changeset:
             yield from cur.sql(query).to_arrow_reader(rows_per_batch)
         finally:
             cur.close()
+
+    def to_send(self) -> pa.Table:
+        """(``email``, ``digest``) of every ``add`` and ``update``: who is sent,
+        with which payload (``store.plan.Plan.contacts(only=...)``)."""
+        return self._con.sql(
+            "SELECT email, digest FROM changes WHERE op IN ('add', 'update')"
+        ).to_arrow_table()
 
     def removals(self) -> list[str]:
         """Emails to take off the list, ascending."""
@@ -140,14 +152,6 @@ class Changeset:
                 yield from map(RejectedRow._make, batch)
         finally:
             cur.close()
-
-    def sample_contacts(self, limit: int = 10) -> list[str]:
-        """The contact JSON of the first ``limit`` contacts to send, by email."""
-        rows = self._con.execute(
-            "SELECT contact FROM changes WHERE op IN ('add', 'update') "
-            f"ORDER BY email LIMIT {int(limit)}"
-        ).fetchall()
-        return [r[0] for r in rows]
 
     def keys_for(self, emails: Iterable[str]) -> dict[str, str | None]:
         """The profile key of each of these (normalised) emails, where the plan has one."""

@@ -270,7 +270,12 @@ class Plan:
         ]
 
     def contacts(
-        self, rows_per_batch: int = 16_384, limit: int | None = None
+        self,
+        rows_per_batch: int = 16_384,
+        limit: int | None = None,
+        *,
+        only: pa.Table | None = None,
+        skip: pa.Array | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Contacts to send as Arrow batches: ``email``, ``hash``, ``contact`` JSON.
 
@@ -280,13 +285,45 @@ class Plan:
         while earlier batches are uploaded. ``limit`` keeps only the stream's first
         contacts (DuckDB keeps a single table's order under LIMIT): what a dry-run
         needs to show the first request body this plan would send.
+
+        ``only``: a stored changeset's (``email``, ``digest``) rows: just those
+        people, with exactly those payloads (see ``mismatches``). ``skip``:
+        addresses not to send (the confirmed batches of a resumed run).
         """
         cur = cursor(self._con)
         try:
-            query = contacts_sql(self._spec, limit=limit)
+            if only is not None:
+                cur.register("_only", only)
+            if skip is not None and len(skip):
+                emails = pc.utf8_lower(pc.utf8_trim_whitespace(skip.cast(pa.string())))
+                cur.register("_skip", pa.table({"email": emails}))
+            query = contacts_sql(
+                self._spec,
+                limit=limit,
+                only="_only" if only is not None else None,
+                skip="_skip" if skip is not None and len(skip) else None,
+            )
             yield from cur.sql(query).to_arrow_reader(rows_per_batch)
         finally:
             cur.close()
+
+    def mismatches(self, planned: pa.Table) -> int:
+        """How many of a stored changeset's people to send (``email``, ``digest``)
+        this plan would not send with exactly that payload: 0 means the plan can
+        send that changeset person for person. A person is missing when the
+        profiles changed since, left the segments, or lost consent; another
+        digest means their values (or the DuckDB computing digests) changed."""
+        cur = cursor(self._con)
+        try:
+            cur.register("_planned", planned)
+            found = cur.execute(
+                "SELECT count(*) FROM _planned o ANTI JOIN "
+                "(SELECT email, hash FROM plan_rows WHERE status = 'to_send') p "
+                "ON p.email = o.email AND p.hash = o.digest"
+            ).fetchone()
+        finally:
+            cur.close()
+        return int(found[0]) if found else 0
 
     def rejected(
         self, limit: int | None = None, categories: Sequence[str] = EXCLUSIONS
@@ -326,12 +363,16 @@ class Plan:
         def write(handle: BinaryIO) -> None:
             cur = cursor(self._con)
             try:
-                reader = cur.sql(changeset_sql(self._spec)).to_arrow_reader(65_536)
+                reader = cur.sql(changeset_sql()).to_arrow_reader(65_536)
                 with pq.ParquetWriter(
                     handle,
                     CHANGESET_SCHEMA,
-                    compression="zstd",
-                    # dictionaries only where values repeat: on emails and JSON
+                    # Written on one core while the user waits: LZ4 costs half
+                    # of zstd's CPU for a file ~1.5x larger (23 MB a million),
+                    # and nothing reads these files by min/max statistics.
+                    compression="lz4",
+                    write_statistics=False,
+                    # dictionaries only where values repeat: on emails and keys
                     # they cost time and grow the file
                     use_dictionary=["op", "reason"],
                 ) as out:

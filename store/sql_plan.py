@@ -278,7 +278,13 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     return statements
 
 
-def contacts_sql(spec: PlanSpec, limit: int | None = None, by_email: bool = False) -> str:
+def contacts_sql(
+    spec: PlanSpec,
+    limit: int | None = None,
+    by_email: bool = False,
+    only: str | None = None,
+    skip: str | None = None,
+) -> str:
     """Contacts to send: ``email``, ``hash``, ``contact`` JSON, in the plan's order.
 
     Not sorted: the stream starts at once and DuckDB builds the JSON in parallel
@@ -286,24 +292,35 @@ def contacts_sql(spec: PlanSpec, limit: int | None = None, by_email: bool = Fals
     their recorded addresses (``store.batch_emails``), so no order is needed.
     ``by_email`` (with a small ``limit``) picks the first contacts by address
     instead, so a preview's sample is the same from one run to the next.
+    ``only``: a table of (``email``, ``digest``): just those people, and only
+    with those exact payloads (a stored changeset being applied). ``skip``: a
+    table of ``email``: addresses not to send (a resumed run's confirmed ones).
     """
     top = f"LIMIT {int(limit)}" if limit is not None else ""
     order = "ORDER BY email" if by_email else ""
+    joins = ""
+    if only is not None:
+        joins += f" SEMI JOIN {only} o ON o.email = p.email AND o.digest = p.hash"
+    if skip is not None:
+        joins += f" ANTI JOIN {skip} s ON s.email = p.email"
     return f"""
         SELECT email, hash, {spec.contact_json()} AS contact
-        FROM (SELECT * FROM plan_rows WHERE status = 'to_send' {order} {top})
+        FROM (SELECT p.* FROM plan_rows p{joins} WHERE status = 'to_send' {order} {top})
         {order}
     """
 
 
-def changeset_sql(spec: PlanSpec) -> str:
+def changeset_sql() -> str:
     """Every planned row as one operation of the changeset (see ``store.changeset``).
 
-    ``add`` (not in the ledger) and ``update`` carry the contact JSON to send;
-    ``unchanged`` carries only its digest; a ``rejected`` row its reason. A row
-    that a resumed legacy run had already confirmed (``skipped``) is sent again
-    by nobody and stays on the list: ``unchanged``. Not sorted: a million rows
-    stream out as DuckDB produces them.
+    ``add`` (not in the ledger) and ``update`` carry the digest of the payload
+    to send, not the payload: `apply` plans again and sends only people whose
+    payload has that digest (building their JSON here would double the cost
+    of a plan). ``unchanged`` carries its digest; a ``rejected`` row its
+    reason. A row that a resumed legacy run had already confirmed
+    (``skipped``) is sent again by nobody and stays on the list:
+    ``unchanged``. Not sorted: a million rows stream out as DuckDB produces
+    them.
     """
     return f"""
         SELECT email, CAST(_key_order AS VARCHAR) AS key,
@@ -313,7 +330,7 @@ def changeset_sql(spec: PlanSpec) -> str:
                     ELSE 'rejected' END AS op,
                CASE WHEN status NOT IN {ON_LIST} THEN status END AS reason,
                detail, source_email, CAST(hash AS UBIGINT) AS digest,
-               CASE WHEN status = 'to_send' THEN {spec.contact_json()} END AS contact
+               NULL::VARCHAR AS contact
         FROM plan_rows
     """
 

@@ -151,6 +151,64 @@ def test_apply_refuses_a_plan_whose_profiles_changed_and_replans_on_request(expo
     assert export_env.emulator.state.list_members(export_env.list_id) == after
 
 
+def rename_in_germany(export_env, how_many: int) -> set[str]:
+    """Give some consenting German profiles another first name, in place;
+    returns their (normalised) emails."""
+    rows = [dict(r) for r in export_env.rows]
+    changed: set[str] = set()
+    for row in rows:
+        email = (row["email"] or "").strip().lower()
+        if len(changed) < how_many and email in expected_emails(export_env.rows, ["germany"]):
+            row["first_name"] = "Renamed" + row["first_name"][:10]
+            changed.add(email)
+    pq.write_table(pa.Table.from_pylist(rows), export_env.workspace / "profiles.parquet")
+    export_env.rows[:] = rows
+    return changed
+
+
+def test_a_plan_keeps_digests_and_apply_sends_the_profiles_values(export_env, capsys):
+    code, plan = cli_json(capsys, "plan", "news", "--segment", "germany")
+    assert code == 0
+    rows = pq.read_table(changeset_file(export_env.state_dir, plan["plan"])).to_pylist()
+    to_send = [r for r in rows if r["op"] in ("add", "update")]
+    assert len(to_send) == plan["counts"]["to_send"] > 0
+    assert all(r["contact"] is None and r["digest"] is not None for r in to_send)
+
+    code, summary = cli_json(capsys, "apply", str(plan["plan"]), "--yes")
+    assert code == 0, summary
+    state = export_env.emulator.state
+    for row in export_env.rows:
+        email = (row["email"] or "").strip().lower()
+        if email in {r["email"] for r in to_send} and row["email"] == email:
+            assert state.contact(email)["first_name"] == row["first_name"]
+
+
+def test_apply_refuses_when_values_changed_behind_an_unchanged_fingerprint(
+    export_env, capsys, monkeypatch
+):
+    # A source rewritten in place with the same size and time passes the drift
+    # check; the digests of what is sent must still match the plan.
+    monkeypatch.setattr("connector.preflight.source_fingerprint", lambda _source: {"same": 1})
+    code, plan = cli_json(capsys, "plan", "news", "--segment", "germany")
+    assert code == 0
+    changed = rename_in_germany(export_env, 3)
+
+    mark = len(export_env.emulator.exchanges)
+    capsys.readouterr()
+    code = run_cli(main, "apply", str(plan["plan"]), "--yes")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "3 of the" in err and "out of date" in err
+    assert not [x for x in export_env.emulator.exchanges[mark:] if x.method != "GET"]
+    assert history(export_env).get_plan(plan["plan"]).status == "ready"
+
+    code, summary = cli_json(capsys, "apply", str(plan["plan"]), "--yes", "--replan")
+    assert code == 0, summary
+    state = export_env.emulator.state
+    assert state.list_members(export_env.list_id) == expected_emails(export_env.rows, ["germany"])
+    assert all(state.contact(email)["first_name"].startswith("Renamed") for email in changed)
+
+
 def test_apply_asks_first_and_a_script_must_say_yes(export_env, capsys, monkeypatch):
     _, plan = cli_json(capsys, "plan", "news", "--segment", "germany")
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)

@@ -7,6 +7,8 @@ import subprocess
 import time
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from store.history import History
@@ -126,6 +128,28 @@ def test_a_confirmed_batch_without_its_address_file_is_sent_again_with_a_warning
     assert not resent & kept  # the recorded ones did not
     expected = expected_emails(export_env.rows, ["germany"])
     assert export_env.emulator.state.list_members(export_env.list_id) == expected
+
+
+def test_resume_refuses_when_the_profiles_changed_since_the_plan(export_env, capsys):
+    # The changeset keeps who and which digest, not the payloads: a resume plans
+    # again, and must not send values nobody reviewed.
+    export_env.emulator.set_faults(job_delay=0.2)
+    proc = start_export(export_env, "--segment", "germany", "--batch-size", "60")
+    kill_after(proc, "job completed", 2)
+    run = History(history_path(export_env.state_dir)).list_runs()[0]
+    rows = [dict(r) for r in export_env.rows]
+    for row in rows:
+        row["first_name"] = "Changed" + row["first_name"][:10]
+    pq.write_table(pa.Table.from_pylist(rows), export_env.workspace / "profiles.parquet")
+
+    mark = len(export_env.emulator.exchanges)
+    capsys.readouterr()
+    code = run_cli(main, "export", "news", "--resume", str(run.id))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"Cannot resume run {run.id}" in err and "nothing was sent" in err
+    assert not [x for x in export_env.emulator.exchanges[mark:] if x.method == "PUT"]
+    assert History(history_path(export_env.state_dir)).get_run(run.id).status == "interrupted"
 
 
 def _batch_emails(export_env, history, run_id: int, seq: int) -> set[str]:
