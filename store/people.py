@@ -24,7 +24,7 @@ import csv
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import duckdb
 import pyarrow as pa
@@ -63,63 +63,78 @@ def write_people(
 ) -> dict[str, int]:
     """Write the run's record from its changeset and what SendGrid confirmed;
     returns how many people each op names."""
-    con = duckdb.connect()
-    try:
-        con.register("_sent", pa.table({"email": sent.cast(pa.string())}))
+    counts = dict.fromkeys(PEOPLE_OPS, 0)
+
+    def write(handle: BinaryIO) -> None:
+        con = duckdb.connect()
+        try:
+            _register_outcomes(con, sent, errored, removed, remove_failed)
+            reader = con.sql(_people_sql(changeset.path)).to_arrow_reader(65_536)
+            # Streamed: a million people never sit in memory at once. LZ4
+            # without statistics, as for changesets: written while the user waits.
+            with pq.ParquetWriter(
+                handle, PEOPLE_SCHEMA, compression="lz4", write_statistics=False
+            ) as out:
+                for batch in reader:
+                    batch = batch.cast(PEOPLE_SCHEMA)
+                    for item in batch.column("op").value_counts().to_pylist():
+                        counts[item["values"]] += int(item["counts"])
+                    out.write_batch(batch)
+        finally:
+            con.close()
+
+    write_atomic(Path(path), write)
+    return counts
+
+
+def _register_outcomes(
+    con: duckdb.DuckDBPyConnection,
+    sent: pa.Array,
+    errored: Mapping[str, str],
+    removed: Iterable[str],
+    remove_failed: Mapping[str, str],
+) -> None:
+    con.register("_sent", pa.table({"email": sent.cast(pa.string())}))
+    for name, why in (("_errored", errored), ("_remove_failed", remove_failed)):
         con.register(
-            "_errored",
+            name,
             pa.table(
                 {
-                    "email": pa.array(list(errored), pa.string()),
-                    "why": pa.array(list(errored.values()), pa.string()),
+                    "email": pa.array(list(why), pa.string()),
+                    "why": pa.array(list(why.values()), pa.string()),
                 }
             ),
         )
-        con.register("_removed", _emails(removed))
-        con.register(
-            "_remove_failed",
-            pa.table(
-                {
-                    "email": pa.array(list(remove_failed), pa.string()),
-                    "why": pa.array(list(remove_failed.values()), pa.string()),
-                }
-            ),
-        )
-        changes = f"read_parquet({quote_literal(str(changeset.path))})"
-        table = con.sql(
-            f"""
-            SELECT c.email, c.key,
-                   CASE WHEN e.email IS NOT NULL THEN 'rejected_by_sendgrid'
-                        WHEN s.email IS NULL THEN 'not_sent'
-                        WHEN c.op = 'add' THEN 'added' ELSE 'updated' END AS op,
-                   CASE WHEN e.email IS NOT NULL THEN e.why END AS reason
-            FROM {changes} c
-            LEFT JOIN (SELECT DISTINCT email FROM _sent) s ON s.email = c.email
-            LEFT JOIN _errored e ON e.email = c.email
-            WHERE c.op IN ('add', 'update')
-            UNION ALL
-            SELECT coalesce(email, source_email), key, 'rejected',
-                   reason || coalesce(': ' || detail, '')
-            FROM {changes} WHERE op = 'rejected'
-            UNION ALL
-            SELECT c.email, NULL,
-                   CASE WHEN r.email IS NOT NULL THEN 'removed'
-                        WHEN f.email IS NOT NULL THEN 'remove_failed'
-                        ELSE 'not_sent' END,
-                   f.why
-            FROM {changes} c
-            LEFT JOIN _removed r ON r.email = c.email
-            LEFT JOIN _remove_failed f ON f.email = c.email
-            WHERE c.op = 'remove'
-            """
-        ).to_arrow_table()
-    finally:
-        con.close()
-    table = table.cast(PEOPLE_SCHEMA)
-    write_atomic(Path(path), lambda handle: pq.write_table(table, handle, compression="zstd"))
-    ops = table.column("op").value_counts().to_pylist()
-    found = {item["values"]: item["counts"] for item in ops}
-    return {op: int(found.get(op, 0)) for op in PEOPLE_OPS}
+    con.register("_removed", _emails(removed))
+
+
+def _people_sql(changeset: Path) -> str:
+    changes = f"read_parquet({quote_literal(str(changeset))})"
+    return f"""
+        SELECT c.email, c.key,
+               CASE WHEN e.email IS NOT NULL THEN 'rejected_by_sendgrid'
+                    WHEN s.email IS NULL THEN 'not_sent'
+                    WHEN c.op = 'add' THEN 'added' ELSE 'updated' END AS op,
+               CASE WHEN e.email IS NOT NULL THEN e.why END AS reason
+        FROM {changes} c
+        LEFT JOIN (SELECT DISTINCT email FROM _sent) s ON s.email = c.email
+        LEFT JOIN _errored e ON e.email = c.email
+        WHERE c.op IN ('add', 'update')
+        UNION ALL
+        SELECT coalesce(email, source_email), key, 'rejected',
+               reason || coalesce(': ' || detail, '')
+        FROM {changes} WHERE op = 'rejected'
+        UNION ALL
+        SELECT c.email, NULL,
+               CASE WHEN r.email IS NOT NULL THEN 'removed'
+                    WHEN f.email IS NOT NULL THEN 'remove_failed'
+                    ELSE 'not_sent' END,
+               f.why
+        FROM {changes} c
+        LEFT JOIN _removed r ON r.email = c.email
+        LEFT JOIN _remove_failed f ON f.email = c.email
+        WHERE c.op = 'remove'
+    """
 
 
 def write_people_csv(rows: Iterable[tuple[Any, ...]], path: Path) -> int:
