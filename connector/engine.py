@@ -322,9 +322,14 @@ class ExportEngine:
         person sent only with the payload whose digest the changeset holds.
 
         A changeset file keeps digests, not payloads (see ``store.changeset``).
-        If any person to send is missing or has another digest now, nothing is
-        sent: a refusal that says how many, or (``replan``, when applying a plan)
-        None, and the caller plans afresh.
+        Applying a plan, the drift check saw the ledger as it was planned with,
+        so the plan is made again the same way and must name the same people
+        with the same digests: then it is sent in the same order the preview's
+        first body showed. A resume plans every selected profile (the ledger
+        has moved on with what the run confirmed) and sends only the
+        changeset's people. If anyone is missing, extra, or has another digest
+        now, nothing is sent: a refusal that says how many, or (``replan``, when
+        applying a plan) None, and the caller plans afresh.
         """
         with Changeset(changeset_file(self.state_dir, stored.id)) as changes:
             planned = await asyncio.to_thread(changes.to_send)
@@ -334,10 +339,18 @@ class ExportEngine:
         pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
         workspace = pre.require_workspace()
         emit(ev.PhaseStarted(previous.id if previous else 0, "planning"))
+        same = previous is None
+        ledger = None
+        if same and not stored.basis.get("ledger_distrusted"):
+            ledger = await asyncio.to_thread(pre.ledger, destination)
+        info = await asyncio.to_thread(read_info, ledger) if ledger is not None else None
         plan_request = PlanRequest(
             segments=tuple(stored.segments),
             mapping=mapping,
             custom_field_ids=dict(stored.basis.get("custom_field_ids") or field_ids),
+            ledger=ledger,
+            incremental=same and stored.incremental,
+            compare_digests=info.digests_comparable if info is not None else True,
             forgotten=await self._forgotten(workspace, mapping, emit),
         )
         try:
@@ -349,13 +362,19 @@ class ExportEngine:
         except BaseException:
             plan.close()
             raise
-        if not missing:
-            return Sender(plan, planned)
+        extra = plan.counts["to_send"] - (len(planned) - missing) if same else 0
+        if not missing and not extra:
+            return Sender(plan, None if same else planned)
         plan.close()
-        what = (
-            f"{missing:,} of the {len(planned):,} people plan {stored.id} sends are no "
-            "longer in the profiles with the values it was planned with"
-        )
+        differ = []
+        if missing:
+            differ.append(
+                f"{missing:,} of the {len(planned):,} people it sends are no longer in "
+                "the profiles with the values it was planned with"
+            )
+        if extra:
+            differ.append(f"{extra:,} more would be sent now")
+        what = f"plan {stored.id}: {' and '.join(differ)}"
         if previous is not None:
             raise ExportRefused(
                 f"Cannot resume run {previous.id}: {what}; nothing was sent. Export "
@@ -363,7 +382,7 @@ class ExportEngine:
             )
         if not request.replan:
             raise ExportRefused(
-                f"Plan {stored.id} is out of date: {what}. Review a fresh plan "
+                f"Plan {stored.id} is out of date ({what}). Review a fresh plan "
                 f"(`segsync plan {destination.name} ...`) or apply with --replan."
             )
         emit(ev.Warning(0, f"plan {stored.id} is out of date, planned again: {what}"))
@@ -500,9 +519,13 @@ class ExportEngine:
         )
 
     def _first_body(self, plan: Plan, list_id: str, limit: int = 4000) -> str:
-        """The first request body as it would be sent (the key is never in a body)."""
+        """The first request body as it would be sent (the key is never in a body),
+        cut at ``limit`` characters. Only as many contacts as can fill those
+        characters are built (each takes at least 16 bytes): the same first
+        characters as the whole body of up to 30,000, without building it."""
+        enough = min(self.settings.max_contacts, limit // 16 + 1)
         bodies = pack_bodies(
-            plan.contacts(limit=self.settings.max_contacts),
+            plan.contacts(limit=enough),
             [list_id],
             max_contacts=self.settings.max_contacts,
             max_bytes=self.settings.max_bytes,

@@ -209,6 +209,26 @@ def test_apply_refuses_when_values_changed_behind_an_unchanged_fingerprint(
     assert all(state.contact(email)["first_name"].startswith("Renamed") for email in changed)
 
 
+def test_apply_refuses_people_who_joined_behind_an_unchanged_fingerprint(
+    export_env, capsys, monkeypatch
+):
+    monkeypatch.setattr("connector.preflight.source_fingerprint", lambda _source: {"same": 1})
+    code, plan = cli_json(capsys, "plan", "news", "--segment", "germany")
+    assert code == 0
+    rows = [dict(r) for r in export_env.rows]
+    for row in rows[:30]:
+        row["country"] = "DE"  # some of these join the segment: not in the plan
+    pq.write_table(pa.Table.from_pylist(rows), export_env.workspace / "profiles.parquet")
+    export_env.rows[:] = rows
+
+    capsys.readouterr()
+    code = run_cli(main, "apply", str(plan["plan"]), "--yes")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "more would be sent now" in err
+    assert export_env.emulator.state.list_members(export_env.list_id) == set()
+
+
 def test_apply_asks_first_and_a_script_must_say_yes(export_env, capsys, monkeypatch):
     _, plan = cli_json(capsys, "plan", "news", "--segment", "germany")
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from connector import events as ev
@@ -91,3 +92,20 @@ async def test_rows_sendgrid_rejects_are_recorded_with_reasons(export_env):
     assert {r.email for r in rows} == refused
     assert all(r.reason for r in rows)
     assert export_env.emulator.state.list_members(export_env.list_id) == set(expected) - refused
+
+
+async def test_the_previews_first_body_is_how_the_applied_plan_begins(export_env):
+    # The preview builds only enough contacts for the characters it shows: what
+    # it shows must still be the first characters of the first request sent.
+    engine = engine_for(export_env, max_contacts=500, concurrency=1)
+    events = await collect(engine, ExportRequest("news", ("germany", "france"), dry_run=True))
+    preview = next(e for e in events if isinstance(e, ev.PreviewReady))
+    assert preview.first_body.endswith(" …")
+    shown = preview.first_body.removesuffix(" …")
+    assert len(shown) == 4000
+
+    await collect(engine, ExportRequest("news", plan_id=preview.plan_id))
+    first = next(x for x in export_env.emulator.exchanges if x.method == "PUT")
+    assert len(first.request_json["contacts"]) == 500
+    sent = orjson.dumps(first.request_json).decode()
+    assert sent.startswith(shown)
