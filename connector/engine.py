@@ -394,13 +394,16 @@ class ExportEngine:
     ) -> tuple[str, pa.Array] | None:
         """The salted digests of people erased with `segsync forget`, when the
         source still holds any (None otherwise: nothing to leave out)."""
-        held = await asyncio.to_thread(forgotten.prune, self.state_dir, workspace, mapping.email)
+        held = await asyncio.to_thread(forgotten.release, self.state_dir, workspace, mapping.email)
         if not held:
             return None
         emit(ev.Warning(0, f"the profile source still holds {held:,} forgotten people: "
                            "they are not sent; remove them from the source"))  # fmt: skip
         return await asyncio.to_thread(
-            lambda: (forgotten.salt(self.state_dir), forgotten.load(self.state_dir))
+            lambda: (
+                forgotten.salt(self.state_dir),
+                forgotten.load(self.state_dir, workspace.source_label),
+            )
         )
 
     async def _plan_and_store(

@@ -4,8 +4,12 @@ Erasure must leave no plain copy of an address in the state folder, yet later
 exports must still recognise the person while the profile source holds them
 (decided: a forgotten person is refused by every later export, counted as
 ``forgotten``, for as long as the source still has them; once a plan finds
-the source no longer has them, the digest is dropped, so someone who signs
-up again later is treated as new and is sent only with consent, like anyone).
+a source no longer has them, that source *releases* the digest, so someone
+who signs up there again later is treated as new and is sent only with
+consent, like anyone). Release is per profile source: one state folder can
+serve several workspaces, and a workspace that never held the person must
+not make another, which still holds them, send them again. Digests are kept
+(a salted hash names nobody without the salt).
 
 The digest is SHA-256 over a per-state-folder random salt and the normalised
 address, so the list cannot be matched against addresses from elsewhere
@@ -28,7 +32,7 @@ from store.atomic import write_atomic
 if TYPE_CHECKING:
     from store.workspace import Workspace
 
-SCHEMA = pa.schema([("digest", pa.string())])
+SCHEMA = pa.schema([("digest", pa.string()), ("released", pa.list_(pa.string()))])
 
 
 def _salt_file(state: Path) -> Path:
@@ -60,38 +64,53 @@ def _file(state: Path) -> Path:
     return Path(state) / "forgotten.parquet"
 
 
-def load(state: Path) -> pa.Array:
-    """Digests of forgotten people (empty when nobody was forgotten)."""
+def _read(state: Path) -> pa.Table:
+    """Every digest with the sources that released it (a file from before
+    release was per source has no ``released``: nobody released anything)."""
     path = _file(state)
     if not path.is_file():
-        return pa.array([], pa.string())
-    return pq.read_table(path).column("digest").combine_chunks()
+        return SCHEMA.empty_table()
+    table = pq.read_table(path)
+    if "released" not in table.column_names:
+        released = pa.array([[]] * table.num_rows, pa.list_(pa.string()))
+        table = table.append_column("released", released)
+    return table.select(["digest", "released"]).cast(SCHEMA)
 
 
-def save(state: Path, digests: pa.Array) -> None:
-    """Replace the list (owner-only, atomic); an empty list removes the file."""
+def _write(state: Path, table: pa.Table) -> None:
     path = _file(state)
-    unique = pa.array(sorted(set(digests.to_pylist())), pa.string())
-    if len(unique) == 0:
+    if table.num_rows == 0:
         path.unlink(missing_ok=True)
         return
-    table = pa.table({"digest": unique}, schema=SCHEMA)
-    write_atomic(path, lambda handle: pq.write_table(table, handle))
+    write_atomic(path, lambda handle: pq.write_table(table.cast(SCHEMA), handle))
+
+
+def load(state: Path, source: str | None = None) -> pa.Array:
+    """Digests of forgotten people (empty when nobody was forgotten); with
+    ``source``, only those that source has not released."""
+    rows = _read(state).to_pylist()
+    return pa.array(
+        sorted({r["digest"] for r in rows if source is None or source not in r["released"]}),
+        pa.string(),
+    )
 
 
 def add(state: Path, new: list[str]) -> None:
-    save(state, pa.concat_arrays([load(state), pa.array(new, pa.string())]))
+    """Forget these digests everywhere (again: a release is undone)."""
+    kept = [r for r in _read(state).to_pylist() if r["digest"] not in set(new)]
+    fresh = [{"digest": d, "released": []} for d in sorted(set(new))]
+    _write(state, pa.Table.from_pylist(kept + fresh, schema=SCHEMA))
 
 
 def exists(state: Path) -> bool:
     return os.path.isfile(_file(state))
 
 
-def prune(state: Path, workspace: Workspace, email_column: str) -> int:
-    """Drop the digests of forgotten people the profile source no longer holds
-    (so someone who signs up again later is new, sent only with consent);
-    returns how many the source still holds, for a warning."""
-    digests = load(state)
+def release(state: Path, workspace: Workspace, email_column: str) -> int:
+    """Release, for this workspace's source, the digests of forgotten people it
+    no longer holds; returns how many it still holds, for a warning."""
+    source = workspace.source_label
+    digests = load(state, source)
     if len(digests) == 0:
         return 0
     from store.workspace import quote_ident
@@ -104,7 +123,12 @@ def prune(state: Path, workspace: Workspace, email_column: str) -> int:
             f"SELECT DISTINCT {digest_sql(state_salt, email)} AS d FROM profiles "
             "WHERE d IN (SELECT digest FROM forgotten)"
         ).fetchall()
-    present = [r[0] for r in rows]
-    if len(present) != len(digests):
-        save(state, pa.array(present, pa.string()))
+    present = {r[0] for r in rows}
+    gone = set(digests.to_pylist()) - present
+    if gone:
+        table = _read(state).to_pylist()
+        for row in table:
+            if row["digest"] in gone:
+                row["released"] = sorted({*row["released"], source})
+        _write(state, pa.Table.from_pylist(table, schema=SCHEMA))
     return len(present)

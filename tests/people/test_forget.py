@@ -142,11 +142,35 @@ def test_forget_takes_them_off_the_list_and_leaves_no_plain_copy(export_env, cap
     pq.write_table(pa.Table.from_pylist(rows), export_env.workspace / "profiles.parquet")
     code, without = cli_json(capsys, "export", "news", "--segment", SEGMENT)
     assert code == 0 and without["counts"].get("forgotten", 0) == 0
-    assert not (state / "forgotten.parquet").exists()
     pq.write_table(pa.Table.from_pylist(export_env.rows), export_env.workspace / "profiles.parquet")
     code, back = cli_json(capsys, "export", "news", "--segment", SEGMENT)
     assert code == 0 and back["counts"].get("forgotten", 0) == 0
     assert email in emulator.state.list_members(export_env.list_id)
+
+
+def test_a_workspace_without_them_does_not_release_them_for_another(
+    export_env, capsys, monkeypatch, tmp_path
+):
+    # One state folder, two workspaces: the one that never held the person must
+    # not make the one that still does send them again.
+    email = single_row_person(export_env.rows)
+    assert run_cli(main, "export", "news", "--segment", SEGMENT) == 0
+    assert run_cli(main, "forget", email, "--yes") == 0
+    other = tmp_path / "other-ws"
+    other.mkdir()
+    rows = [r for r in export_env.rows if (r["email"] or "").strip().lower() != email]
+    pq.write_table(pa.Table.from_pylist(rows), other / "profiles.parquet")
+    (other / "segments.toml").write_text((export_env.workspace / "segments.toml").read_text())
+
+    monkeypatch.setenv("SEGSYNC_WORKSPACE", str(other))
+    code, there = cli_json(capsys, "export", "news", "--segment", SEGMENT)
+    assert code == 0 and there["counts"].get("forgotten", 0) == 0
+
+    monkeypatch.setenv("SEGSYNC_WORKSPACE", str(export_env.workspace))
+    code, here = cli_json(capsys, "export", "news", "--segment", SEGMENT)
+    assert code == 0, here
+    assert here["counts"]["forgotten"] == 1
+    assert email not in export_env.emulator.state.list_members(export_env.list_id)
 
 
 def test_an_unreachable_destination_is_reported_and_local_records_are_still_erased(
