@@ -435,6 +435,8 @@ class ExportEngine:
             mirror=request.mode == "mirror",
             compare_digests=info.digests_comparable if info is not None else True,
             forgotten=erased,
+            # a preview is never sent from memory: apply plans again
+            keep_payloads=not request.dry_run,
         )
         try:
             plan = await asyncio.to_thread(plan_export, workspace, plan_request)

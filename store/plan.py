@@ -205,6 +205,8 @@ class PlanRequest:
     # connection handed to plan_export (so the profiles are scanned once).
     only_email: str | None = None
     source: str | None = None
+    # False: the plan is only reviewed, never sent from memory (``PlanSpec``).
+    keep_payloads: bool = True
 
 
 class RejectedRow(NamedTuple):
@@ -508,6 +510,7 @@ def plan_export(
             ),
             skip_confirmed=req.skip_emails is not None and len(req.skip_emails) > 0,
             incremental=req.incremental and req.compare_digests,
+            keep_payloads=req.keep_payloads,
             source=req.source or NUMBERED_VIEW,
             row_column=ws.row_column,
         )

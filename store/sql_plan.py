@@ -85,6 +85,10 @@ class PlanSpec:
     custom: Sequence[tuple[str, str, str]]
     skip_confirmed: bool = False  # a ``confirmed`` table lists addresses already sent
     incremental: bool = False
+    # False for a plan that is only reviewed (a preview, `segsync plan`): its
+    # payload values are not kept in ``plan_rows`` (a sixth of the planning
+    # time); the few contacts it shows are looked up in the source by row.
+    keep_payloads: bool = True
     source: str = NUMBERED_VIEW  # the numbered rows to plan (explain: one person's copy)
     row_column: str = ROW_COLUMN  # the row number's name there (Workspace.row_column)
 
@@ -188,10 +192,11 @@ def plan_statements(spec: PlanSpec) -> list[str]:
     key_order = _col(spec.key_column) if spec.key_column else row
     fields = range(len(spec.payload()))
     values = "".join(f", {_v(i)}" for i in fields)
-    # Payload values are kept only for rows to send (NULL elsewhere: less memory).
+    # Payload values are kept only for rows to send (NULL elsewhere: less memory),
+    # and only when this plan may be sent.
     kept_values = "".join(
         f"\n               CASE WHEN status = 'to_send' THEN {_v(i)} END AS {_v(i)},"
-        for i in fields
+        for i in (fields if spec.keep_payloads else ())
     )
     consent_detail = quote_literal(f"{spec.consent[0]} is not true") if spec.consent else "NULL"
     skipped = "confirmed_email IS NOT NULL" if spec.skip_confirmed else "false"
@@ -303,6 +308,18 @@ def contacts_sql(
         joins += f" SEMI JOIN {only} o ON o.email = p.email AND o.digest = p.hash"
     if skip is not None:
         joins += f" ANTI JOIN {skip} s ON s.email = p.email"
+    if not spec.keep_payloads:
+        # A reviewed-only plan: the values of these few rows, from the source by
+        # row number (DuckDB pushes the join's keys into the scan), in the
+        # order the plan would send them.
+        return f"""
+            SELECT email, hash, {spec.contact_json()} AS contact
+            FROM (SELECT p._row, p.email, p.hash FROM plan_rows p{joins}
+                  WHERE status = 'to_send' {order or "ORDER BY _row"} {top}) p
+            JOIN (SELECT {_col(spec.row_column)} AS _source_row{spec.values_sql()}
+                  FROM {spec.source} n) v ON v._source_row = p._row
+            {order or "ORDER BY _row"}
+        """
     return f"""
         SELECT email, hash, {spec.contact_json()} AS contact
         FROM (SELECT p.* FROM plan_rows p{joins} WHERE status = 'to_send' {order} {top})

@@ -443,3 +443,22 @@ def test_a_profile_column_named_like_the_internal_row_number_is_just_a_column(
         assert sorted(emails) == ["a@example.com", "b@example.com"]
         assert plan.counts["duplicate"] == 1
         assert [r.key for r in plan.rejected()] == ["2"]
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "duckdb"])
+def test_a_plan_only_reviewed_shows_what_a_plan_to_send_would_send(
+    make_workspace: Callable[..., Path], kind: str
+) -> None:
+    # A preview keeps no payload values: its samples and first contacts are looked
+    # up in the source, and must be the very contacts, in the very order, that a
+    # plan kept for sending streams first.
+    ws = Workspace.open(make_workspace(kind))
+    with _plan(ws) as sending, _plan(ws, keep_payloads=False) as reviewed:
+        assert reviewed.counts == sending.counts
+        assert reviewed.sample_contacts == sending.sample_contacts == _by_email(EXPECTED_CONTACTS)
+
+        def first(plan: Plan, n: int) -> list[dict]:
+            return [row for b in plan.contacts(limit=n) for row in b.to_pylist()]
+
+        assert first(reviewed, 3) == first(sending, 3)
+        assert first(reviewed, 100) == first(sending, 100)
