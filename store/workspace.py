@@ -22,6 +22,7 @@ import csv
 import json
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import tomllib
@@ -257,19 +258,49 @@ _temp_root: Path | None = None
 _temp_lock = threading.Lock()
 
 
+TEMP_PREFIX = "segsync-duckdb-"
+
+
 def duckdb_temp_dir() -> Path:
     """A private (0700) folder for DuckDB's spill files, one per process.
 
     DuckDB's default is ``<cwd>/.tmp/``, which it lets SQL read even with external
     access off: a predicate could read whatever lies there, and spills would land
-    in the user's current folder. Removed when the process exits.
+    in the user's current folder. Removed when the process exits; the folder of
+    a process that could not exit (SIGKILL, power loss) is removed by the next
+    one, so spilled personal data does not linger.
     """
     global _temp_root
     with _temp_lock:
         if _temp_root is None or not _temp_root.is_dir():
-            _temp_root = Path(tempfile.mkdtemp(prefix="segsync-duckdb-"))
+            _sweep_stale_temp_dirs()
+            _temp_root = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
             atexit.register(shutil.rmtree, _temp_root, True)
         return _temp_root
+
+
+def _sweep_stale_temp_dirs() -> None:
+    """Remove this user's spill folders whose process is gone (named by pid)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*-*"):
+        pid = folder.name.removeprefix(TEMP_PREFIX).split("-", 1)[0]
+        try:
+            info = folder.lstat()
+        except OSError:
+            continue
+        if not pid.isdigit() or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue
+        if not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 @dataclass(frozen=True)

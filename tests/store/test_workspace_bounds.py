@@ -12,6 +12,9 @@ Time bounds are generous on purpose (a shared 2-core machine).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -230,3 +233,29 @@ def test_parquet_column_named_like_a_duckdb_option_reads(tmp_path: Path, name: s
     with ws.connect() as con:
         rows = con.execute("SELECT _segsync_row FROM _profiles_numbered ORDER BY 1").fetchall()
     assert [r[0] for r in rows] == [0, 1, 2]
+
+
+def test_spill_folders_of_killed_processes_are_removed_by_the_next_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGKILLed process cannot remove its spill folder (profile data): the
+    next segsync process does, and leaves live processes' folders alone."""
+    import store.workspace as workspace
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(workspace, "_temp_root", None)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f"{workspace.TEMP_PREFIX}{dead.stdout.strip()}-abc123"
+    stale.mkdir()
+    (stale / "duckdb_temp_storage-0.tmp").write_bytes(b"spilled rows")
+    live = tmp_path / f"{workspace.TEMP_PREFIX}{os.getppid()}-def456"
+    live.mkdir()
+    unrelated = tmp_path / "other-tool-123-x"
+    unrelated.mkdir()
+
+    mine = workspace.duckdb_temp_dir()
+
+    assert not stale.exists()
+    assert live.is_dir() and unrelated.is_dir()
+    assert mine.is_dir() and mine.name.startswith(f"{workspace.TEMP_PREFIX}{os.getpid()}-")
