@@ -109,9 +109,10 @@ class Sender:
         return self._plan.contacts(only=self._only, skip=skip)
 
     def close(self) -> None:
-        """Release the plan's DuckDB connection (and its memory)."""
+        """Release the plan's DuckDB connection (and its memory); once."""
         if self._plan is not None:
             self._plan.close()
+            self._plan = None
 
 
 class ExportEngine:
@@ -717,6 +718,8 @@ class ExportEngine:
                     emit(ev.PlanReady(run_id, dict(counts), batches, plan.id))
                 contacts = (live or changeset).contacts(skip=skip)
                 await upload_and_confirm(ctx, contacts, state)
+                if live is not None:  # everything is sent: free the plan's memory
+                    live.close()  # before removals and recording need theirs
                 if request.mode == "mirror" and not cancel.is_set() and not state.failed:
                     await remove_departed(
                         client,
