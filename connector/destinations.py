@@ -7,32 +7,14 @@ way before anything is saved (the consent wording is in connector/consent.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from connector.client import GLOBAL_URL, RetryNotice, SendGridClient
 from connector.errors import MissingScope, SendGridError
+from connector.models import Check, ContactList
 
 # A person waits for these answers: give up on retries after this long.
 INTERACTIVE_MAX_WAIT = 30.0
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of a connection test: what was checked, whether it passed, and why."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
-@dataclass(frozen=True)
-class VerifiedList:
-    """The list a destination will use, as SendGrid reported it."""
-
-    id: str
-    name: str
-    contact_count: int | None
 
 
 async def verify_destination(
@@ -42,7 +24,7 @@ async def verify_destination(
     list_id: str | None = None,
     create_list: str | None = None,
     on_retry: Callable[[RetryNotice], None] | None = None,
-) -> VerifiedList:
+) -> ContactList:
     """Check the key and the list (or create it) before a destination is saved.
 
     Raises a SendGridError subclass whose message names the problem.
@@ -56,13 +38,13 @@ async def verify_destination(
         if create_list:
             for existing in await client.lists():
                 if existing.name == create_list:
-                    return VerifiedList(existing.id, existing.name, existing.contact_count)
+                    return ContactList(existing.id, existing.name, existing.contact_count)
             created = await client.create_list(create_list)
-            return VerifiedList(created.id, created.name, created.contact_count)
+            return ContactList(created.id, created.name, created.contact_count)
         if not list_id:
             raise ValueError("give a list id or a name for a new list")
         found = await client.get_list(list_id)
-        return VerifiedList(found.id, found.name, found.contact_count)
+        return ContactList(found.id, found.name, found.contact_count)
 
 
 async def test_connection(

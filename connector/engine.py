@@ -41,11 +41,12 @@ from store import batch_emails, forgotten, guardrails
 from store.changeset import Changeset, changeset_file
 from store.ledger import read_info, write_ledger
 from store.people import people_file, write_people
-from store.plan import EXCLUSIONS, FieldMapping, Plan, PlanRequest, plan_export
+from store.plan import EXCLUSIONS, Plan, PlanRequest, plan_export
+from store.records import FieldMapping
 
 if TYPE_CHECKING:
-    from store.history import Destination, History, RunDetail
-    from store.history_plans import PlanRecord
+    from store.history import History
+    from store.records import Destination, PlanRecord, RunDetail
     from store.secrets import KeyStore
     from store.undo import UndoPlan
     from store.workspace import Workspace

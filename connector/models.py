@@ -1,8 +1,14 @@
-"""Plain results of SendGrid calls: what callers need, not SendGrid's whole JSON."""
+"""Plain records of the connector: results of SendGrid calls (what callers need,
+not SendGrid's whole JSON), a connection test's lines, a sync's status.
+
+Standard library only (no httpx, no DuckDB), so the TUI renders these types
+without loading the client; `python -X importtime -c "import connector.models"`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 
@@ -64,3 +70,36 @@ class Membership(NamedTuple):
 
     contact_id: str
     list_ids: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of a connection test: what was checked, whether it passed, and why."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """One line of the syncs table: the sync, its last run and its next one."""
+
+    id: int
+    name: str
+    destination: str
+    workspace: str
+    segments: tuple[str, ...]
+    mode: str
+    incremental: bool
+    trigger: str  # "every 6h" | "cron 0 6 * * * (Europe/Berlin)" | "on refresh"
+    paused: bool
+    running: bool
+    last_attempt_at: datetime | None
+    last_result: str | None
+    last_run_id: int | None
+    last_message: str | None
+    last_success_at: datetime | None
+    next_run_at: datetime | None  # None: paused, or on refresh waiting for a change
+    waiting_for: str | None  # on refresh only: what it waits for, in words
+    alerts: int  # unacknowledged failures

@@ -21,12 +21,12 @@ from connector.errors import SendGridError
 from store.fingerprint import source_fingerprint
 from store.history import mapping_json
 from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
-from store.plan import FieldMapping
+from store.records import FieldMapping
 
 if TYPE_CHECKING:
     from connector.engine import ExportRequest, Mode
-    from store.history import Destination, History, RunDetail
-    from store.history_plans import PlanRecord
+    from store.history import History
+    from store.records import Destination, PlanRecord, RunDetail
     from store.secrets import KeyStore
     from store.workspace import Workspace
 

@@ -24,10 +24,11 @@ from typing import Any, TypeVar
 
 from connector.client import GLOBAL_URL, RetryNotice, SendGridClient
 from connector.consent import CONSENT_STATEMENT, consent_filter_refusal
-from connector.destinations import VerifiedList, verify_destination
+from connector.destinations import verify_destination
 from connector.errors import SendGridError
 from connector.models import ContactList
-from store.plan import RESERVED_FIELD_LIMITS, FieldMapping, MappingError, validate_mapping
+from store.plan import RESERVED_FIELD_LIMITS, MappingError, validate_mapping
+from store.records import FieldMapping
 
 __all__ = [
     "CONSENT_STATEMENT",
@@ -116,7 +117,7 @@ def save_destination(
     destination_id: int | None = None,
     agreed_by: str | None = None,
     on_retry: OnRetry | None = None,
-) -> tuple[Any, VerifiedList]:
+) -> tuple[Any, ContactList]:
     """Verify key and list with SendGrid (creating the list when asked), then
     save the destination; nothing is saved if SendGrid says no.
 

@@ -55,9 +55,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from connector.models import SyncStatus
 from store.fingerprint import configured_source, refresh_fingerprint
-from store.history_syncs import SyncError, SyncRecord, check_sync_name
+from store.history_syncs import SyncError, check_sync_name
 from store.postgres_source import PostgresSource
+from store.records import SyncRecord
 from store.safe_text import visible
 from store.secrets import KeyNotFound, KeyStore, Secret
 
@@ -74,7 +76,6 @@ __all__ = [
     "SyncBusy",
     "SyncError",  # from store.history_syncs: front ends catch it from here
     "SyncRunner",
-    "SyncStatus",
     "UnattendedKeys",
     "create_sync",
     "describe_trigger",
@@ -1058,30 +1059,6 @@ def edit_sync(history: History, sync: SyncRecord, now: datetime, **changes: Any)
 
 
 # -- what the TUI and `syncs list` show ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncStatus:
-    """One line of the syncs table: the sync, its last run and its next one."""
-
-    id: int
-    name: str
-    destination: str
-    workspace: str
-    segments: tuple[str, ...]
-    mode: str
-    incremental: bool
-    trigger: str  # "every 6h" | "cron 0 6 * * * (Europe/Berlin)" | "on refresh"
-    paused: bool
-    running: bool
-    last_attempt_at: datetime | None
-    last_result: str | None
-    last_run_id: int | None
-    last_message: str | None
-    last_success_at: datetime | None
-    next_run_at: datetime | None  # None: paused, or on refresh waiting for a change
-    waiting_for: str | None  # on refresh only: what it waits for, in words
-    alerts: int  # unacknowledged failures
 
 
 def sync_overview(history: History, now: datetime) -> list[SyncStatus]:

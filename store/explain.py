@@ -19,7 +19,8 @@ from typing import Any
 
 from store.ledger import ledger_file
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
-from store.plan import FieldMapping, PlanRequest, plan_export
+from store.plan import PlanRequest, plan_export
+from store.records import FieldMapping
 from store.sql_plan import EMAIL_REGEX, LOCAL_PART_MAX_LENGTH, PlanSpec
 from store.workspace import NUMBERED_VIEW, Workspace, quote_ident, quote_literal
 

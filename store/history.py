@@ -21,7 +21,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -41,31 +41,32 @@ from store.history_models import (
     inserted_id,
     table_of,
 )
-from store.history_plans import PlanNotFound, PlanRecord, PlansMixin
+from store.history_plans import PlanNotFound, PlansMixin
 from store.history_syncs import SyncsMixin
 from store.limits import DEFAULT_CAP
 from store.operator import current_operator
+from store.records import (
+    Batch,
+    Destination,
+    FieldMapping,
+    RejectedRecord,
+    Run,
+    RunDetail,
+)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-    from store.plan import FieldMapping
 
 __all__ = [
     "BATCH_STATUSES",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
-    "Batch",
-    "Destination",
     "DestinationExists",
     "History",
     "HistoryError",
     "NotFound",
     "PlanNotFound",
-    "PlanRecord",
-    "RejectedRecord",
-    "Run",
-    "RunDetail",
     "SchemaError",
     "current_operator",
 ]
@@ -110,90 +111,6 @@ class NotFound(HistoryError, LookupError):
 
 class DestinationExists(HistoryError):
     """An active destination already has that name."""
-
-
-@dataclass(frozen=True)
-class Destination:
-    id: int
-    name: str
-    list_id: str | None
-    list_name: str | None
-    base_url: str
-    api_key_env: str | None
-    key_storage: str | None
-    cap: int
-    consent_by: str | None
-    consent_at: datetime | None
-    consent_text: str | None
-    created_at: datetime
-    removed_at: datetime | None
-    max_removals: int | None = None
-    max_removal_share: float | None = None
-    max_adds: int | None = None
-
-    @property
-    def consented(self) -> bool:
-        """True once the data-privacy acknowledgment is recorded."""
-        return self.consent_at is not None
-
-
-@dataclass(frozen=True)
-class Run:
-    id: int
-    destination_id: int
-    destination_name: str
-    segments: tuple[str, ...]
-    mode: str
-    incremental: bool
-    dry_run: bool
-    status: str
-    config: dict[str, Any]
-    counts: dict[str, Any]
-    message: str | None
-    operator: str
-    host: str
-    pid: int
-    started_at: datetime
-    ended_at: datetime | None
-    resumed_from: int | None
-    plan_id: int | None = None
-    kind: str = "export"
-    undo_of: int | None = None
-
-
-@dataclass(frozen=True)
-class Batch:
-    run_id: int
-    seq: int
-    contacts: int
-    bytes: int
-    first_email: str
-    last_email: str
-    job_id: str | None
-    status: str
-    created: int | None
-    updated: int | None
-    errored: int | None
-    sent_at: datetime | None
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunDetail(Run):
-    """A run with its batches (by seq) and its number of rejected rows."""
-
-    batches: tuple[Batch, ...]
-    rejected: int
-
-
-@dataclass(frozen=True)
-class RejectedRecord:
-    run_id: int
-    seq: int | None
-    key: str | None
-    email: str | None
-    reason: str
-    source: str
 
 
 def _now() -> datetime:
@@ -445,15 +362,13 @@ class History(PlansMixin, SyncsMixin):
             )
 
     def get_mapping(self, destination_id: int) -> FieldMapping | None:
-        """The saved mapping as a ``store.plan.FieldMapping``, or None if none saved."""
+        """The saved mapping as a ``store.records.FieldMapping``, or None if none saved."""
         with self._read() as conn:
             data = conn.execute(
                 select(_MAP.c.mapping).where(_MAP.c.destination_id == destination_id)
             ).scalar()
         if data is None:
             return None
-        from store.plan import FieldMapping  # lazy: plan pulls in DuckDB
-
         return FieldMapping(
             email=data["email"],
             reserved=dict(data["reserved"]),

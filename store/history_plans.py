@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from store.history_models import PlanTable, inserted_id, table_of
 from store.operator import current_operator
+from store.records import PlanRecord
 
 PLAN_STATUSES = ("ready", "applied", "superseded")
 _PLAN = table_of(PlanTable)
@@ -26,25 +26,6 @@ _PLAN = table_of(PlanTable)
 
 class PlanNotFound(LookupError):
     """No plan with that id (pruned, or never made)."""
-
-
-@dataclass(frozen=True)
-class PlanRecord:
-    id: int
-    destination_id: int
-    destination_name: str
-    segments: tuple[str, ...]
-    mode: str
-    incremental: bool
-    kind: str
-    undo_of: int | None
-    counts: dict[str, Any]
-    basis: dict[str, Any]
-    status: str
-    applied_run_id: int | None
-    operator: str
-    host: str
-    created_at: datetime
 
 
 def _plan(row: Any) -> PlanRecord:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +26,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.history_models import SyncEventTable, SyncTable, inserted_id, table_of
+from store.records import SyncAlert, SyncEvent, SyncRecord
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -64,63 +65,6 @@ class SyncNotFound(SyncError, LookupError):
 
 class SyncExists(SyncError):
     """An active sync already has that name."""
-
-
-@dataclass(frozen=True)
-class SyncRecord:
-    id: int
-    name: str
-    destination_id: int
-    workspace: str
-    segments: tuple[str, ...]
-    mode: str
-    incremental: bool
-    trigger: str
-    every_seconds: int | None
-    cron: str | None
-    timezone: str | None
-    allow_removals: int | None
-    max_rejected_share: float | None
-    on_failure: str | None
-    hook_timeout: float | None
-    paused: bool
-    created_at: datetime
-    updated_at: datetime
-    removed_at: datetime | None
-    next_due_at: datetime | None
-    last_attempt_at: datetime | None
-    last_success_at: datetime | None
-    last_result: str | None
-    last_run_id: int | None
-    last_message: str | None
-    success_fingerprint: dict[str, Any] | None
-    attempt_fingerprint: dict[str, Any] | None
-    running_pid: int | None
-    running_since: datetime | None
-
-
-@dataclass(frozen=True)
-class SyncEvent:
-    id: int
-    sync_id: int
-    kind: str
-    result: str
-    at: datetime
-    last_at: datetime | None
-    count: int
-    run_id: int | None
-    message: str | None
-    alert: bool
-    acknowledged_at: datetime | None
-
-
-@dataclass(frozen=True)
-class SyncAlert:
-    """A failure nobody has acknowledged yet: what the TUI's banner names."""
-
-    sync_id: int
-    sync_name: str
-    event: SyncEvent
 
 
 _R = TypeVar("_R", bound="DataclassInstance")

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 from store.atomic import write_atomic
 from store.changeset import Changeset
 from store.paths import _private_dir
+from store.records import Person
 from store.workspace import quote_literal
 
 PEOPLE_OPS = (
@@ -155,7 +156,7 @@ def write_people_csv(rows: Iterable[tuple[Any, ...]], path: Path) -> int:
 
 def read_people(
     path: Path, ops: Sequence[str] | None = None, limit: int | None = None
-) -> Iterator[tuple[str | None, str | None, str, str | None]]:
+) -> Iterator[Person]:
     """(email, key, op, reason) of a run's record, by op then email."""
     if not Path(path).is_file():
         return
@@ -173,6 +174,6 @@ def read_people(
             f"{where} ORDER BY {order} END, email {top}"
         )
         while batch := cur.fetchmany(10_000):
-            yield from batch
+            yield from (Person(*row) for row in batch)
     finally:
         con.close()

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from store import forgotten
 from store.atomic import write_atomic
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
+from store.records import Column, FieldMapping
 from store.sql_plan import (
     ON_LIST,
     PlanSpec,
@@ -34,7 +35,6 @@ from store.sql_plan import (
 )
 from store.workspace import (
     NUMBERED_VIEW,
-    Column,
     Workspace,
     WorkspaceError,
     cursor,
@@ -47,7 +47,6 @@ __all__ = [
     "EXCLUSIONS",
     "LEDGER_SCHEMA",
     "RESERVED_FIELD_LIMITS",
-    "FieldMapping",
     "MappingError",
     "Plan",
     "PlanRequest",
@@ -64,24 +63,6 @@ CUSTOM_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class MappingError(ValueError):
     """A mapping refers to a column or field that does not exist or is not allowed."""
-
-
-@dataclass(frozen=True)
-class FieldMapping:
-    """Which profile column feeds which SendGrid field.
-
-    ``no_consent_filter``: the user chose, explicitly, to send every selected
-    profile without a consent column (`segsync map DEST --no-consent-filter`).
-    Without a consent column and without that choice an export is refused
-    (`connector.consent.consent_filter_refusal`): sending without a consent
-    filter must never be a silent default.
-    """
-
-    email: str
-    reserved: dict[str, str] = field(default_factory=dict)
-    custom: dict[str, str] = field(default_factory=dict)
-    consent_column: str | None = None
-    no_consent_filter: bool = False
 
 
 def _norm(name: str) -> str:

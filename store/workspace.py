@@ -40,6 +40,7 @@ from store.postgres_source import (
     PostgresSourceError,
     SourceLost,
 )
+from store.records import Column, Segment, SegmentCount
 
 SEGMENTS_FILE = "segments.toml"
 # ``profiles`` plus a 0-based source-order column, for planning (stable tie-breaks, report order).
@@ -301,32 +302,6 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
-
-
-@dataclass(frozen=True)
-class Column:
-    """A profile column as DuckDB sees it."""
-
-    name: str
-    type: str
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A named SQL predicate over the ``profiles`` view."""
-
-    name: str
-    where: str
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class SegmentCount:
-    """Member count of one segment, or DuckDB's error when its predicate is bad."""
-
-    segment: str
-    count: int | None
-    error: str | None = None
 
 
 def quote_ident(name: str) -> str:

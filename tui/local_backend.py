@@ -315,7 +315,7 @@ class LocalBackend:
         when it has one (the explicit choice to send without a consent column)."""
         from connector.errors import SendGridError
         from connector.services import ServiceError, save_mapping
-        from store.plan import FieldMapping
+        from store.records import FieldMapping
 
         if not mapping.email:
             raise BackendError("Map a column to email: it is how SendGrid identifies a contact.")

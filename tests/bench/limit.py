@@ -34,7 +34,8 @@ ROWS_PER_BODY = 25_000  # what fits in 6 MB for the sample data
 
 
 def _plan(workspace: Path, field_ids: dict[str, str]) -> tuple[Any, float]:
-    from store.plan import FieldMapping, PlanRequest, plan_export
+    from store.plan import PlanRequest, plan_export
+    from store.records import FieldMapping
     from store.workspace import Workspace
 
     started = time.perf_counter()

@@ -173,7 +173,7 @@ def make_state(parent: Path, emu: EmulatorProcess, workspace: Path, cap: int) ->
     from connector.consent import CONSENT_STATEMENT
     from store.history import History
     from store.paths import history_path
-    from store.plan import FieldMapping
+    from store.records import FieldMapping
 
     path = Path(tempfile.mkdtemp(prefix="state-", dir=parent))
     history = History(history_path(path))

@@ -63,7 +63,7 @@ def test_a_missing_custom_field_is_refused_at_map_time(export_env, capsys) -> No
 
 
 def test_a_dry_run_warns_of_a_missing_custom_field(export_env, capsys) -> None:
-    from store.plan import FieldMapping
+    from store.records import FieldMapping
 
     history = History(history_path(export_env.state_dir))
     dest = history.get_destination("news")

@@ -6,7 +6,7 @@ import pytest
 
 from connector.consent import consent_filter_refusal
 from connector.services import ServiceError, field_type_for, merge_mapping
-from store.plan import FieldMapping
+from store.records import FieldMapping
 
 SAVED = FieldMapping(
     email="email",

@@ -8,7 +8,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store.plan import FieldMapping, PlanRequest, plan_export
+from store.plan import PlanRequest, plan_export
+from store.records import FieldMapping
 from store.sql_plan import contacts_sql
 from store.workspace import Workspace
 

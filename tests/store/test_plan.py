@@ -14,7 +14,6 @@ import pytest
 from store.plan import (
     EXCLUSIONS,
     LEDGER_SCHEMA,
-    FieldMapping,
     MappingError,
     Plan,
     PlanRequest,
@@ -23,6 +22,7 @@ from store.plan import (
     suggest_mapping,
     validate_mapping,
 )
+from store.records import FieldMapping
 from store.workspace import PredicateError, Workspace
 
 MAPPING = FieldMapping(

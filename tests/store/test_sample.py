@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from store.plan import EXCLUSIONS, PlanRequest, plan_export, suggest_mapping
+from store.records import Column
 from store.sample import generate_workspace
-from store.workspace import Column, Workspace
+from store.workspace import Workspace
 
 BUNDLED = Path(__file__).resolve().parents[2] / "sample_data"
 

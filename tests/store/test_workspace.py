@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from store.workspace import Column, PredicateError, Workspace, WorkspaceError, check_predicate
+from store.records import Column
+from store.workspace import PredicateError, Workspace, WorkspaceError, check_predicate
 
 from .conftest import SEGMENTS
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from store.history import (
-    Destination,
     DestinationExists,
     History,
     HistoryError,
@@ -27,7 +26,7 @@ from store.history import (
     current_operator,
 )
 from store.paths import history_path, ledger_path, locks_dir, state_dir
-from store.plan import FieldMapping
+from store.records import Destination, FieldMapping
 
 REPO = Path(__file__).resolve().parents[2]
 
