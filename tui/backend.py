@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from connector.consent import CONSENT_STATEMENT
+from connector.models import Check, ContactList
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
+from store.records import Column, Segment, SegmentCount
 
 if TYPE_CHECKING:
     from connector.events import Event
@@ -95,42 +97,6 @@ class DestinationForm:
             f"api_key={'<set>' if self.api_key else None}, list_id={self.list_id!r}, "
             f"new_list_name={self.new_list_name!r}, cap={self.cap}, id={self.id})"
         )
-
-
-@dataclass(frozen=True)
-class ListInfo:
-    id: str
-    name: str
-    contact_count: int
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of "test connection": what was checked, pass/fail, SendGrid's words."""
-
-    name: str  # what was checked: "API key", "scopes", "list", "address"
-    ok: bool
-    message: str
-
-
-@dataclass(frozen=True)
-class SegmentInfo:
-    name: str
-    where: str
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class SegmentCountInfo:
-    segment: str
-    count: int | None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    type: str
 
 
 @dataclass(frozen=True)
@@ -293,20 +259,20 @@ class Backend(Protocol):
     # destinations
     def destinations(self) -> list[DestinationInfo]: ...
     def list_contact_count(self, destination_id: int) -> int: ...
-    def account_lists(self, form: DestinationForm) -> list[ListInfo]: ...
-    def test_connection(self, form: DestinationForm) -> list[CheckResult]: ...
+    def account_lists(self, form: DestinationForm) -> list[ContactList]: ...
+    def test_connection(self, form: DestinationForm) -> list[Check]: ...
     def save_destination(self, form: DestinationForm) -> DestinationInfo: ...
     def record_consent(self, destination_id: int, wording: str) -> Consent: ...
     def remove_destination(self, destination_id: int) -> None: ...
 
     # segments
-    def segments(self) -> list[SegmentInfo]: ...
-    def segment_counts(self) -> list[SegmentCountInfo]: ...
+    def segments(self) -> list[Segment]: ...
+    def segment_counts(self) -> list[SegmentCount]: ...
     def union_count(self, names: tuple[str, ...]) -> int: ...
     def saved_selection(self, destination_id: int) -> tuple[str, ...]: ...
 
     # mapping
-    def columns(self) -> list[ColumnInfo]: ...
+    def columns(self) -> list[Column]: ...
     def custom_fields(self, destination_id: int) -> list[str]: ...
     # saved, else suggested; custom_fields: the account's, when already fetched
     def mapping(

@@ -15,24 +15,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from connector.models import Check, ContactList
+from store.records import Column, Segment, SegmentCount
 from tui.backend import (
     BackendError,
     BatchInfo,
-    CheckResult,
-    ColumnInfo,
     Consent,
     DestinationForm,
     DestinationInfo,
     ExportSettings,
-    ListInfo,
     MappingDraft,
     PersonInfo,
     PlanInfo,
     RejectedInfo,
     RunDetail,
     RunInfo,
-    SegmentCountInfo,
-    SegmentInfo,
     SyncAlertInfo,
     SyncForm,
     SyncInfo,
@@ -202,22 +199,20 @@ class LocalBackend:
             return self._key_for(form.id)
         raise BackendError("Enter the SendGrid API key first (it starts with SG.).")
 
-    def account_lists(self, form: DestinationForm) -> list[ListInfo]:
+    def account_lists(self, form: DestinationForm) -> list[ContactList]:
         """The account's lists, as `segsync lists` shows them (connector.services)."""
         from connector.errors import SendGridError
         from connector.services import account_lists
 
         try:
-            lists = account_lists(self._form_key(form), form.base_url)
+            return account_lists(self._form_key(form), form.base_url)
         except SendGridError as error:
             raise BackendError(str(error)) from None
-        return [ListInfo(x.id, x.name, x.contact_count or 0) for x in lists]
 
-    def test_connection(self, form: DestinationForm) -> list[CheckResult]:
+    def test_connection(self, form: DestinationForm) -> list[Check]:
         from connector.destinations import test_connection
 
-        checks = asyncio.run(test_connection(self._form_key(form), form.base_url, form.list_id))
-        return [CheckResult(c.name, c.ok, c.detail) for c in checks]
+        return asyncio.run(test_connection(self._form_key(form), form.base_url, form.list_id))
 
     def save_destination(self, form: DestinationForm) -> DestinationInfo:
         """Verify key and list against SendGrid (creating the list when asked),
@@ -259,11 +254,11 @@ class LocalBackend:
 
     # -- segments --------------------------------------------------------------
 
-    def segments(self) -> list[SegmentInfo]:
-        return [SegmentInfo(s.name, s.where, s.description) for s in self._ws().segments()]
+    def segments(self) -> list[Segment]:
+        return self._ws().segments()
 
-    def segment_counts(self) -> list[SegmentCountInfo]:
-        return [SegmentCountInfo(c.segment, c.count, c.error) for c in self._ws().count_segments()]
+    def segment_counts(self) -> list[SegmentCount]:
+        return self._ws().count_segments()
 
     def union_count(self, names: tuple[str, ...]) -> int:
         from store.workspace import WorkspaceError
@@ -278,8 +273,8 @@ class LocalBackend:
 
     # -- mapping ---------------------------------------------------------------
 
-    def columns(self) -> list[ColumnInfo]:
-        return [ColumnInfo(c.name, c.type) for c in self._ws().columns()]
+    def columns(self) -> list[Column]:
+        return self._ws().columns()
 
     def custom_fields(self, destination_id: int) -> list[str]:
         dest = self._hist().get_destination(destination_id)

@@ -23,20 +23,17 @@ from connector.events import (
     PhaseStarted,
     RunFinished,
 )
+from connector.models import Check, ContactList
+from store.records import Column, Segment, SegmentCount
 from tui.backend import (
-    CheckResult,
-    ColumnInfo,
     Consent,
     DestinationInfo,
     ExportSettings,
-    ListInfo,
     MappingDraft,
     PersonInfo,
     PlanInfo,
     RunDetail,
     RunInfo,
-    SegmentCountInfo,
-    SegmentInfo,
 )
 
 
@@ -69,13 +66,13 @@ class ListCountLoaded(Message):
 
 
 class AccountListsLoaded(Message):
-    def __init__(self, lists: list[ListInfo]) -> None:
+    def __init__(self, lists: list[ContactList]) -> None:
         super().__init__()
         self.lists = lists
 
 
 class ConnectionChecked(Message):
-    def __init__(self, checks: list[CheckResult]) -> None:
+    def __init__(self, checks: list[Check]) -> None:
         super().__init__()
         self.checks = checks
 
@@ -103,14 +100,14 @@ class DestinationRemoved(Message):
 
 
 class SegmentsLoaded(Message):
-    def __init__(self, segments: list[SegmentInfo], selected: tuple[str, ...]) -> None:
+    def __init__(self, segments: list[Segment], selected: tuple[str, ...]) -> None:
         super().__init__()
         self.segments = segments
         self.selected = selected
 
 
 class SegmentCountsLoaded(Message):
-    def __init__(self, counts: list[SegmentCountInfo]) -> None:
+    def __init__(self, counts: list[SegmentCount]) -> None:
         super().__init__()
         self.counts = counts
 
@@ -130,7 +127,7 @@ class UnionCounted(Message):
 class MappingLoaded(Message):
     def __init__(
         self,
-        columns: list[ColumnInfo],
+        columns: list[Column],
         custom_fields: list[str],
         mapping: MappingDraft,
         custom_fields_error: str | None,

@@ -24,24 +24,21 @@ from connector.events import (
     RunFinished,
     RunStarted,
 )
+from connector.models import Check, ContactList
+from store.records import Column, Segment, SegmentCount
 from tui.backend import (
     BackendError,
     BatchInfo,
-    CheckResult,
-    ColumnInfo,
     Consent,
     DestinationForm,
     DestinationInfo,
     ExportSettings,
-    ListInfo,
     MappingDraft,
     PersonInfo,
     PlanInfo,
     RejectedInfo,
     RunDetail,
     RunInfo,
-    SegmentCountInfo,
-    SegmentInfo,
     SyncAlertInfo,
     SyncForm,
     SyncInfo,
@@ -51,13 +48,13 @@ NOW = datetime(2026, 11, 28, 9, 30)
 LONG_NAME = "Maximiliane-Alexandra-Konstantina von Hohenzollern-Sigmaringen"
 
 COLUMNS = [
-    ColumnInfo("customer_id", "BIGINT"),
-    ColumnInfo("email", "VARCHAR"),
-    ColumnInfo("first_name", "VARCHAR"),
-    ColumnInfo("last_name", "VARCHAR"),
-    ColumnInfo("country", "VARCHAR"),
-    ColumnInfo("email_opt_in", "BOOLEAN"),
-    ColumnInfo("lifetime_value", "DOUBLE"),
+    Column("customer_id", "BIGINT"),
+    Column("email", "VARCHAR"),
+    Column("first_name", "VARCHAR"),
+    Column("last_name", "VARCHAR"),
+    Column("country", "VARCHAR"),
+    Column("email_opt_in", "BOOLEAN"),
+    Column("lifetime_value", "DOUBLE"),
 ]
 ROWS = [
     {
@@ -89,14 +86,14 @@ ROWS = [
     },
 ]
 SEGMENTS = [
-    SegmentInfo("high_value", "lifetime_value >= 500", "Customers who spent 500 or more"),
-    SegmentInfo("newsletter_de", "email_opt_in AND country = 'DE'", "German newsletter"),
-    SegmentInfo("broken", "lifetime_valu > 1", "A typo in the column name"),
+    Segment("high_value", "lifetime_value >= 500", "Customers who spent 500 or more"),
+    Segment("newsletter_de", "email_opt_in AND country = 'DE'", "German newsletter"),
+    Segment("broken", "lifetime_valu > 1", "A typo in the column name"),
 ]
 COUNTS = [
-    SegmentCountInfo("high_value", 1240),
-    SegmentCountInfo("newsletter_de", 388),
-    SegmentCountInfo(
+    SegmentCount("high_value", 1240),
+    SegmentCount("newsletter_de", 388),
+    SegmentCount(
         "broken",
         None,
         'Binder Error: Referenced column "lifetime_valu" '
@@ -346,23 +343,23 @@ class FakeBackend:
             raise BackendError("SendGrid says: [access forbidden] check the key's scopes")
         return 4_210
 
-    def account_lists(self, form: DestinationForm) -> list[ListInfo]:
+    def account_lists(self, form: DestinationForm) -> list[ContactList]:
         if not form.api_key:
             raise BackendError("Enter the API key first.")
-        return [ListInfo("list-1", "Newsletter DE", 4210), ListInfo("list-9", "VIP", 12)]
+        return [ContactList("list-1", "Newsletter DE", 4210), ContactList("list-9", "VIP", 12)]
 
-    def test_connection(self, form: DestinationForm) -> list[CheckResult]:
+    def test_connection(self, form: DestinationForm) -> list[Check]:
         ok = form.api_key == "SG.good"
         return [
-            CheckResult(
+            Check(
                 "API key",
                 ok,
                 "key accepted"
                 if ok
                 else "The provided authorization grant is invalid, expired, or revoked",
             ),
-            CheckResult("scopes", ok, "marketing.read, marketing.write" if ok else "not checked"),
-            CheckResult(
+            Check("scopes", ok, "marketing.read, marketing.write" if ok else "not checked"),
+            Check(
                 "list",
                 ok and form.list_id is not None,
                 "Newsletter DE exists" if ok else "not checked",
@@ -399,10 +396,10 @@ class FakeBackend:
         self.removed.append(destination_id)
         self.destinations_data = [d for d in self.destinations_data if d.id != destination_id]
 
-    def segments(self) -> list[SegmentInfo]:
+    def segments(self) -> list[Segment]:
         return list(SEGMENTS)
 
-    def segment_counts(self) -> list[SegmentCountInfo]:
+    def segment_counts(self) -> list[SegmentCount]:
         return list(COUNTS)
 
     def union_count(self, names: tuple[str, ...]) -> int:
@@ -413,7 +410,7 @@ class FakeBackend:
     def saved_selection(self, destination_id: int) -> tuple[str, ...]:
         return self.saved_selections.get(destination_id, ())
 
-    def columns(self) -> list[ColumnInfo]:
+    def columns(self) -> list[Column]:
         return list(COLUMNS)
 
     def custom_fields(self, destination_id: int) -> list[str]:

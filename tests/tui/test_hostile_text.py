@@ -29,20 +29,17 @@ from connector.events import (
     RunStarted,
 )
 from connector.events import Warning as EngineWarning
+from connector.models import Check, ContactList
+from store.records import Column, Segment, SegmentCount
 from tests.tui.conftest import settle
 from tests.tui.fakes import COLUMNS, ROWS, FakeBackend
 from tests.tui.rendered import raw_controls, screen_text
 from tui.backend import (
     BackendError,
-    CheckResult,
-    ColumnInfo,
     DestinationForm,
     ExportSettings,
-    ListInfo,
     RejectedInfo,
     RunDetail,
-    SegmentCountInfo,
-    SegmentInfo,
 )
 from tui.screens.destination_form import DestinationFormScreen
 from tui.screens.export import ExportScreen
@@ -87,29 +84,29 @@ class HostileBackend(FakeBackend):
     def list_contact_count(self, destination_id: int) -> int:
         raise BackendError(f"SendGrid says: {CLIPBOARD} [/]{ERASE}")
 
-    def account_lists(self, form: DestinationForm) -> list[ListInfo]:
-        return [ListInfo("list-1", BROKEN, 1), ListInfo("list-9", CLICK, 2)]
+    def account_lists(self, form: DestinationForm) -> list[ContactList]:
+        return [ContactList("list-1", BROKEN, 1), ContactList("list-9", CLICK, 2)]
 
-    def test_connection(self, form: DestinationForm) -> list[CheckResult]:
-        return [CheckResult("API key", False, f"{CLIPBOARD} {BROKEN}")]
+    def test_connection(self, form: DestinationForm) -> list[Check]:
+        return [Check("API key", False, f"{CLIPBOARD} {BROKEN}")]
 
-    def segments(self) -> list[SegmentInfo]:
+    def segments(self) -> list[Segment]:
         return [
-            SegmentInfo(BROKEN, f"country = '{TITLE}'", LINK),
-            SegmentInfo(LITERAL, f"email = '{BIDI}'", CLICK),
+            Segment(BROKEN, f"country = '{TITLE}'", LINK),
+            Segment(LITERAL, f"email = '{BIDI}'", CLICK),
         ]
 
-    def segment_counts(self) -> list[SegmentCountInfo]:
+    def segment_counts(self) -> list[SegmentCount]:
         return [
-            SegmentCountInfo(BROKEN, None, f"Binder Error: {ERASE} [/]"),
-            SegmentCountInfo(LITERAL, 3),
+            SegmentCount(BROKEN, None, f"Binder Error: {ERASE} [/]"),
+            SegmentCount(LITERAL, 3),
         ]
 
     def union_count(self, names: tuple[str, ...]) -> int:
         return 3
 
-    def columns(self) -> list[ColumnInfo]:
-        return [*COLUMNS, ColumnInfo(LINK, "VARCHAR"), ColumnInfo(BROKEN, "VARCHAR")]
+    def columns(self) -> list[Column]:
+        return [*COLUMNS, Column(LINK, "VARCHAR"), Column(BROKEN, "VARCHAR")]
 
     def custom_fields(self, destination_id: int) -> list[str]:
         return [CLICK]

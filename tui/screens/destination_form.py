@@ -13,9 +13,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from connector.hosts import GLOBAL_URL
+from connector.models import ContactList
 from store.limits import DEFAULT_CAP
 from store.safe_text import visible
-from tui.backend import Backend, DestinationForm, DestinationInfo, ListInfo
+from tui.backend import Backend, DestinationForm, DestinationInfo
 from tui.messages import AccountListsLoaded, BackendFailed, ConnectionChecked, DestinationSaved
 from tui.screens.base import describe_error
 from tui.widgets.check_lines import CheckLines
@@ -122,10 +123,10 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
             yield Label(label)
             yield widget
 
-    def _list_options(self, lists: list[ListInfo]) -> list[tuple[Text, str]]:
+    def _list_options(self, lists: list[ContactList]) -> list[tuple[Text, str]]:
         """List names come from the account: Text, never markup (a str prompt
         in a Select is parsed, and "[/]x" crashed the form)."""
-        options = [(safe(f"{item.name} ({item.contact_count:,})"), item.id) for item in lists]
+        options = [(safe(f"{item.name} ({item.contact_count or 0:,})"), item.id) for item in lists]
         if self.existing and all(item.id != self.existing.list_id for item in lists):
             options.insert(
                 0, (safe(self.existing.list_name or self.existing.list_id), self.existing.list_id)

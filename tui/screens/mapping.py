@@ -11,7 +11,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from tui.backend import FIELD_LIMITS, RESERVED_FIELDS, ColumnInfo, MappingDraft
+from store.records import Column as ProfileColumn
+from tui.backend import FIELD_LIMITS, RESERVED_FIELDS, MappingDraft
 from tui.messages import MappingLoaded, MappingSaved, SampleRowsLoaded
 from tui.screens.base import SegsyncScreen, describe_error
 from tui.screens.pickers import NOT_MAPPED, ColumnPicker
@@ -70,7 +71,7 @@ class MappingScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.columns: list[ColumnInfo] = []
+        self.columns: list[ProfileColumn] = []
         self.custom_fields: list[str] = []
         self.mapping: MappingDraft | None = None
         self.rows: list[dict[str, object]] = []

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from tui.backend import SegmentCountInfo, SegmentInfo
+from store.records import Segment, SegmentCount
 from tui.messages import SegmentCountsLoaded, SegmentsLoaded, UnionCounted
 from tui.screens.base import SegsyncScreen
 from tui.widgets import formatting
@@ -51,8 +51,8 @@ class SegmentsScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.segments: list[SegmentInfo] = []
-        self.counts: dict[str, SegmentCountInfo] = {}
+        self.segments: list[Segment] = []
+        self.counts: dict[str, SegmentCount] = {}
         self.union: int | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -162,7 +162,7 @@ class SegmentsScreen(SegsyncScreen):
             )
         self._show_detail()
 
-    def _highlighted(self) -> SegmentInfo | None:
+    def _highlighted(self) -> Segment | None:
         table = self.query_one(DataTable)
         if not self.segments:
             return None

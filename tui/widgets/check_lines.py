@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.backend import CheckResult
+from connector.models import Check
 from tui.widgets.formatting import safe
 
 
-def render_checks(checks: list[CheckResult]) -> Text:
+def render_checks(checks: list[Check]) -> Text:
     """Plain Text, never markup: SendGrid's messages may contain brackets
     (and controls, made visible)."""
     text = Text()
@@ -17,7 +17,7 @@ def render_checks(checks: list[CheckResult]) -> Text:
         mark, style = ("PASS", "bold green") if check.ok else ("FAIL", "bold red")
         text.append(f"{mark} ", style=style)
         text.append(safe(f"{check.name:8} ", "bold"))
-        text.append(safe(check.message))
+        text.append(safe(check.detail))
         text.append("\n")
     text.rstrip()
     return text
@@ -31,5 +31,5 @@ class CheckLines(Static):
     def show_running(self) -> None:
         self.update(Text("Testing connection…", style="italic"))
 
-    def show(self, checks: list[CheckResult]) -> None:
+    def show(self, checks: list[Check]) -> None:
         self.update(render_checks(checks))
