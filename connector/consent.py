@@ -6,7 +6,7 @@ loading httpx; the command line records the same words.
 
 from __future__ import annotations
 
-from typing import Any
+from store.records import FieldMapping
 
 CONSENT_STATEMENT = (
     "I confirm that the people in the segments I export to this destination have agreed "
@@ -16,18 +16,14 @@ CONSENT_STATEMENT = (
 )
 
 
-def consent_filter_refusal(mapping: Any, destination: str) -> str | None:
+def consent_filter_refusal(mapping: FieldMapping, destination: str) -> str | None:
     """Why an export to ``destination`` may not send with this mapping, or None.
 
     The one rule, used by the export's preflight, the CLI and the TUI: with no
     consent column every selected profile would be sent, so that must be a
     choice recorded in the mapping (``no_consent_filter``), never a default.
-    ``mapping`` is a `store.plan.FieldMapping` or anything with the same two
-    attributes (the TUI's draft), so this module stays free of DuckDB.
     """
-    if getattr(mapping, "consent_column", None):
-        return None
-    if getattr(mapping, "no_consent_filter", False):
+    if mapping.consent_column or mapping.no_consent_filter:
         return None
     return (
         f"{destination!r} has no consent column mapped, so every selected profile would be "

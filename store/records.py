@@ -107,6 +107,13 @@ class Run:
     kind: str = "export"
     undo_of: int | None = None
 
+    @property
+    def seconds(self) -> float | None:
+        """How long the run took; None while it runs."""
+        if self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
 
 @dataclass(frozen=True)
 class Batch:

@@ -23,14 +23,13 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from store.records import FieldMapping, SyncAlert
 from store.safe_text import visible
 from tui.backend import (
     CONSENT_WORDING,
     Backend,
     DestinationInfo,
     ExportSettings,
-    MappingDraft,
-    SyncAlertInfo,
 )
 from tui.commands import SegsyncCommands
 from tui.messages import (
@@ -101,7 +100,7 @@ class SegsyncApp(App[None]):
         ),
     ]
 
-    sync_alerts: reactive[tuple[SyncAlertInfo, ...]] = reactive(())
+    sync_alerts: reactive[tuple[SyncAlert, ...]] = reactive(())
     """Failures of scheduled syncs nobody acknowledged; each screen's banner watches it."""
     acknowledged_syncs: reactive[tuple[int, ...]] = reactive((), always_update=True)
     """Syncs whose failures were just recorded as seen; the Syncs screen reloads on it."""
@@ -125,7 +124,7 @@ class SegsyncApp(App[None]):
         self.destination: DestinationInfo | None = None
         self.destinations: list[DestinationInfo] = []
         self.selection: tuple[str, ...] = ()
-        self.mapping: MappingDraft | None = None
+        self.mapping: FieldMapping | None = None
         self.mode_setting: str = "upsert"
         self.incremental: bool = False
         self.export_runner: ExportRunner | None = None  # set while a real export runs
@@ -328,11 +327,12 @@ class SegsyncApp(App[None]):
         """Ask before applying: adds, updates, removals and up to ten of who goes."""
         from tui.screens.apply_plan import ApplyPlanScreen
 
-        plan, settings = message.plan, message.settings
+        review, settings = message.review, message.settings
+        plan = review.plan
         destination = next(
             (d for d in self.destinations if d.id == plan.destination_id), self.destination
         )
-        target = plan.destination
+        target = plan.destination_name
         if destination is not None:
             target = f"{destination.name} (list {destination.list_name or destination.list_id})"
 
@@ -342,7 +342,7 @@ class SegsyncApp(App[None]):
             allowed = plan.counts.get("to_remove", 0) if message.guardrail else None
             self.post_message(ExportApproved(replace(settings, allow_removals=allowed)))
 
-        self.push_screen(ApplyPlanScreen(plan, target, message.guardrail), answered)
+        self.push_screen(ApplyPlanScreen(review, target, message.guardrail), answered)
 
     @work(
         thread=True,

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from connector.consent import CONSENT_STATEMENT
-from connector.models import Check, ContactList
+from connector.models import Check, ContactList, SyncStatus
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
-from store.records import Column, Segment, SegmentCount
+from store.records import (
+    Column,
+    FieldMapping,
+    Person,
+    PlanRecord,
+    RejectedRecord,
+    Run,
+    RunDetail,
+    Segment,
+    SegmentCount,
+    SyncAlert,
+)
 
 if TYPE_CHECKING:
     from connector.events import Event
@@ -100,16 +111,6 @@ class DestinationForm:
 
 
 @dataclass(frozen=True)
-class MappingDraft:
-    """A mapping as the screen edits it: SendGrid field -> profile column."""
-
-    email: str | None = None
-    reserved: dict[str, str] = field(default_factory=dict)
-    custom: dict[str, str] = field(default_factory=dict)
-    consent_column: str | None = None
-
-
-@dataclass(frozen=True)
 class ExportSettings:
     """Everything needed to preview or run one export; also what history re-runs."""
 
@@ -126,60 +127,15 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
-class PersonInfo:
-    """One person a run touched: added, updated, removed, rejected (with why), ..."""
+class PlanReview:
+    """What the apply question shows: a stored plan and, beside its counts, up
+    to 10 of the people it would remove (read from its changeset file) and, for
+    an undo, the people later runs changed again. It carries the plan's record
+    (no copy of it) plus two lists that live outside the history database."""
 
-    email: str
-    key: str
-    op: str
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class PlanInfo:
-    """A stored plan as the TUI shows it before it is applied."""
-
-    id: int
-    destination_id: int
-    destination: str
-    kind: str  # export | undo
-    counts: dict[str, int]
-    removals_sample: tuple[str, ...] = ()  # up to 10 of the people it would remove
-    touched_later: tuple[str, ...] = ()  # undo: people later runs changed again
-    undo_of: int | None = None
-
-
-@dataclass(frozen=True)
-class SyncInfo:
-    """One saved sync with its last run and its next one (the Syncs table)."""
-
-    id: int
-    name: str
-    destination: str
-    segments: tuple[str, ...]
-    mode: str
-    trigger: str  # "every 6h" | "cron 0 6 * * * (Europe/Berlin)" | "on refresh"
-    paused: bool
-    running: bool
-    last_attempt_at: datetime | None
-    last_result: str | None  # succeeded | partial | rejected | failed | refused | ...
-    last_run_id: int | None
-    last_message: str
-    next_run_at: datetime | None  # None: paused, or waiting for a refresh
-    waiting_for: str  # on refresh: what it waits for, in words
-    alerts: int  # failures nobody acknowledged
-
-
-@dataclass(frozen=True)
-class SyncAlertInfo:
-    """A failure of a sync nobody acknowledged: the banner at start names it."""
-
-    sync_id: int
-    sync: str
-    result: str
-    at: datetime
-    run_id: int | None
-    message: str
+    plan: PlanRecord
+    removals_sample: tuple[str, ...] = ()
+    touched_later: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,60 +150,6 @@ class SyncForm:
     every: str | None = None  # "6h", "30m"
     cron: str | None = None  # "0 6 * * *"
     on_refresh: bool = False
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    id: int
-    destination: str
-    segments: tuple[str, ...]
-    mode: str
-    dry_run: bool
-    status: str
-    started_at: datetime
-    ended_at: datetime | None
-    operator: str
-    counts: dict[str, int] = field(default_factory=dict)
-    destination_id: int | None = None
-    incremental: bool = False
-    message: str = ""  # why it failed or stopped, or what to do next
-    kind: str = "export"  # or "undo"
-    plan_id: int | None = None
-
-    @property
-    def seconds(self) -> float | None:
-        if self.ended_at is None:
-            return None
-        return (self.ended_at - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    seq: int
-    contacts: int
-    job_id: str
-    status: str
-    created: int = 0
-    updated: int = 0
-    errored: int = 0
-
-
-@dataclass(frozen=True)
-class RejectedInfo:
-    key: str
-    email: str
-    reason: str
-    seq: int | None = None
-
-
-@dataclass(frozen=True)
-class RunDetail:
-    run: RunInfo
-    config: dict[str, object]
-    batches: list[BatchInfo]
-    rejected: list[RejectedInfo]
-    rejected_total: int
-    host: str = ""
 
 
 class Backend(Protocol):
@@ -277,38 +179,40 @@ class Backend(Protocol):
     # saved, else suggested; custom_fields: the account's, when already fetched
     def mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
-    ) -> MappingDraft: ...
+    ) -> FieldMapping: ...
     def suggested_mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
-    ) -> MappingDraft: ...
-    def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None: ...
+    ) -> FieldMapping: ...
+    def save_mapping(self, destination_id: int, mapping: FieldMapping) -> None: ...
     def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]: ...
 
     # export (dry-run included): the engine's events, consumed off the UI loop
     def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]: ...
 
     # history
-    def runs(self) -> list[RunInfo]: ...
+    def runs(self) -> list[Run]: ...
     def run_detail(self, run_id: int) -> RunDetail: ...
+    # the first `limit` rows the run rejected (its detail counts them all)
+    def rejected_rows(self, run_id: int, limit: int) -> list[RejectedRecord]: ...
     def write_rejected_csv(self, run_id: int, path: Path) -> int: ...
     # who a run touched, by operation (all when ops is empty)
     def run_people(
         self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
-    ) -> list[PersonInfo]: ...
+    ) -> list[Person]: ...
     # the inverse of a run's membership changes, stored as a plan to apply
-    def undo_plan(self, run_id: int) -> PlanInfo: ...
+    def undo_plan(self, run_id: int) -> PlanReview: ...
     # a stored plan with up to 10 of the people it would remove
-    def plan(self, plan_id: int) -> PlanInfo: ...
+    def plan(self, plan_id: int) -> PlanReview: ...
     # why a person was or was not sent: the same answer as `segsync explain --json`
     def explain(
         self, destination_id: int, email: str | None = None, key: str | None = None
     ) -> dict[str, object]: ...
 
     # scheduled syncs
-    def syncs(self) -> list[SyncInfo]: ...
-    def sync_alerts(self) -> list[SyncAlertInfo]: ...
+    def syncs(self) -> list[SyncStatus]: ...
+    def sync_alerts(self) -> list[SyncAlert]: ...
     def acknowledge_sync_alerts(self, sync_ids: tuple[int, ...] = ()) -> None: ...
-    def add_sync(self, form: SyncForm) -> SyncInfo: ...
+    def add_sync(self, form: SyncForm) -> SyncStatus: ...
     def pause_sync(self, sync_id: int, paused: bool) -> None: ...
     # runs the sync now (blocking: call from a thread worker); returns its result line
     def run_sync_now(self, sync_id: int) -> str: ...

@@ -15,24 +15,27 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from connector.models import Check, ContactList
-from store.records import Column, Segment, SegmentCount
+from connector.models import Check, ContactList, SyncStatus
+from store.records import (
+    Column,
+    FieldMapping,
+    Person,
+    PlanRecord,
+    RejectedRecord,
+    Run,
+    RunDetail,
+    Segment,
+    SegmentCount,
+    SyncAlert,
+)
 from tui.backend import (
     BackendError,
-    BatchInfo,
     Consent,
     DestinationForm,
     DestinationInfo,
     ExportSettings,
-    MappingDraft,
-    PersonInfo,
-    PlanInfo,
-    RejectedInfo,
-    RunDetail,
-    RunInfo,
-    SyncAlertInfo,
+    PlanReview,
     SyncForm,
-    SyncInfo,
 )
 
 if TYPE_CHECKING:
@@ -44,8 +47,6 @@ if TYPE_CHECKING:
     from store.workspace import Workspace
 
 T = TypeVar("T")
-REJECTED_SHOWN = 200
-"""Rejected rows a run's detail shows; the CSV export writes all of them."""
 
 
 class LocalBackend:
@@ -285,42 +286,34 @@ class LocalBackend:
 
     def mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
-    ) -> MappingDraft:
+    ) -> FieldMapping:
         saved = self._hist().get_mapping(destination_id)
         if saved is not None:
-            return _draft(saved)
+            return saved
         return self.suggested_mapping(destination_id, custom_fields)
 
     def suggested_mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
-    ) -> MappingDraft:
+    ) -> FieldMapping:
         """Fetches the account's custom fields only when the caller has not (each
         fetch is a SendGrid request, up to its retry limit when offline). The
         same suggestion as `segsync map --suggest` (connector.services)."""
         from connector.services import suggest_mapping_for
 
         if custom_fields is not None:  # no destination needed, nothing to fetch
-            return _draft(suggest_mapping_for(self._ws(), custom_fields=custom_fields))
+            return suggest_mapping_for(self._ws(), custom_fields=custom_fields)
         dest = self._hist().get_destination(destination_id)
-        return _draft(suggest_mapping_for(self._ws(), self._keystore(), dest))
+        return suggest_mapping_for(self._ws(), self._keystore(), dest)
 
-    def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:
+    def save_mapping(self, destination_id: int, mapping: FieldMapping) -> None:
         """Check the columns and the account's custom fields, then save: the same
-        service `segsync map` calls. ``no_consent_filter`` is read from the draft
-        when it has one (the explicit choice to send without a consent column)."""
+        service `segsync map` calls. The mapping keeps its ``no_consent_filter``
+        (the explicit choice to send without a consent column) as loaded."""
         from connector.errors import SendGridError
         from connector.services import ServiceError, save_mapping
-        from store.records import FieldMapping
 
         if not mapping.email:
             raise BackendError("Map a column to email: it is how SendGrid identifies a contact.")
-        field_mapping = FieldMapping(
-            email=mapping.email,
-            reserved=dict(mapping.reserved),
-            custom=dict(mapping.custom),
-            consent_column=mapping.consent_column,
-            no_consent_filter=bool(getattr(mapping, "no_consent_filter", False)),
-        )
         history = self._hist()
         try:
             save_mapping(
@@ -328,7 +321,7 @@ class LocalBackend:
                 self._keystore(),
                 self._ws(),
                 history.get_destination(destination_id),
-                field_mapping,
+                mapping,
             )
         except (ServiceError, SendGridError) as error:
             raise BackendError(str(error)) from None
@@ -390,36 +383,19 @@ class LocalBackend:
 
     # -- history ---------------------------------------------------------------
 
-    def runs(self) -> list[RunInfo]:
-        return [_run_info(r) for r in self._hist().list_runs(limit=500)]
+    def runs(self) -> list[Run]:
+        return self._hist().list_runs(limit=500)
 
     def run_detail(self, run_id: int) -> RunDetail:
         from store.history import NotFound
 
-        history = self._hist()
         try:
-            run = history.get_run(run_id)
+            return self._hist().get_run(run_id)
         except NotFound:
             raise BackendError(f"There is no run {run_id} in this state directory.") from None
-        rejected = [
-            RejectedInfo(r.key or "", r.email or "", r.reason, r.seq)
-            for r in history.rejected_rows(run_id, limit=REJECTED_SHOWN)
-        ]
-        batches = [
-            BatchInfo(
-                b.seq,
-                b.contacts,
-                b.job_id or "",
-                b.status,
-                b.created or 0,
-                b.updated or 0,
-                b.errored or 0,
-            )
-            for b in run.batches
-        ]
-        return RunDetail(
-            _run_info(run), dict(run.config), batches, rejected, run.rejected, run.host
-        )
+
+    def rejected_rows(self, run_id: int, limit: int) -> list[RejectedRecord]:
+        return list(self._hist().rejected_rows(run_id, limit=limit))
 
     def write_rejected_csv(self, run_id: int, path: Path) -> int:
         """Same columns as `segsync runs rejected RUN --csv FILE`."""
@@ -433,16 +409,13 @@ class LocalBackend:
             ) from None
         return written
 
-    def run_people(
-        self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
-    ) -> list[PersonInfo]:
+    def run_people(self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500) -> list[Person]:
         """From the run's people record (store.people); empty for runs before it."""
         from store.people import people_file, read_people
 
-        rows = read_people(people_file(self._state_dir(), run_id), ops or None, limit)
-        return [PersonInfo(e or "", k or "", op, r or "") for e, k, op, r in rows]
+        return list(read_people(people_file(self._state_dir(), run_id), ops or None, limit))
 
-    def undo_plan(self, run_id: int) -> PlanInfo:
+    def undo_plan(self, run_id: int) -> PlanReview:
         from connector.engine import ExportEngine, ExportRefused
         from store.history import NotFound
 
@@ -457,18 +430,18 @@ class LocalBackend:
             plan, undo = engine.plan_undo(run_id)
         except (NotFound, FileNotFoundError, ExportRefused) as error:
             raise BackendError(str(error)) from None
-        return self._plan_info(plan, touched_later=undo.touched_later)
+        return self._review(plan, touched_later=undo.touched_later)
 
-    def plan(self, plan_id: int) -> PlanInfo:
+    def plan(self, plan_id: int) -> PlanReview:
         from store.history import PlanNotFound
 
         try:
             plan = self._hist().get_plan(plan_id)
         except PlanNotFound as error:
             raise BackendError(str(error)) from None
-        return self._plan_info(plan)
+        return self._review(plan)
 
-    def _plan_info(self, plan: Any, touched_later: tuple[str, ...] = ()) -> PlanInfo:
+    def _review(self, plan: PlanRecord, touched_later: tuple[str, ...] = ()) -> PlanReview:
         from store.changeset import Changeset, changeset_file
 
         removals: list[str] = []
@@ -476,16 +449,7 @@ class LocalBackend:
         if plan.counts.get("to_remove") and path.is_file():
             with Changeset(path) as changes:
                 removals = changes.removals()[:10]
-        return PlanInfo(
-            id=plan.id,
-            destination_id=plan.destination_id,
-            destination=plan.destination_name,
-            kind=plan.kind,
-            counts={k: int(v) for k, v in plan.counts.items() if isinstance(v, int | float)},
-            removals_sample=tuple(removals),
-            touched_later=tuple(touched_later),
-            undo_of=plan.undo_of,
-        )
+        return PlanReview(plan, tuple(removals), tuple(touched_later))
 
     def explain(
         self, destination_id: int, email: str | None = None, key: str | None = None
@@ -518,49 +482,20 @@ class LocalBackend:
 
     # -- scheduled syncs ----------------------------------------------------------
 
-    def syncs(self) -> list[SyncInfo]:
+    def syncs(self) -> list[SyncStatus]:
         from connector.syncs import sync_overview, utc_now
 
-        return [
-            SyncInfo(
-                id=s.id,
-                name=s.name,
-                destination=s.destination,
-                segments=tuple(s.segments),
-                mode=s.mode,
-                trigger=s.trigger,
-                paused=s.paused,
-                running=s.running,
-                last_attempt_at=s.last_attempt_at,
-                last_result=s.last_result,
-                last_run_id=s.last_run_id,
-                last_message=s.last_message or "",
-                next_run_at=s.next_run_at,
-                waiting_for=s.waiting_for or "",
-                alerts=s.alerts,
-            )
-            for s in sync_overview(self._hist(), utc_now())
-        ]
+        return sync_overview(self._hist(), utc_now())
 
-    def sync_alerts(self) -> list[SyncAlertInfo]:
-        return [
-            SyncAlertInfo(
-                sync_id=a.sync_id,
-                sync=a.sync_name,
-                result=a.event.result,
-                at=a.event.at,
-                run_id=a.event.run_id,
-                message=a.event.message or "",
-            )
-            for a in self._hist().sync_alerts()
-        ]
+    def sync_alerts(self) -> list[SyncAlert]:
+        return self._hist().sync_alerts()
 
     def acknowledge_sync_alerts(self, sync_ids: tuple[int, ...] = ()) -> None:
         from connector.syncs import utc_now
 
         self._hist().acknowledge_sync_alerts(utc_now(), list(sync_ids) or None)
 
-    def add_sync(self, form: SyncForm) -> SyncInfo:
+    def add_sync(self, form: SyncForm) -> SyncStatus:
         from connector.syncs import SyncError, create_sync, utc_now
 
         history = self._hist()
@@ -604,32 +539,3 @@ class LocalBackend:
         return f"{attempt.sync}: {attempt.result}{run}" + (
             f": {attempt.message}" if attempt.message else ""
         )
-
-
-def _draft(mapping: Any) -> MappingDraft:
-    return MappingDraft(
-        email=mapping.email or None,
-        reserved=dict(mapping.reserved),
-        custom=dict(mapping.custom),
-        consent_column=mapping.consent_column,
-    )
-
-
-def _run_info(run: Any) -> RunInfo:
-    return RunInfo(
-        id=run.id,
-        destination=run.destination_name,
-        segments=tuple(run.segments),
-        mode=run.mode,
-        dry_run=run.dry_run,
-        status=run.status,
-        started_at=run.started_at,
-        ended_at=run.ended_at,
-        operator=run.operator,
-        counts={k: int(v) for k, v in (run.counts or {}).items() if isinstance(v, int | float)},
-        destination_id=run.destination_id,
-        incremental=run.incremental,
-        message=run.message or "",
-        kind=run.kind,
-        plan_id=run.plan_id,
-    )

@@ -24,16 +24,21 @@ from connector.events import (
     RunFinished,
 )
 from connector.models import Check, ContactList
-from store.records import Column, Segment, SegmentCount
+from store.records import (
+    Column,
+    FieldMapping,
+    Person,
+    RejectedRecord,
+    Run,
+    RunDetail,
+    Segment,
+    SegmentCount,
+)
 from tui.backend import (
     Consent,
     DestinationInfo,
     ExportSettings,
-    MappingDraft,
-    PersonInfo,
-    PlanInfo,
-    RunDetail,
-    RunInfo,
+    PlanReview,
 )
 
 
@@ -129,7 +134,7 @@ class MappingLoaded(Message):
         self,
         columns: list[Column],
         custom_fields: list[str],
-        mapping: MappingDraft,
+        mapping: FieldMapping,
         custom_fields_error: str | None,
     ) -> None:
         super().__init__()
@@ -146,7 +151,7 @@ class SampleRowsLoaded(Message):
 
 
 class MappingSaved(Message):
-    def __init__(self, mapping: MappingDraft) -> None:
+    def __init__(self, mapping: FieldMapping) -> None:
         super().__init__()
         self.mapping = mapping
 
@@ -155,15 +160,18 @@ class MappingSaved(Message):
 
 
 class RunsLoaded(Message):
-    def __init__(self, runs: list[RunInfo]) -> None:
+    def __init__(self, runs: list[Run]) -> None:
         super().__init__()
         self.runs = runs
 
 
 class RunDetailLoaded(Message):
-    def __init__(self, detail: RunDetail) -> None:
+    """A run, with the first of the rows it rejected (``detail.rejected`` counts all)."""
+
+    def __init__(self, detail: RunDetail, rejected: list[RejectedRecord]) -> None:
         super().__init__()
         self.detail = detail
+        self.rejected = rejected
 
 
 class RejectedExported(Message):
@@ -184,7 +192,7 @@ class ExportApproved(Message):
 class PeopleLoaded(Message):
     """Who a run touched (the run detail's People tab)."""
 
-    def __init__(self, people: list[PersonInfo]) -> None:
+    def __init__(self, people: list[Person]) -> None:
         super().__init__()
         self.people = people
 
@@ -193,10 +201,10 @@ class PlanToConfirm(Message):
     """A stored plan, read for the apply question; ``guardrail`` is why the
     engine refused it (a yes then allows exactly its removals)."""
 
-    def __init__(self, settings: ExportSettings, plan: PlanInfo, guardrail: str = "") -> None:
+    def __init__(self, settings: ExportSettings, review: PlanReview, guardrail: str = "") -> None:
         super().__init__()
         self.settings = settings
-        self.plan = plan
+        self.review = review
         self.guardrail = guardrail
 
 

@@ -8,9 +8,10 @@ import csv
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from connector.events import (
     BatchSent,
@@ -24,24 +25,29 @@ from connector.events import (
     RunFinished,
     RunStarted,
 )
-from connector.models import Check, ContactList
-from store.records import Column, Segment, SegmentCount
+from connector.models import Check, ContactList, SyncStatus
+from store.records import (
+    Batch,
+    Column,
+    FieldMapping,
+    Person,
+    PlanRecord,
+    RejectedRecord,
+    Run,
+    RunDetail,
+    Segment,
+    SegmentCount,
+    SyncAlert,
+    SyncEvent,
+)
 from tui.backend import (
     BackendError,
-    BatchInfo,
     Consent,
     DestinationForm,
     DestinationInfo,
     ExportSettings,
-    MappingDraft,
-    PersonInfo,
-    PlanInfo,
-    RejectedInfo,
-    RunDetail,
-    RunInfo,
-    SyncAlertInfo,
+    PlanReview,
     SyncForm,
-    SyncInfo,
 )
 
 NOW = datetime(2026, 11, 28, 9, 30)
@@ -114,11 +120,45 @@ PLAN_COUNTS = {
 }
 
 
-def sample_syncs() -> list[SyncInfo]:
+def sync_status(
+    sync_id: int,
+    name: str,
+    destination: str,
+    segments: tuple[str, ...],
+    mode: str,
+    trigger: str,
+    **state: Any,
+) -> SyncStatus:
+    """A line of the syncs table; ``state``: paused, running, last_*, next_run_at, ..."""
+    return SyncStatus(
+        id=sync_id,
+        name=name,
+        destination=destination,
+        workspace="sample_data",
+        segments=segments,
+        mode=mode,
+        incremental=False,
+        trigger=trigger,
+        last_success_at=None,
+        **state,
+    )
+
+
+def sync_alert(
+    sync_id: int, sync: str, result: str, at: datetime, run_id: int | None, message: str
+) -> SyncAlert:
+    """A failure of sync ``sync_id`` nobody acknowledged, as history returns it."""
+    event = SyncEvent(
+        sync_id * 100, sync_id, "run", result, at, None, 1, run_id, message, True, None
+    )
+    return SyncAlert(sync_id, sync, event)
+
+
+def sample_syncs() -> list[SyncStatus]:
     """A failed nightly cron sync, an interval one that worked, a paused one
     waiting for a refresh that never ran."""
     return [
-        SyncInfo(
+        sync_status(
             1,
             "nightly",
             "Newsletter",
@@ -135,7 +175,7 @@ def sample_syncs() -> list[SyncInfo]:
             waiting_for="",
             alerts=1,
         ),
-        SyncInfo(
+        sync_status(
             2,
             "hourly_de",
             "Demo",
@@ -152,7 +192,7 @@ def sample_syncs() -> list[SyncInfo]:
             waiting_for="",
             alerts=0,
         ),
-        SyncInfo(
+        sync_status(
             3,
             "on_change",
             "Newsletter",
@@ -174,9 +214,9 @@ def sample_syncs() -> list[SyncInfo]:
 
 PLAN_ID = 7  # the plan every scripted preview stores
 PEOPLE = [
-    PersonInfo("anna@example.com", "1", "added"),
-    PersonInfo("old@example.com", "", "removed"),
-    PersonInfo("bad@@example", "17", "rejected", "invalid_email: not an email address"),
+    Person("anna@example.com", "1", "added", None),
+    Person("old@example.com", None, "removed", None),
+    Person("bad@@example", "17", "rejected", "invalid_email: not an email address"),
 ]
 
 
@@ -237,6 +277,72 @@ def export_events(run_id: int, settings: ExportSettings) -> list[Event]:
     ]
 
 
+def stored_run(
+    run_id: int,
+    destination: str,
+    segments: tuple[str, ...],
+    mode: str,
+    dry_run: bool,
+    status: str,
+    started_at: datetime,
+    ended_at: datetime | None,
+    operator: str,
+    counts: dict[str, int],
+    destination_id: int,
+    message: str | None = None,
+) -> Run:
+    """A run as history returns it, with what the screens do not show left plain."""
+    return Run(
+        id=run_id,
+        destination_id=destination_id,
+        destination_name=destination,
+        segments=segments,
+        mode=mode,
+        incremental=False,
+        dry_run=dry_run,
+        status=status,
+        config={},
+        counts=counts,
+        message=message,
+        operator=operator,
+        host="db-1",
+        pid=4242,
+        started_at=started_at,
+        ended_at=ended_at,
+        resumed_from=None,
+    )
+
+
+def stored_batch(
+    run_id: int, seq: int, contacts: int, job_id: str, status: str, counts: tuple[int, int, int]
+) -> Batch:
+    """A finished batch; ``counts``: created, updated, errored."""
+    return Batch(run_id, seq, contacts, contacts * 91, "", "", job_id, status, *counts, NOW, NOW)
+
+
+def stored_plan(
+    plan_id: int, kind: str, counts: dict[str, int], undo_of: int | None = None
+) -> PlanRecord:
+    """A plan for destination 1 (Newsletter) waiting to be applied."""
+    return PlanRecord(
+        id=plan_id,
+        destination_id=1,
+        destination_name="Newsletter",
+        segments=("high_value",) if kind == "export" else (),
+        mode="upsert",
+        incremental=False,
+        kind=kind,
+        undo_of=undo_of,
+        counts=counts,
+        basis={},
+        status="ready",
+        applied_run_id=None,
+        operator="ops",
+        host="db-1",
+        created_at=NOW,
+    )
+
+
 @dataclass
 class FakeBackend:
     """Fixed data; records what the app asked for so tests can assert on it."""
@@ -270,10 +376,10 @@ class FakeBackend:
             ),
         ]
     )
-    mappings: dict[int, MappingDraft] = field(default_factory=dict)
-    runs_data: list[RunInfo] = field(
+    mappings: dict[int, FieldMapping] = field(default_factory=dict)
+    runs_data: list[Run] = field(
         default_factory=lambda: [
-            RunInfo(
+            stored_run(
                 7,
                 "Newsletter",
                 ("high_value",),
@@ -286,7 +392,7 @@ class FakeBackend:
                 {"selected": 1500, "sent": 1340, "errored": 2},
                 1,
             ),
-            RunInfo(
+            stored_run(
                 6,
                 "Newsletter",
                 ("high_value", "newsletter_de"),
@@ -300,7 +406,7 @@ class FakeBackend:
                 1,
                 message="the process stopped (killed?) during uploading; resume it",
             ),
-            RunInfo(
+            stored_run(
                 5,
                 "Demo",
                 ("newsletter_de",),
@@ -326,9 +432,9 @@ class FakeBackend:
     events_for: Callable[[int, ExportSettings], list[Event]] | None = None
     event_delay: float = 0.0
     gate: threading.Event | None = None  # export waits for it before each batch
-    syncs_data: list[SyncInfo] = field(default_factory=sample_syncs)
+    syncs_data: list[SyncStatus] = field(default_factory=sample_syncs)
     # none by default: a banner over every screen would be in every snapshot
-    sync_alerts_data: list[SyncAlertInfo] = field(default_factory=list)
+    sync_alerts_data: list[SyncAlert] = field(default_factory=list)
     acknowledged: list[tuple[int, ...]] = field(default_factory=list)
     added_syncs: list[SyncForm] = field(default_factory=list)
     syncs_run: list[int] = field(default_factory=list)
@@ -418,8 +524,8 @@ class FakeBackend:
 
     def suggested_mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
-    ) -> MappingDraft:
-        return MappingDraft(
+    ) -> FieldMapping:
+        return FieldMapping(
             email="email",
             reserved={"first_name": "first_name", "last_name": "last_name", "country": "country"},
             custom={},
@@ -428,10 +534,10 @@ class FakeBackend:
 
     def mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
-    ) -> MappingDraft:
+    ) -> FieldMapping:
         return self.mappings.get(destination_id) or self.suggested_mapping(destination_id)
 
-    def save_mapping(self, destination_id: int, mapping: MappingDraft) -> None:
+    def save_mapping(self, destination_id: int, mapping: FieldMapping) -> None:
         self.mappings[destination_id] = mapping
 
     def sample_rows(self, columns: tuple[str, ...], limit: int) -> list[dict[str, object]]:
@@ -459,48 +565,50 @@ class FakeBackend:
                 await asyncio.sleep(self.event_delay)
             yield event
 
-    def runs(self) -> list[RunInfo]:
+    def runs(self) -> list[Run]:
         return list(self.runs_data)
 
     def run_detail(self, run_id: int) -> RunDetail:
         run = next((r for r in self.runs_data if r.id == run_id), None)
         if run is None:
             raise BackendError(f"There is no run {run_id}.")
+        values = {f.name: getattr(run, f.name) for f in fields(run)}
+        values["config"] = {
+            "segments": list(run.segments),
+            "mode": run.mode,
+            "incremental": False,
+            "mapping": {"email": "email"},
+        }
         return RunDetail(
-            run,
-            {
-                "segments": list(run.segments),
-                "mode": run.mode,
-                "incremental": False,
-                "mapping": {"email": "email"},
-            },
-            [
-                BatchInfo(1, 1000, "job-0001", "completed", 800, 200, 0),
-                BatchInfo(2, 340, "job-0002", "errored", 200, 138, 2),
-            ],
-            [
-                RejectedInfo("17", "x@example.com", "invalid [email] value", 2),
-                RejectedInfo("18", "", "no_email", None),
-            ],
-            rejected_total=2,
-            host="db-1",
+            **values,
+            batches=(
+                stored_batch(run_id, 1, 1000, "job-0001", "completed", (800, 200, 0)),
+                stored_batch(run_id, 2, 340, "job-0002", "errored", (200, 138, 2)),
+            ),
+            rejected=2,
         )
 
+    def rejected_rows(self, run_id: int, limit: int) -> list[RejectedRecord]:
+        return [
+            RejectedRecord(run_id, 2, "17", "x@example.com", "invalid [email] value", "sendgrid"),
+            RejectedRecord(run_id, None, "18", "", "no_email", "plan"),
+        ][:limit]
+
     def write_rejected_csv(self, run_id: int, path: Path) -> int:
-        detail = self.run_detail(run_id)
+        rows = self.rejected_rows(run_id, 1000)
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["key", "email", "reason", "batch"])
-            for row in detail.rejected:
+            for row in rows:
                 writer.writerow([row.key, row.email, row.reason, row.seq or ""])
-        return len(detail.rejected)
+        return len(rows)
 
     # -- scheduled syncs: in memory, refusing what create_sync refuses ----------
 
-    def syncs(self) -> list[SyncInfo]:
+    def syncs(self) -> list[SyncStatus]:
         return list(self.syncs_data)
 
-    def sync_alerts(self) -> list[SyncAlertInfo]:
+    def sync_alerts(self) -> list[SyncAlert]:
         return list(self.sync_alerts_data)
 
     def acknowledge_sync_alerts(self, sync_ids: tuple[int, ...] = ()) -> None:
@@ -512,7 +620,7 @@ class FakeBackend:
             replace(s, alerts=0) if not sync_ids or s.id in sync_ids else s for s in self.syncs_data
         ]
 
-    def add_sync(self, form: SyncForm) -> SyncInfo:
+    def add_sync(self, form: SyncForm) -> SyncStatus:
         self.added_syncs.append(form)
         if any(s.name == form.name for s in self.syncs_data):
             raise BackendError(f"A sync named {form.name} exists; pick another name.")
@@ -528,7 +636,7 @@ class FakeBackend:
             if form.cron
             else "on refresh"
         )
-        info = SyncInfo(
+        info = sync_status(
             max((s.id for s in self.syncs_data), default=0) + 1,
             form.name,
             destination.name,
@@ -584,36 +692,26 @@ class FakeBackend:
 
     # -- changesets ---------------------------------------------------------------
 
-    def plan(self, plan_id: int) -> PlanInfo:
+    def plan(self, plan_id: int) -> PlanReview:
         self.plans_read.append(plan_id)
-        return PlanInfo(
-            plan_id,
-            1,
-            "Newsletter",
-            "export",
-            {
-                **PLAN_COUNTS,
-                "to_add": PLAN_COUNTS["to_send"] - 40,
-                "to_update": 40,
-                "to_remove": self.plan_removals,
-            },
+        counts = {
+            **PLAN_COUNTS,
+            "to_add": PLAN_COUNTS["to_send"] - 40,
+            "to_update": 40,
+            "to_remove": self.plan_removals,
+        }
+        return PlanReview(
+            stored_plan(plan_id, "export", counts),
             tuple(f"gone{i}@example.com" for i in range(min(self.plan_removals, 10))),
         )
 
-    def undo_plan(self, run_id: int) -> PlanInfo:
-        return PlanInfo(
-            PLAN_ID + 1,
-            1,
-            "Newsletter",
-            "undo",
-            {"to_add": 1, "to_remove": 1, "to_update": 0, "updated_not_restored": 1},
-            ("anna@example.com",),
-            undo_of=run_id,
+    def undo_plan(self, run_id: int) -> PlanReview:
+        counts = {"to_add": 1, "to_remove": 1, "to_update": 0, "updated_not_restored": 1}
+        return PlanReview(
+            stored_plan(PLAN_ID + 1, "undo", counts, undo_of=run_id), ("anna@example.com",)
         )
 
-    def run_people(
-        self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500
-    ) -> list[PersonInfo]:
+    def run_people(self, run_id: int, ops: tuple[str, ...] = (), limit: int = 500) -> list[Person]:
         return [p for p in PEOPLE if not ops or p.op in ops][:limit]
 
     def explain(

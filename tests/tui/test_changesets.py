@@ -98,7 +98,7 @@ async def test_run_detail_lists_the_people_and_undoes_the_run(make_app, backend:
         await settle(pilot)
         question = app.screen
         assert isinstance(question, ApplyPlanScreen)
-        assert question.plan.kind == "undo" and question.plan.undo_of == 6
+        assert question.review.plan.kind == "undo" and question.review.plan.undo_of == 6
         assert "Undo run 6 on" in screen_text(app)
         await pilot.press("y")
         await settle(pilot)

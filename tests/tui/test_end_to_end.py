@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from store.records import FieldMapping
 from tests.tui.conftest import SIZE, TickingClock, settle
 from tui.app import SegsyncApp
 from tui.local_backend import LocalBackend
@@ -111,7 +112,7 @@ async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeyp
         await settle(pilot)  # the stored plan is read for the question
         question = app.screen
         assert isinstance(question, ApplyPlanScreen)
-        assert question.plan.counts["to_add"] == len(expected)  # the plan on screen
+        assert question.review.plan.counts["to_add"] == len(expected)  # the plan on screen
         await pilot.press("y")
         export = app.screen
         assert isinstance(export, ExportScreen)
@@ -144,7 +145,7 @@ async def test_cancel_midway_then_resume_from_history(
     tmp_path: Path, emulator, monkeypatch
 ) -> None:
     from connector.engine import EngineSettings
-    from tui.backend import CONSENT_WORDING, DestinationForm, MappingDraft
+    from tui.backend import CONSENT_WORDING, DestinationForm
 
     monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
     expected = write_workspace(tmp_path / "ws")
@@ -158,7 +159,7 @@ async def test_cancel_midway_then_resume_from_history(
     form = DestinationForm("news", emulator.url, emulator.api_key, list_id, None, 1000)
     dest = await asyncio.to_thread(backend.save_destination, form)
     await asyncio.to_thread(backend.record_consent, dest.id, CONSENT_WORDING)
-    mapping = MappingDraft(email="email", consent_column="email_opt_in")
+    mapping = FieldMapping(email="email", consent_column="email_opt_in")
     await asyncio.to_thread(backend.save_mapping, dest.id, mapping)
     emulator.set_faults(latency=0.2)  # one contact per request: slow enough to cancel
     app = SegsyncApp(backend, clock=TickingClock())

@@ -211,7 +211,7 @@ async def test_preview_then_export_with_confirmation(make_app, backend) -> None:
         await settle(pilot)  # the plan on screen is read for the question
         question = app.screen
         assert isinstance(question, ApplyPlanScreen)
-        plan = question.plan
+        plan = question.review.plan
         assert plan.counts["to_add"] + plan.counts["to_update"] == 1340
         assert backend.plans_read == [PLAN_ID]
         await pilot.press("y")

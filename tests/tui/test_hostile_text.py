@@ -30,7 +30,7 @@ from connector.events import (
 )
 from connector.events import Warning as EngineWarning
 from connector.models import Check, ContactList
-from store.records import Column, Segment, SegmentCount
+from store.records import Column, RejectedRecord, RunDetail, Segment, SegmentCount
 from tests.tui.conftest import settle
 from tests.tui.fakes import COLUMNS, ROWS, FakeBackend
 from tests.tui.rendered import raw_controls, screen_text
@@ -38,8 +38,6 @@ from tui.backend import (
     BackendError,
     DestinationForm,
     ExportSettings,
-    RejectedInfo,
-    RunDetail,
 )
 from tui.screens.destination_form import DestinationFormScreen
 from tui.screens.export import ExportScreen
@@ -72,7 +70,7 @@ class HostileBackend(FakeBackend):
         self.runs_data = [
             replace(
                 run,
-                destination=CLIPBOARD,
+                destination_name=CLIPBOARD,
                 segments=(BROKEN, LINK),
                 operator=TITLE,
                 message=f"SendGrid said {ERASE} {CLIPBOARD}",
@@ -118,11 +116,13 @@ class HostileBackend(FakeBackend):
     def run_detail(self, run_id: int) -> RunDetail:
         detail = super().run_detail(run_id)
         return replace(
-            detail,
-            config={"segments": [CLIPBOARD], "mapping": {"email": TITLE}},
-            rejected=[RejectedInfo(LINK, CLIPBOARD, f"SendGrid: {ERASE} {BROKEN}", 2)],
-            host=BIDI,
+            detail, config={"segments": [CLIPBOARD], "mapping": {"email": TITLE}}, host=BIDI
         )
+
+    def rejected_rows(self, run_id: int, limit: int) -> list[RejectedRecord]:
+        return [
+            RejectedRecord(run_id, 2, LINK, CLIPBOARD, f"SendGrid: {ERASE} {BROKEN}", "sendgrid")
+        ]
 
     def _events(self, run_id: int, settings: ExportSettings) -> Sequence[Event]:
         counts = {"selected": 3, "to_send": 2, "no_email": 1, BROKEN: 1}

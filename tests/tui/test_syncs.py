@@ -12,9 +12,8 @@ from textual.notifications import Notification, Notify
 from textual.widgets import DataTable, Input, Select, Static
 
 from tests.tui.conftest import SIZE, settle
-from tests.tui.fakes import FakeBackend
+from tests.tui.fakes import FakeBackend, sync_alert
 from tests.tui.rendered import raw_controls, screen_text
-from tui.backend import SyncAlertInfo
 from tui.screens.destinations import DestinationsScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.sync_form import SyncFormScreen
@@ -46,9 +45,9 @@ class Notes:
 
 
 ALERTS = [
-    SyncAlertInfo(1, "nightly", "refused", datetime(2026, 11, 28, 2, 0), 12, "would remove 420"),
-    SyncAlertInfo(1, "nightly", "failed", datetime(2026, 11, 27, 2, 0), 11, "timeout"),
-    SyncAlertInfo(2, "hourly_de", "rejected", datetime(2026, 11, 28, 1, 0), 13, "9 % rejected"),
+    sync_alert(1, "nightly", "refused", datetime(2026, 11, 28, 2, 0), 12, "would remove 420"),
+    sync_alert(1, "nightly", "failed", datetime(2026, 11, 27, 2, 0), 11, "timeout"),
+    sync_alert(2, "hourly_de", "rejected", datetime(2026, 11, 28, 1, 0), 13, "9 % rejected"),
 ]
 
 
@@ -311,7 +310,7 @@ async def test_names_and_messages_from_data_are_never_markup(make_app, backend) 
         s.__class__(**{**s.__dict__, "name": HOSTILE, "last_message": HOSTILE})
         for s in backend.syncs_data[:1]
     ]
-    backend.sync_alerts_data = [SyncAlertInfo(1, HOSTILE, "failed", datetime(2026, 1, 1), 3, "")]
+    backend.sync_alerts_data = [sync_alert(1, HOSTILE, "failed", datetime(2026, 1, 1), 3, "")]
     notes = Notes()
     app = make_app()
     async with app.run_test(size=(160, 40), message_hook=notes) as pilot:

@@ -3,7 +3,7 @@
 Removing people is what hurts when it is wrong, so the dialog names up to ten
 of those the plan would take off the list, and says so when the run goes past
 the destination's guardrail (the user's yes is then the explicit allowance the
-engine asks for). Everything shown comes from the plan (a `PlanInfo`): counts
+engine asks for). Everything shown comes from the plan (a `PlanReview`): counts
 are the plan's, not a guess, and names are data made safe.
 """
 
@@ -18,14 +18,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from tui.backend import PlanInfo
+from tui.backend import PlanReview
 from tui.widgets.formatting import safe
 
 REMOVALS_SHOWN = 10
 
 
-def plan_summary(plan: PlanInfo, target: str) -> Text:
+def plan_summary(review: PlanReview, target: str) -> Text:
     """The plan in words: where, what, and some of who would be removed."""
+    plan = review.plan
     c = plan.counts
     text = Text()
     undo = plan.kind == "undo"
@@ -46,8 +47,8 @@ def plan_summary(plan: PlanInfo, target: str) -> Text:
             "(SendGrid keeps no history of them).\n",
             style="dim",
         )
-    if plan.removals_sample:
-        shown = plan.removals_sample[:REMOVALS_SHOWN]
+    if review.removals_sample:
+        shown = review.removals_sample[:REMOVALS_SHOWN]
         more = c.get("to_remove", len(shown)) - len(shown)
         text.append("\nTo be taken off the list:\n", style="bold")
         for email in shown:
@@ -56,9 +57,9 @@ def plan_summary(plan: PlanInfo, target: str) -> Text:
             text.append("\n")
         if more > 0:
             text.append(f"  … and {more:,} more\n", style="dim")
-    if plan.touched_later:
+    if review.touched_later:
         text.append(
-            f"\n{len(plan.touched_later):,} of them were changed again by later runs: "
+            f"\n{len(review.touched_later):,} of them were changed again by later runs: "
             "undoing undoes that too.\n",
             style="yellow",
         )
@@ -73,17 +74,17 @@ class ApplyPlanScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "Not now"),
     ]
 
-    def __init__(self, plan: PlanInfo, target: str, guardrail: str = "") -> None:
+    def __init__(self, review: PlanReview, target: str, guardrail: str = "") -> None:
         """``target``: the destination and list, as the user knows them;
         ``guardrail``: why the engine refused this run (its yes allows it)."""
         super().__init__()
-        self.plan = plan
+        self.review = review
         self.target = target
         self.guardrail = guardrail
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog apply-plan"):
-            yield Static(plan_summary(self.plan, self.target), classes="question")
+            yield Static(plan_summary(self.review, self.target), classes="question")
             if self.guardrail:
                 note = Text("Over the guardrail: ", style="bold red")
                 note.append_text(safe(self.guardrail))

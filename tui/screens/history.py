@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Label, Select, Static
 
-from tui.backend import RunInfo
+from store.records import Run
 from tui.messages import RunsLoaded
 from tui.screens.base import SegsyncScreen
 from tui.screens.run_detail import RunDetailScreen
@@ -67,8 +67,8 @@ class HistoryScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.runs: list[RunInfo] = []
-        self.shown: list[RunInfo] = []
+        self.runs: list[Run] = []
+        self.shown: list[Run] = []
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(classes="filters"):
@@ -109,7 +109,7 @@ class HistoryScreen(SegsyncScreen):
         self.runs = sorted(message.runs, key=lambda r: (r.started_at, r.id), reverse=True)
         select = self.query_one("#filter-destination", Select)
         current = select.value
-        names = sorted({r.destination for r in self.runs})
+        names = sorted({r.destination_name for r in self.runs})
         select.set_options([(safe(n), n) for n in names])
         if isinstance(current, str) and current in names:
             select.value = current
@@ -128,7 +128,7 @@ class HistoryScreen(SegsyncScreen):
         self.shown = [
             r
             for r in self.runs
-            if (not isinstance(destination, str) or r.destination == destination)
+            if (not isinstance(destination, str) or r.destination_name == destination)
             and (not isinstance(status, str) or r.status == status)
         ]
         rows: list[tuple[str | None, tuple[object, ...]]] = []
@@ -140,7 +140,7 @@ class HistoryScreen(SegsyncScreen):
             cells = (
                 Text(str(run.id)),
                 Text(formatting.when(run.started_at)[5:]),
-                safe(run.destination, no_wrap=True, overflow="ellipsis"),
+                safe(run.destination_name, no_wrap=True, overflow="ellipsis"),
                 safe(", ".join(run.segments), no_wrap=True, overflow="ellipsis"),
                 safe("dry-run" if run.dry_run else mode),
                 formatting.run_status(run.status),
@@ -155,7 +155,7 @@ class HistoryScreen(SegsyncScreen):
             return
         self._show_detail()
 
-    def _highlighted(self) -> RunInfo | None:
+    def _highlighted(self) -> Run | None:
         table = self.query_one("#runs", DataTable)
         if not self.shown or table.cursor_row < 0:
             return None

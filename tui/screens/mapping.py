@@ -12,7 +12,8 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from store.records import Column as ProfileColumn
-from tui.backend import FIELD_LIMITS, RESERVED_FIELDS, MappingDraft
+from store.records import FieldMapping
+from tui.backend import FIELD_LIMITS, RESERVED_FIELDS
 from tui.messages import MappingLoaded, MappingSaved, SampleRowsLoaded
 from tui.screens.base import SegsyncScreen, describe_error
 from tui.screens.pickers import NOT_MAPPED, ColumnPicker
@@ -73,7 +74,7 @@ class MappingScreen(SegsyncScreen):
         super().__init__()
         self.columns: list[ProfileColumn] = []
         self.custom_fields: list[str] = []
-        self.mapping: MappingDraft | None = None
+        self.mapping: FieldMapping | None = None
         self.rows: list[dict[str, object]] = []
         self.loaded_for: int | None = None
 
@@ -136,7 +137,7 @@ class MappingScreen(SegsyncScreen):
         group="mapping-save",
         description="save the mapping",
     )
-    def _save(self, destination_id: int, mapping: MappingDraft) -> None:
+    def _save(self, destination_id: int, mapping: FieldMapping) -> None:
         saved = self.call_backend(
             "save the mapping", lambda: self.backend.save_mapping(destination_id, mapping) or True
         )
@@ -151,7 +152,7 @@ class MappingScreen(SegsyncScreen):
         description="suggest a mapping",
     )
     def _suggest(self, destination_id: int) -> None:
-        def suggest_and_save() -> MappingDraft:
+        def suggest_and_save() -> FieldMapping:
             mapping = self.backend.suggested_mapping(destination_id)
             self.backend.save_mapping(destination_id, mapping)
             return mapping
@@ -187,8 +188,10 @@ class MappingScreen(SegsyncScreen):
 
     def _fields(self) -> list[tuple[str, str, str | None]]:
         """(row key, label, mapped column) for every row of the table."""
-        mapping = self.mapping or MappingDraft()
-        fields: list[tuple[str, str, str | None]] = [("email", "email (required)", mapping.email)]
+        mapping = self.mapping or FieldMapping(email="")
+        fields: list[tuple[str, str, str | None]] = [
+            ("email", "email (required)", mapping.email or None)
+        ]
         fields += [(name, name, mapping.reserved.get(name)) for name in RESERVED_FIELDS]
         fields += [
             (f"custom:{name}", f"{name} (custom)", mapping.custom.get(name))
@@ -310,10 +313,10 @@ class MappingScreen(SegsyncScreen):
         self.segsync.action_goto("preview")
 
 
-def _with_column(mapping: MappingDraft, key: str, column: str | None) -> MappingDraft:
+def _with_column(mapping: FieldMapping, key: str, column: str | None) -> FieldMapping:
     """The mapping with one row's column changed (None: not mapped)."""
     if key == "email":
-        return replace(mapping, email=column)
+        return replace(mapping, email=column or "")
     if key == CONSENT_ROW:
         return replace(mapping, consent_column=column)
     if key.startswith("custom:"):

@@ -14,7 +14,8 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from connector.events import PlanReady, PreviewReady, RunFinished
 from connector.events import Warning as EngineWarning
-from tui.backend import ExportSettings, MappingDraft
+from store.records import FieldMapping
+from tui.backend import ExportSettings
 from tui.messages import EngineEvent, ExportEnded, ExportRunner
 from tui.screens.base import SegsyncScreen
 from tui.widgets.counts_table import CountsTable
@@ -102,7 +103,7 @@ class PreviewScreen(SegsyncScreen):
 
     def _wanted(self) -> tuple[Any, ...]:
         app = self.segsync
-        mapping = app.mapping or MappingDraft()
+        mapping = app.mapping or FieldMapping(email="")
         return (
             app.destination.id if app.destination else None,
             app.selection,

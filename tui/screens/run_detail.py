@@ -14,7 +14,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
-from tui.backend import ExportSettings, RunDetail
+from store.records import RunDetail
+from tui.backend import ExportSettings
 from tui.messages import (
     BackendFailed,
     PeopleLoaded,
@@ -40,6 +41,8 @@ _PEOPLE_STYLE = {
 }
 _VIEWS = ("summary", "batches", "rejected", "people")
 PEOPLE_SHOWN = 500
+REJECTED_SHOWN = 200
+"""Rejected rows the Rejected tab shows; the CSV export (e) writes all of them."""
 
 
 class RunDetailScreen(Screen[None]):
@@ -119,11 +122,11 @@ class RunDetailScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         detail = self.detail
         if action == "resume":
-            return detail is not None and detail.run.status in RESUMABLE and not detail.run.dry_run
+            return detail is not None and detail.status in RESUMABLE and not detail.dry_run
         if action in ("rerun", "export_csv"):
             return detail is not None
         if action == "undo":
-            return detail is not None and not detail.run.dry_run and detail.run.status != "running"
+            return detail is not None and not detail.dry_run and detail.status != "running"
         return True
 
     @work(
@@ -136,25 +139,25 @@ class RunDetailScreen(Screen[None]):
     def _load(self) -> None:
         try:
             detail = self.backend.run_detail(self.run_id)
+            rejected = self.backend.rejected_rows(self.run_id, REJECTED_SHOWN)
             people = self.backend.run_people(self.run_id, limit=PEOPLE_SHOWN)
         except Exception as error:
             self.post_message(BackendFailed("read the run", describe_error(error)))
         else:
-            self.post_message(RunDetailLoaded(detail))
+            self.post_message(RunDetailLoaded(detail, rejected))
             self.post_message(PeopleLoaded(people))
 
     def on_run_detail_loaded(self, message: RunDetailLoaded) -> None:
-        self.detail = detail = message.detail
-        run = detail.run
+        self.detail = run = message.detail
         title = Text.assemble(
             (f"Run {run.id}", "bold"),
-            safe(f" · {run.destination} · {', '.join(run.segments)} · "),
+            safe(f" · {run.destination_name} · {', '.join(run.segments)} · "),
             safe("dry-run" if run.dry_run else run.mode),
             " · ",
             safe(run.status.replace("_", " "), "bold"),
             safe(
                 f" · {formatting.when(run.started_at)} · {formatting.duration(run.seconds)}"
-                f" · {run.operator}" + (f"@{detail.host}" if detail.host else "")
+                f" · {run.operator}" + (f"@{run.host}" if run.host else "")
             ),
         )
         if run.message:
@@ -163,35 +166,34 @@ class RunDetailScreen(Screen[None]):
         self.query_one("#run-title", Static).update(title)
         self.query_one("#run-counts", CountsTable).show(run.counts)
         self.query_one("#run-config", Static).update(
-            safe(json.dumps(detail.config, indent=2, sort_keys=True, default=str), multiline=True)
+            safe(json.dumps(run.config, indent=2, sort_keys=True, default=str), multiline=True)
         )
         batches = self.query_one("#run-batches", DataTable)
         batches.clear()
-        for b in detail.batches:
+        for b in run.batches:
             batches.add_row(
                 str(b.seq),
                 f"{b.contacts:,}",
-                safe(b.job_id),
+                safe(b.job_id or ""),
                 safe(b.status),
-                f"{b.created:,}",
-                f"{b.updated:,}",
-                f"{b.errored:,}",
+                f"{b.created or 0:,}",
+                f"{b.updated or 0:,}",
+                f"{b.errored or 0:,}",
             )
         rejected = self.query_one("#run-rejected", DataTable)
         rejected.clear()
-        for r in detail.rejected:
+        for r in message.rejected:
             rejected.add_row(
-                safe(r.key),
+                safe(r.key or ""),
                 safe(r.email or "∅"),
                 safe(r.reason, "yellow"),
                 "" if r.seq is None else str(r.seq),
             )
-        if detail.rejected_total > len(detail.rejected):
+        if run.rejected > len(message.rejected):
             rejected.add_row(
                 "",
                 Text(
-                    f"… {detail.rejected_total - len(detail.rejected):,} more:"
-                    " e writes them all to CSV",
+                    f"… {run.rejected - len(message.rejected):,} more: e writes them all to CSV",
                     style="dim",
                 ),
                 "",
@@ -207,8 +209,8 @@ class RunDetailScreen(Screen[None]):
             table.add_row(
                 safe(person.op.replace("_", " "), _PEOPLE_STYLE.get(person.op, "")),
                 safe(person.email or "∅"),
-                safe(person.key),
-                safe(person.reason),
+                safe(person.key or ""),
+                safe(person.reason or ""),
             )
         if not message.people:
             table.add_row("", Text("no record of the people this run touched", style="dim"), "", "")
@@ -235,14 +237,15 @@ class RunDetailScreen(Screen[None]):
     )
     def _plan_undo(self) -> None:
         try:
-            plan = self.backend.undo_plan(self.run_id)
+            review = self.backend.undo_plan(self.run_id)
         except Exception as error:
             self.post_message(BackendFailed("plan the undo", describe_error(error)))
         else:
+            plan = review.plan
             settings = ExportSettings(
                 destination_id=plan.destination_id, segments=(), plan_id=plan.id
             )
-            self.post_message(PlanToConfirm(settings, plan))
+            self.post_message(PlanToConfirm(settings, review))
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -283,20 +286,14 @@ class RunDetailScreen(Screen[None]):
         self.notify(f"Wrote {message.rows:,} rejected rows to {message.path}", markup=False)
 
     def _start(self, resume: bool) -> None:
-        detail = self.detail
-        if detail is None:
-            return
-        run = detail.run
-        if run.destination_id is None:
-            self.notify(
-                "This run's destination was removed; add it again to re-run.", severity="warning"
-            )
+        run = self.detail
+        if run is None:
             return
         settings = ExportSettings(
             destination_id=run.destination_id,
             segments=run.segments,
             mode="mirror" if run.mode == "mirror" else "upsert",
-            incremental=bool(detail.config.get("incremental", False)),
+            incremental=bool(run.config.get("incremental", False)),
             dry_run=run.dry_run and not resume,
             resume_run=run.id if resume else None,
         )

@@ -13,7 +13,8 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tui.backend import Backend, DestinationInfo, SyncForm, SyncInfo
+from connector.models import SyncStatus
+from tui.backend import Backend, DestinationInfo, SyncForm
 from tui.screens.base import describe_error
 from tui.widgets.formatting import safe
 
@@ -26,7 +27,7 @@ TRIGGERS: tuple[tuple[str, str, str], ...] = (
 
 
 class SyncAdded(Message):
-    def __init__(self, sync: SyncInfo) -> None:
+    def __init__(self, sync: SyncStatus) -> None:
         super().__init__()
         self.sync = sync
 
@@ -40,7 +41,7 @@ class SyncRefused(Message):
         self.error = error
 
 
-class SyncFormScreen(ModalScreen[SyncInfo | None]):
+class SyncFormScreen(ModalScreen[SyncStatus | None]):
     """Dismisses with the saved sync, or None when cancelled.
 
     What to send is not asked again: it is the destination, segments and mode

@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from tui.backend import SyncInfo
+from connector.models import SyncStatus
 from tui.messages import BackendFailed
 from tui.screens.base import SegsyncScreen, describe_error
 from tui.screens.sync_form import SyncFormScreen
@@ -69,7 +69,7 @@ def result_text(result: str | None) -> Text:
 
 
 class SyncsLoaded(Message):
-    def __init__(self, syncs: list[SyncInfo]) -> None:
+    def __init__(self, syncs: list[SyncStatus]) -> None:
         super().__init__()
         self.syncs = syncs
 
@@ -77,7 +77,7 @@ class SyncsLoaded(Message):
 class SyncPaused(Message):
     """A sync was paused or resumed; `syncs` is the list read after it."""
 
-    def __init__(self, name: str, paused: bool, syncs: list[SyncInfo]) -> None:
+    def __init__(self, name: str, paused: bool, syncs: list[SyncStatus]) -> None:
         super().__init__()
         self.name = name
         self.paused = paused
@@ -89,7 +89,7 @@ class SyncRan(Message):
     and the list read after it, whose row says how it went."""
 
     def __init__(
-        self, sync_id: int, name: str, line: str, error: str | None, syncs: list[SyncInfo]
+        self, sync_id: int, name: str, line: str, error: str | None, syncs: list[SyncStatus]
     ) -> None:
         super().__init__()
         self.sync_id = sync_id
@@ -135,7 +135,7 @@ class SyncsScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.syncs: list[SyncInfo] = []
+        self.syncs: list[SyncStatus] = []
         self.running: set[int] = set()  # ids of syncs run from here, until they end
         self.loaded = False
 
@@ -178,7 +178,7 @@ class SyncsScreen(SegsyncScreen):
     def on_syncs_loaded(self, message: SyncsLoaded) -> None:
         self._show(message.syncs)
 
-    def _show(self, syncs: list[SyncInfo]) -> None:
+    def _show(self, syncs: list[SyncStatus]) -> None:
         self.syncs = syncs
         self.loaded = True
         self._fill()
@@ -204,14 +204,14 @@ class SyncsScreen(SegsyncScreen):
         self._show_detail()
 
     @staticmethod
-    def _next_run(sync: SyncInfo) -> Text:
+    def _next_run(sync: SyncStatus) -> Text:
         if sync.paused:
             return Text("- (paused)", style="dim")
         if sync.next_run_at is not None:
             return Text(short_when(sync.next_run_at))
         return safe(sync.waiting_for or "-", "dim", no_wrap=True, overflow="ellipsis")
 
-    def _highlighted(self) -> SyncInfo | None:
+    def _highlighted(self) -> SyncStatus | None:
         table = self.query_one(DataTable)
         if not self.syncs or table.cursor_row < 0:
             return None
@@ -278,7 +278,7 @@ class SyncsScreen(SegsyncScreen):
         )
         self.app.push_screen(form, self._added)
 
-    def _added(self, sync: SyncInfo | None) -> None:
+    def _added(self, sync: SyncStatus | None) -> None:
         if sync is None:
             return
         when = (
@@ -301,7 +301,7 @@ class SyncsScreen(SegsyncScreen):
         group="sync-pause",
         description="pause or resume the sync",
     )
-    def _pause(self, sync: SyncInfo, paused: bool) -> None:
+    def _pause(self, sync: SyncStatus, paused: bool) -> None:
         try:
             self.backend.pause_sync(sync.id, paused)
         except Exception as error:
@@ -336,7 +336,7 @@ class SyncsScreen(SegsyncScreen):
         group="sync-run",
         description="run the sync",
     )
-    def _run_now(self, sync: SyncInfo) -> None:
+    def _run_now(self, sync: SyncStatus) -> None:
         try:
             line, error = self.backend.run_sync_now(sync.id), None
         except Exception as failure:

@@ -18,7 +18,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from tui.backend import SyncAlertInfo
+from store.records import SyncAlert
 from tui.widgets.formatting import safe_content
 from tui.widgets.screen_tabs import SCREENS
 
@@ -32,7 +32,7 @@ SYNCS_KEY = next(key for key, mode, _title in SCREENS if mode == "syncs")
 class SyncAlertsLoaded(Message):
     """The failures nobody acknowledged, read at start (empty: no banner)."""
 
-    def __init__(self, alerts: list[SyncAlertInfo]) -> None:
+    def __init__(self, alerts: list[SyncAlert]) -> None:
         super().__init__()
         self.alerts = alerts
 
@@ -49,21 +49,21 @@ def _local(value: datetime) -> datetime:
     return value.astimezone() if value.tzinfo is not None else value
 
 
-def describe_alerts(alerts: Sequence[SyncAlertInfo], today: datetime) -> Content:
+def describe_alerts(alerts: Sequence[SyncAlert], today: datetime) -> Content:
     """The newest failure ("Sync nightly refused at 02:00 (run 12); 1 more"),
     and how many other syncs failed too. A time not of `today` gets its date.
     Sync names and results are data: never parsed as markup."""
-    newest: dict[int, SyncAlertInfo] = {}
-    for alert in sorted(alerts, key=lambda a: _local(a.at).replace(tzinfo=None)):
+    newest: dict[int, SyncAlert] = {}
+    for alert in sorted(alerts, key=lambda a: _local(a.event.at).replace(tzinfo=None)):
         newest[alert.sync_id] = alert
-    latest = max(newest.values(), key=lambda a: _local(a.at).replace(tzinfo=None))
-    at = _local(latest.at)
+    latest = max(newest.values(), key=lambda a: _local(a.event.at).replace(tzinfo=None))
+    at = _local(latest.event.at)
     when = f"at {at:%H:%M}" if at.date() == today.date() else f"on {at:%m-%d %H:%M}"
-    run = f" (run {latest.run_id})" if latest.run_id is not None else ""
+    run = f" (run {latest.event.run_id})" if latest.event.run_id is not None else ""
     parts = [
         Content("Sync "),
-        safe_content(latest.sync, "bold"),
-        safe_content(f" {latest.result.replace('_', ' ')}"),
+        safe_content(latest.sync_name, "bold"),
+        safe_content(f" {latest.event.result.replace('_', ' ')}"),
         Content(f" {when}{run}"),
     ]
     others = len(newest) - 1
@@ -103,7 +103,7 @@ class SyncBanner(Horizontal):
     def on_mount(self) -> None:
         self.watch(self.app, "sync_alerts", self._show, init=True)
 
-    def _show(self, alerts: tuple[SyncAlertInfo, ...]) -> None:
+    def _show(self, alerts: tuple[SyncAlert, ...]) -> None:
         self.set_class(bool(alerts), "-shown")
         if alerts:
             text = Content.assemble(("! ", "bold"), describe_alerts(alerts, datetime.now()))
