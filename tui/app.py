@@ -23,12 +23,11 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
-from store.records import FieldMapping, SyncAlert
+from store.records import Destination, FieldMapping, SyncAlert
 from store.safe_text import visible
 from tui.backend import (
     CONSENT_WORDING,
     Backend,
-    DestinationInfo,
     ExportSettings,
 )
 from tui.commands import SegsyncCommands
@@ -121,8 +120,8 @@ class SegsyncApp(App[None]):
         self.backend = backend
         self.first_screen = first_screen
         self.wanted_destination = destination
-        self.destination: DestinationInfo | None = None
-        self.destinations: list[DestinationInfo] = []
+        self.destination: Destination | None = None
+        self.destinations: list[Destination] = []
         self.selection: tuple[str, ...] = ()
         self.mapping: FieldMapping | None = None
         self.mode_setting: str = "upsert"
@@ -221,7 +220,7 @@ class SegsyncApp(App[None]):
         name = self.destination.name if self.destination else "no destination"
         self.sub_title = f"{name} · {self.backend.workspace_label}"
 
-    def set_destinations(self, destinations: list[DestinationInfo]) -> None:
+    def set_destinations(self, destinations: list[Destination]) -> None:
         """Called when the destinations screen (re)loads; keeps the current one
         fresh and picks the one asked for on the command line, or the only one."""
         self.destinations = destinations
@@ -234,7 +233,7 @@ class SegsyncApp(App[None]):
                 self.use_destination((wanted or destinations)[0])
         self._update_subtitle()
 
-    def use_destination(self, destination: DestinationInfo) -> None:
+    def use_destination(self, destination: Destination) -> None:
         if self.destination is None or self.destination.id != destination.id:
             self.mapping = None
             self.selection = ()
@@ -277,7 +276,7 @@ class SegsyncApp(App[None]):
         if destination is None:
             self.notify("This destination no longer exists.", severity="error")
             return
-        if destination.consent is None:
+        if not destination.consented:
 
             def agreed(yes: bool | None) -> None:
                 if yes:
@@ -353,20 +352,17 @@ class SegsyncApp(App[None]):
     )
     def _record_consent(self, settings: ExportSettings, to_send: int | None) -> None:
         try:
-            consent = self.backend.record_consent(settings.destination_id, CONSENT_WORDING)
+            destination = self.backend.record_consent(settings.destination_id, CONSENT_WORDING)
         except Exception as error:
             self.post_message(BackendFailed("record consent", describe_error(error)))
         else:
-            self.post_message(ConsentGivenForExport(settings, to_send, consent))
+            self.post_message(ConsentGivenForExport(settings, to_send, destination))
 
     def on_consent_given_for_export(self, message: ConsentGivenForExport) -> None:
-        destination_id = message.settings.destination_id
-        self.destinations = [
-            replace(d, consent=message.consent) if d.id == destination_id else d
-            for d in self.destinations
-        ]
-        if self.destination is not None and self.destination.id == destination_id:
-            self.destination = replace(self.destination, consent=message.consent)
+        recorded = message.destination
+        self.destinations = [recorded if d.id == recorded.id else d for d in self.destinations]
+        if self.destination is not None and self.destination.id == recorded.id:
+            self.destination = recorded
         self.confirm_export(message.settings, message.to_send)
 
     async def on_export_approved(self, message: ExportApproved) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -26,6 +25,7 @@ from connector.models import Check, ContactList, SyncStatus
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
 from store.records import (
     Column,
+    Destination,
     FieldMapping,
     Person,
     PlanRecord,
@@ -69,24 +69,14 @@ class BackendError(Exception):
 
 
 @dataclass(frozen=True)
-class Consent:
-    who: str
-    when: datetime
-    wording: str
+class DestinationRow:
+    """A line of the Destinations screen: the stored destination with the two
+    things only that screen shows, its API key as a masked hint (never the key)
+    and its newest run. It carries the record rather than a copy of its fields."""
 
-
-@dataclass(frozen=True)
-class DestinationInfo:
-    id: int
-    name: str
-    list_id: str
-    list_name: str
-    base_url: str
-    cap: int
-    key_hint: str  # masked key, e.g. "SG.ab…3xYz"; never the key
-    consent: Consent | None = None
-    last_run_at: datetime | None = None
-    last_run_status: str | None = None
+    destination: Destination
+    key_hint: str  # e.g. "SG.ab…3xYz"
+    last_run: Run | None = None
 
 
 @dataclass(frozen=True)
@@ -159,12 +149,13 @@ class Backend(Protocol):
     def workspace_label(self) -> str: ...
 
     # destinations
-    def destinations(self) -> list[DestinationInfo]: ...
+    def destinations(self) -> list[DestinationRow]: ...
     def list_contact_count(self, destination_id: int) -> int: ...
     def account_lists(self, form: DestinationForm) -> list[ContactList]: ...
     def test_connection(self, form: DestinationForm) -> list[Check]: ...
-    def save_destination(self, form: DestinationForm) -> DestinationInfo: ...
-    def record_consent(self, destination_id: int, wording: str) -> Consent: ...
+    def save_destination(self, form: DestinationForm) -> DestinationRow: ...
+    # the destination with its consent recorded (consent_by, consent_at, consent_text)
+    def record_consent(self, destination_id: int, wording: str) -> Destination: ...
     def remove_destination(self, destination_id: int) -> None: ...
 
     # segments

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from connector.models import Check, ContactList, SyncStatus
 from store.records import (
     Column,
+    Destination,
     FieldMapping,
     Person,
     PlanRecord,
@@ -30,9 +31,8 @@ from store.records import (
 )
 from tui.backend import (
     BackendError,
-    Consent,
     DestinationForm,
-    DestinationInfo,
+    DestinationRow,
     ExportSettings,
     PlanReview,
     SyncForm,
@@ -153,36 +153,16 @@ class LocalBackend:
 
     # -- destinations ----------------------------------------------------------
 
-    def destinations(self) -> list[DestinationInfo]:
-        history = self._hist()
-        result = []
-        for dest in history.list_destinations():
-            last = history.list_runs(destination=dest.id, limit=1)
-            result.append(self._info(dest, last[0] if last else None))
-        return result
+    def destinations(self) -> list[DestinationRow]:
+        return [self._row(dest) for dest in self._hist().list_destinations()]
 
-    def _info(self, dest: Any, last: Any | None) -> DestinationInfo:
+    def _row(self, dest: Destination) -> DestinationRow:
         try:
             hint = str(self._keystore().load(dest.id, dest.api_key_env, dest.name))
         except LookupError:
             hint = "no key stored"
-        consent = (
-            Consent(dest.consent_by or "", dest.consent_at, dest.consent_text or "")
-            if dest.consent_at is not None
-            else None
-        )
-        return DestinationInfo(
-            id=dest.id,
-            name=dest.name,
-            list_id=dest.list_id or "",
-            list_name=dest.list_name or "",
-            base_url=dest.base_url,
-            cap=dest.cap,
-            key_hint=hint,
-            consent=consent,
-            last_run_at=last.started_at if last else None,
-            last_run_status=last.status if last else None,
-        )
+        last = self._hist().list_runs(destination=dest.id, limit=1)
+        return DestinationRow(dest, hint, last[0] if last else None)
 
     def list_contact_count(self, destination_id: int) -> int:
         dest = self._hist().get_destination(destination_id)
@@ -215,7 +195,7 @@ class LocalBackend:
 
         return asyncio.run(test_connection(self._form_key(form), form.base_url, form.list_id))
 
-    def save_destination(self, form: DestinationForm) -> DestinationInfo:
+    def save_destination(self, form: DestinationForm) -> DestinationRow:
         """Verify key and list against SendGrid (creating the list when asked),
         then store the destination and its key; nothing is saved if SendGrid
         says no. The same service `segsync destinations add` calls."""
@@ -240,14 +220,12 @@ class LocalBackend:
             )
         except (SendGridError, ServiceError, HistoryError) as error:
             raise BackendError(str(error)) from None
-        last = history.list_runs(destination=dest.id, limit=1)
-        return self._info(dest, last[0] if last else None)
+        return self._row(dest)
 
-    def record_consent(self, destination_id: int, wording: str) -> Consent:
+    def record_consent(self, destination_id: int, wording: str) -> Destination:
         from store.operator import current_operator
 
-        dest = self._hist().record_consent(destination_id, current_operator(), wording)
-        return Consent(dest.consent_by or "", dest.consent_at, dest.consent_text or "")
+        return self._hist().record_consent(destination_id, current_operator(), wording)
 
     def remove_destination(self, destination_id: int) -> None:
         self._hist().remove_destination(destination_id)

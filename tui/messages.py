@@ -26,6 +26,7 @@ from connector.events import (
 from connector.models import Check, ContactList
 from store.records import (
     Column,
+    Destination,
     FieldMapping,
     Person,
     RejectedRecord,
@@ -35,8 +36,7 @@ from store.records import (
     SegmentCount,
 )
 from tui.backend import (
-    Consent,
-    DestinationInfo,
+    DestinationRow,
     ExportSettings,
     PlanReview,
 )
@@ -55,7 +55,7 @@ class BackendFailed(Message):
 
 
 class DestinationsLoaded(Message):
-    def __init__(self, destinations: list[DestinationInfo]) -> None:
+    def __init__(self, destinations: list[DestinationRow]) -> None:
         super().__init__()
         self.destinations = destinations
 
@@ -83,16 +83,17 @@ class ConnectionChecked(Message):
 
 
 class DestinationSaved(Message):
-    def __init__(self, destination: DestinationInfo) -> None:
+    def __init__(self, destination: DestinationRow) -> None:
         super().__init__()
         self.destination = destination
 
 
 class ConsentRecorded(Message):
-    def __init__(self, destination_id: int, consent: Consent) -> None:
+    """``destination``: as stored now, its consent recorded."""
+
+    def __init__(self, destination: Destination) -> None:
         super().__init__()
-        self.destination_id = destination_id
-        self.consent = consent
+        self.destination = destination
 
 
 class DestinationRemoved(Message):
@@ -221,11 +222,13 @@ class ExportStateChanged(Message):
 class ConsentGivenForExport(Message):
     """Consent was just recorded on the way to an export: ask to confirm it next."""
 
-    def __init__(self, settings: ExportSettings, to_send: int | None, consent: Consent) -> None:
+    def __init__(
+        self, settings: ExportSettings, to_send: int | None, destination: Destination
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.to_send = to_send
-        self.consent = consent
+        self.destination = destination
 
 
 # -- export: engine events ----------------------------------------------------

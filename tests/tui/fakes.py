@@ -29,6 +29,7 @@ from connector.models import Check, ContactList, SyncStatus
 from store.records import (
     Batch,
     Column,
+    Destination,
     FieldMapping,
     Person,
     PlanRecord,
@@ -42,9 +43,8 @@ from store.records import (
 )
 from tui.backend import (
     BackendError,
-    Consent,
     DestinationForm,
-    DestinationInfo,
+    DestinationRow,
     ExportSettings,
     PlanReview,
     SyncForm,
@@ -343,37 +343,63 @@ def stored_plan(
     )
 
 
+def stored_destination(
+    destination_id: int,
+    name: str,
+    list_id: str,
+    list_name: str,
+    base_url: str = "http://127.0.0.1:8025",
+    cap: int = 100_000,
+    consent_by: str | None = None,
+) -> Destination:
+    """A destination as history returns it; consent recorded at NOW by ``consent_by``."""
+    return Destination(
+        id=destination_id,
+        name=name,
+        list_id=list_id,
+        list_name=list_name,
+        base_url=base_url,
+        api_key_env=None,
+        key_storage="file",
+        cap=cap,
+        consent_by=consent_by,
+        consent_at=NOW if consent_by else None,
+        consent_text="wording" if consent_by else None,
+        created_at=NOW,
+        removed_at=None,
+    )
+
+
+def with_destination(row: DestinationRow, **changes: Any) -> DestinationRow:
+    """The row with some of its destination's fields changed."""
+    return replace(row, destination=replace(row.destination, **changes))
+
+
 @dataclass
 class FakeBackend:
     """Fixed data; records what the app asked for so tests can assert on it."""
 
     workspace_label: str = "sample_data"
-    destinations_data: list[DestinationInfo] = field(
+    destinations_data: list[DestinationRow] = field(
         default_factory=lambda: [
-            DestinationInfo(
-                1,
-                "Newsletter",
-                "list-1",
-                "Newsletter DE",
-                "http://127.0.0.1:8025",
-                100_000,
+            DestinationRow(
+                stored_destination(1, "Newsletter", "list-1", "Newsletter DE", consent_by="ops"),
                 "SG.ab…3xYz",
-                Consent("ops", NOW, "wording"),
-                NOW,
-                "succeeded",
+                stored_run(
+                    7,
+                    "Newsletter",
+                    ("high_value",),
+                    "upsert",
+                    False,
+                    "succeeded",
+                    NOW,
+                    NOW,
+                    "ops",
+                    {},
+                    1,
+                ),
             ),
-            DestinationInfo(
-                2,
-                "Demo",
-                "list-2",
-                "Demo list",
-                "http://127.0.0.1:8025",
-                100_000,
-                "SG.cd…9qQq",
-                None,
-                None,
-                None,
-            ),
+            DestinationRow(stored_destination(2, "Demo", "list-2", "Demo list"), "SG.cd…9qQq"),
         ]
     )
     mappings: dict[int, FieldMapping] = field(default_factory=dict)
@@ -441,7 +467,7 @@ class FakeBackend:
     sync_gate: threading.Event | None = None  # run_sync_now waits for it
     sync_result: str = "succeeded"  # what the next run_sync_now ends with
 
-    def destinations(self) -> list[DestinationInfo]:
+    def destinations(self) -> list[DestinationRow]:
         return list(self.destinations_data)
 
     def list_contact_count(self, destination_id: int) -> int:
@@ -472,35 +498,42 @@ class FakeBackend:
             ),
         ]
 
-    def save_destination(self, form: DestinationForm) -> DestinationInfo:
+    def save_destination(self, form: DestinationForm) -> DestinationRow:
         self.saved_forms.append(form)
-        if any(d.name == form.name and d.id != form.id for d in self.destinations_data):
+        stored = [row.destination for row in self.destinations_data]
+        if any(d.name == form.name and d.id != form.id for d in stored):
             raise BackendError(f"A destination named {form.name} exists; pick another name.")
-        new_id = form.id or max(d.id for d in self.destinations_data) + 1
-        info = DestinationInfo(
+        new_id = form.id or max(d.id for d in stored) + 1
+        destination = stored_destination(
             new_id,
             form.name,
             form.list_id or "list-new",
             form.new_list_name or "Newsletter DE",
             form.base_url,
             form.cap,
-            "SG.go…good",
         )
-        self.destinations_data = [d for d in self.destinations_data if d.id != new_id] + [info]
-        return info
-
-    def record_consent(self, destination_id: int, wording: str) -> Consent:
-        self.consents.append((destination_id, wording))
-        consent = Consent("tester", NOW, wording)
+        row = DestinationRow(destination, "SG.go…good")
         self.destinations_data = [
-            replace(d, consent=consent) if d.id == destination_id else d
-            for d in self.destinations_data
+            r for r in self.destinations_data if r.destination.id != new_id
+        ] + [row]
+        return row
+
+    def record_consent(self, destination_id: int, wording: str) -> Destination:
+        self.consents.append((destination_id, wording))
+        consent = {"consent_by": "tester", "consent_at": NOW, "consent_text": wording}
+        self.destinations_data = [
+            with_destination(r, **consent) if r.destination.id == destination_id else r
+            for r in self.destinations_data
         ]
-        return consent
+        return next(
+            r.destination for r in self.destinations_data if r.destination.id == destination_id
+        )
 
     def remove_destination(self, destination_id: int) -> None:
         self.removed.append(destination_id)
-        self.destinations_data = [d for d in self.destinations_data if d.id != destination_id]
+        self.destinations_data = [
+            r for r in self.destinations_data if r.destination.id != destination_id
+        ]
 
     def segments(self) -> list[Segment]:
         return list(SEGMENTS)
@@ -628,7 +661,9 @@ class FakeBackend:
             raise BackendError(f"--every {form.every}: not an interval like 30m, 6h or 1d.")
         if form.cron is not None and len(form.cron.split()) != 5:
             raise BackendError(f"--cron {form.cron}: five fields, e.g. 0 6 * * *.")
-        destination = next(d for d in self.destinations_data if d.id == form.destination_id)
+        destination = next(
+            r.destination for r in self.destinations_data if r.destination.id == form.destination_id
+        )
         trigger = (
             f"every {form.every}"
             if form.every

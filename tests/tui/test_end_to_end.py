@@ -78,7 +78,7 @@ async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeyp
         assert isinstance(app.screen, ConsentScreen)
         await pilot.press("a")
         await settle(pilot)
-        assert app.destination is not None and app.destination.consent is not None
+        assert app.destination is not None and app.destination.consented
         assert (
             emulator.api_key not in (tmp_path / "state" / "history.sqlite3").read_bytes()
             if (tmp_path / "state" / "history.sqlite3").exists()
@@ -157,7 +157,7 @@ async def test_cancel_midway_then_resume_from_history(
     )
     # the backend blocks (it runs in the app's worker threads), so set up off the loop
     form = DestinationForm("news", emulator.url, emulator.api_key, list_id, None, 1000)
-    dest = await asyncio.to_thread(backend.save_destination, form)
+    dest = (await asyncio.to_thread(backend.save_destination, form)).destination
     await asyncio.to_thread(backend.record_consent, dest.id, CONSENT_WORDING)
     mapping = FieldMapping(email="email", consent_column="email_opt_in")
     await asyncio.to_thread(backend.save_mapping, dest.id, mapping)

@@ -32,7 +32,7 @@ from connector.events import Warning as EngineWarning
 from connector.models import Check, ContactList
 from store.records import Column, RejectedRecord, RunDetail, Segment, SegmentCount
 from tests.tui.conftest import settle
-from tests.tui.fakes import COLUMNS, ROWS, FakeBackend
+from tests.tui.fakes import COLUMNS, ROWS, FakeBackend, with_destination
 from tests.tui.rendered import raw_controls, screen_text
 from tui.backend import (
     BackendError,
@@ -64,8 +64,8 @@ class HostileBackend(FakeBackend):
         super().__init__()
         first, second = self.destinations_data
         self.destinations_data = [
-            replace(first, name=LITERAL, list_name=BROKEN, base_url=f"http://{TITLE}"),
-            replace(second, name=CLIPBOARD, list_name=CLICK, key_hint=BIDI),
+            with_destination(first, name=LITERAL, list_name=BROKEN, base_url=f"http://{TITLE}"),
+            replace(with_destination(second, name=CLIPBOARD, list_name=CLICK), key_hint=BIDI),
         ]
         self.runs_data = [
             replace(

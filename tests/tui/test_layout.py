@@ -10,7 +10,13 @@ from textual.widgets import DataTable, ProgressBar, TabbedContent
 
 from connector.events import BatchSent, Event, JobFinished, PreviewReady, RunFinished, RunStarted
 from tests.tui.conftest import SIZE, settle
-from tests.tui.fakes import PLAN_COUNTS, FakeBackend, export_events, preview_events
+from tests.tui.fakes import (
+    PLAN_COUNTS,
+    FakeBackend,
+    export_events,
+    preview_events,
+    with_destination,
+)
 from tests.tui.rendered import screen_text
 from tui.backend import ExportSettings
 from tui.screens.preview import PreviewScreen
@@ -132,7 +138,9 @@ async def test_a_new_preview_drops_the_rows_of_the_last(make_app, backend: FakeB
         ]
 
     backend.events_for = per_destination
-    backend.destinations_data[1] = replace(backend.destinations_data[1], consent=None)
+    backend.destinations_data[1] = with_destination(
+        backend.destinations_data[1], consent_by=None, consent_at=None, consent_text=None
+    )
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -152,7 +160,9 @@ async def test_end_and_home_reach_the_last_and_first_destination(
     make_app, backend: FakeBackend
 ) -> None:
     first = backend.destinations_data[0]
-    backend.destinations_data = [replace(first, id=n, name=f"shop-{n:02}") for n in range(1, 41)]
+    backend.destinations_data = [
+        with_destination(first, id=n, name=f"shop-{n:02}") for n in range(1, 41)
+    ]
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

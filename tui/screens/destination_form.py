@@ -16,7 +16,7 @@ from connector.hosts import GLOBAL_URL
 from connector.models import ContactList
 from store.limits import DEFAULT_CAP
 from store.safe_text import visible
-from tui.backend import Backend, DestinationForm, DestinationInfo
+from tui.backend import Backend, DestinationForm, DestinationRow
 from tui.messages import AccountListsLoaded, BackendFailed, ConnectionChecked, DestinationSaved
 from tui.screens.base import describe_error
 from tui.widgets.check_lines import CheckLines
@@ -25,7 +25,7 @@ from tui.widgets.formatting import safe
 NEW_LIST = "\x00new-list"
 
 
-class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
+class DestinationFormScreen(ModalScreen[DestinationRow | None]):
     """Dismisses with the saved destination, or None when cancelled.
 
     Lists are fetched live from the account once a key and URL are filled in
@@ -55,10 +55,11 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
         Binding("f1", "app.help", "Help", show=False),
     ]
 
-    def __init__(self, backend: Backend, existing: DestinationInfo | None = None) -> None:
+    def __init__(self, backend: Backend, existing: DestinationRow | None = None) -> None:
         super().__init__()
         self.backend = backend
-        self.existing = existing
+        self.existing = existing.destination if existing else None
+        self.key_hint = existing.key_hint if existing else None
 
     def compose(self) -> ComposeResult:
         existing = self.existing
@@ -73,7 +74,7 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
                     Input(visible(existing.name) if existing else "", id="name", compact=True),
                 )
                 key_hint = (
-                    f"stored {visible(existing.key_hint)}; empty keeps it" if existing else "SG.…"
+                    f"stored {visible(self.key_hint)}; empty keeps it" if self.key_hint else "SG.…"
                 )
                 yield from self._row(
                     "API key",
@@ -127,15 +128,14 @@ class DestinationFormScreen(ModalScreen[DestinationInfo | None]):
         """List names come from the account: Text, never markup (a str prompt
         in a Select is parsed, and "[/]x" crashed the form)."""
         options = [(safe(f"{item.name} ({item.contact_count or 0:,})"), item.id) for item in lists]
-        if self.existing and all(item.id != self.existing.list_id for item in lists):
-            options.insert(
-                0, (safe(self.existing.list_name or self.existing.list_id), self.existing.list_id)
-            )
+        existing = self.existing
+        if existing and existing.list_id and all(item.id != existing.list_id for item in lists):
+            options.insert(0, (safe(existing.list_name or existing.list_id), existing.list_id))
         options.append((Text("Create the list named below"), NEW_LIST))
         return options
 
     def on_mount(self) -> None:
-        if self.existing:
+        if self.existing and self.existing.list_id:
             self.query_one("#list", Select).value = self.existing.list_id
         self.query_one("#name", Input).focus()
 

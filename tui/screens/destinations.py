@@ -10,7 +10,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from tui.backend import CONSENT_WORDING, DestinationInfo
+from store.records import Destination
+from tui.backend import CONSENT_WORDING, DestinationRow
 from tui.messages import (
     BackendFailed,
     ConsentRecorded,
@@ -79,7 +80,7 @@ class DestinationsScreen(SegsyncScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.destinations: list[DestinationInfo] = []
+        self.rows: list[DestinationRow] = []
         self.counts: dict[int, str] = {}
         self._errors: dict[int, str] = {}  # destination id -> why its count failed
 
@@ -97,7 +98,7 @@ class DestinationsScreen(SegsyncScreen):
 
     def on_screen_resume(self) -> None:
         """Coming back (after an export, say): last run and status may have changed."""
-        if self.destinations:
+        if self.rows:
             self.action_refresh()
 
     # -- loading ---------------------------------------------------------------
@@ -123,7 +124,7 @@ class DestinationsScreen(SegsyncScreen):
         group="list-counts",
         description="count contacts on SendGrid",
     )
-    def _count(self, destinations: list[DestinationInfo]) -> None:
+    def _count(self, destinations: list[Destination]) -> None:
         for destination in destinations:
             try:
                 count = self.backend.list_contact_count(destination.id)
@@ -133,12 +134,13 @@ class DestinationsScreen(SegsyncScreen):
                 self.post_message(ListCountLoaded(destination.id, count, None))
 
     def on_destinations_loaded(self, message: DestinationsLoaded) -> None:
-        self.destinations = message.destinations
-        self.counts = {d.id: self.counts.get(d.id, "…") for d in self.destinations}
-        self.segsync.set_destinations(self.destinations)
+        self.rows = message.destinations
+        destinations = [row.destination for row in self.rows]
+        self.counts = {d.id: self.counts.get(d.id, "…") for d in destinations}
+        self.segsync.set_destinations(destinations)
         self._fill()
-        if self.destinations:
-            self._count(self.destinations)
+        if destinations:
+            self._count(destinations)
 
     def on_list_count_loaded(self, message: ListCountLoaded) -> None:
         self.counts[message.destination_id] = (
@@ -155,31 +157,35 @@ class DestinationsScreen(SegsyncScreen):
         table.loading = False
         current = self.segsync.destination
         rows = []
-        for d in self.destinations:
+        for row in self.rows:
+            d, last = row.destination, row.last_run
             marker = "▶ " if current is not None and current.id == d.id else "  "
-            status = d.last_run_status or "-"
             cells = (
                 safe(marker + d.name, no_wrap=True, overflow="ellipsis"),
-                safe(d.list_name or d.list_id, no_wrap=True, overflow="ellipsis"),
+                safe(d.list_name or d.list_id or "", no_wrap=True, overflow="ellipsis"),
                 Text(self.counts.get(d.id, "…"), justify="right"),
-                Text(formatting.when(d.last_run_at)[5:] if d.last_run_at else "never"),
-                formatting.run_status(status),
-                Text("yes" if d.consent else "no", style="" if d.consent else "bold red"),
+                Text(formatting.when(last.started_at)[5:] if last else "never"),
+                formatting.run_status(last.status if last else "-"),
+                Text("yes" if d.consented else "no", style="" if d.consented else "bold red"),
             )
             rows.append((str(d.id), cells))
         table.show_rows(COLUMNS, rows)
-        if not self.destinations:
+        if not self.rows:
             self.query_one("#destination-detail", Static).update(
                 Text("No destination yet. Press a to add one (a SendGrid key and a list).")
             )
         self._show_detail()
 
-    def _highlighted(self) -> DestinationInfo | None:
+    def _highlighted_row(self) -> DestinationRow | None:
         table = self.query_one(DataTable)
-        if not self.destinations or table.cursor_row < 0:
+        if not self.rows or table.cursor_row < 0:
             return None
         row_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        return next((d for d in self.destinations if str(d.id) == row_key), None)
+        return next((r for r in self.rows if str(r.destination.id) == row_key), None)
+
+    def _highlighted(self) -> Destination | None:
+        row = self._highlighted_row()
+        return None if row is None else row.destination
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -188,19 +194,18 @@ class DestinationsScreen(SegsyncScreen):
         self.action_use()
 
     def _show_detail(self) -> None:
-        d = self._highlighted()
-        if d is None:
+        row = self._highlighted_row()
+        if row is None:
             return
+        d = row.destination
         text = Text()
         text.append(safe(d.name, "bold"))
-        text.append(safe(f"  list {d.list_id}  key {d.key_hint}  cap {d.cap:,}"))
+        text.append(safe(f"  list {d.list_id}  key {row.key_hint}  cap {d.cap:,}"))
         text.append("\n")
         text.append(safe(d.base_url))
         text.append("\n")
-        if d.consent:
-            text.append(
-                safe(f"Consent given by {d.consent.who} on {formatting.when(d.consent.when)}")
-            )
+        if d.consent_at is not None:
+            text.append(safe(f"Consent given by {d.consent_by} on {formatting.when(d.consent_at)}"))
         else:
             text.append("No consent yet: press c before the first export.", style="bold red")
         if d.id in self._errors:
@@ -221,18 +226,19 @@ class DestinationsScreen(SegsyncScreen):
         self.app.push_screen(DestinationFormScreen(self.backend), self._saved)
 
     def action_edit(self) -> None:
-        destination = self._highlighted()
-        if destination is not None:
-            self.app.push_screen(DestinationFormScreen(self.backend, destination), self._saved)
+        row = self._highlighted_row()
+        if row is not None:
+            self.app.push_screen(DestinationFormScreen(self.backend, row), self._saved)
 
-    def _saved(self, destination: DestinationInfo | None) -> None:
-        if destination is None:
+    def _saved(self, row: DestinationRow | None) -> None:
+        if row is None:
             return
+        destination = row.destination
         self.notify(f"Saved {destination.name}.", markup=False)
         if self.segsync.destination is None or self.segsync.destination.id == destination.id:
             self.segsync.use_destination(destination)
         self.action_refresh()
-        if destination.consent is None:
+        if not destination.consented:
             self._ask_consent(destination)
 
     def action_consent(self) -> None:
@@ -240,7 +246,7 @@ class DestinationsScreen(SegsyncScreen):
         if destination is not None:
             self._ask_consent(destination)
 
-    def _ask_consent(self, destination: DestinationInfo) -> None:
+    def _ask_consent(self, destination: Destination) -> None:
         def answered(agreed: bool | None) -> None:
             if agreed:
                 self._record_consent(destination.id)
@@ -255,14 +261,14 @@ class DestinationsScreen(SegsyncScreen):
         description="record consent",
     )
     def _record_consent(self, destination_id: int) -> None:
-        consent = self.call_backend(
+        destination = self.call_backend(
             "record consent", lambda: self.backend.record_consent(destination_id, CONSENT_WORDING)
         )
-        if consent is not None:
-            self.post_message(ConsentRecorded(destination_id, consent))
+        if destination is not None:
+            self.post_message(ConsentRecorded(destination))
 
     def on_consent_recorded(self, message: ConsentRecorded) -> None:
-        self.notify(f"Consent recorded for {message.consent.who}.", markup=False)
+        self.notify(f"Consent recorded for {message.destination.consent_by}.", markup=False)
         self.action_refresh()
 
     def action_remove(self) -> None:

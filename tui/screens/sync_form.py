@@ -14,7 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from connector.models import SyncStatus
-from tui.backend import Backend, DestinationInfo, SyncForm
+from store.records import Destination
+from tui.backend import Backend, SyncForm
 from tui.screens.base import describe_error
 from tui.widgets.formatting import safe
 
@@ -66,7 +67,7 @@ class SyncFormScreen(ModalScreen[SyncStatus | None]):
     def __init__(
         self,
         backend: Backend,
-        destination: DestinationInfo,
+        destination: Destination,
         segments: tuple[str, ...],
         mode: Literal["upsert", "mirror"],
         incremental: bool,
