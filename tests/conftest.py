@@ -48,24 +48,3 @@ def postgres_cluster():
         pytest.skip(reason)
     with running_cluster() as cluster:
         yield cluster
-
-
-# Scenario modules in folders other engineers own, marked `slow` here until
-# their owners mark them in the files (`pytestmark = pytest.mark.slow`, as every
-# other scenario module does): `uv run pytest -m "not slow"` is the quick loop,
-# `uv run pytest` still runs everything. The TUI's Pilot tests take 1-10 s
-# each: all of tests/tui is slow but its import and message-relay checks.
-SLOW_ELSEWHERE = (
-    "tests/cli/test_commands.py",
-    "tests/cli/test_map.py",
-    "tests/cli/test_output.py",
-    "tests/tui/",
-)
-QUICK_ELSEWHERE = ("tests/tui/test_startup.py", "tests/tui/test_relay.py")
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.nodeid.startswith(SLOW_ELSEWHERE) and not item.nodeid.startswith(QUICK_ELSEWHERE):
-            item.add_marker(pytest.mark.slow)

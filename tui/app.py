@@ -23,10 +23,10 @@ from textual.reactive import reactive
 from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
+from connector.consent import CONSENT_STATEMENT
 from store.records import Destination, FieldMapping, SyncAlert
 from store.safe_text import visible
 from tui.backend import (
-    CONSENT_WORDING,
     Backend,
     ExportSettings,
 )
@@ -352,7 +352,7 @@ class SegsyncApp(App[None]):
     )
     def _record_consent(self, settings: ExportSettings, to_send: int | None) -> None:
         try:
-            destination = self.backend.record_consent(settings.destination_id, CONSENT_WORDING)
+            destination = self.backend.record_consent(settings.destination_id, CONSENT_STATEMENT)
         except Exception as error:
             self.post_message(BackendFailed("record consent", describe_error(error)))
         else:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from connector.consent import CONSENT_STATEMENT
 from connector.models import Check, ContactList, SyncStatus
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
 from store.records import (
@@ -55,9 +54,6 @@ RESERVED_FIELDS: tuple[str, ...] = (
 
 FIELD_LIMITS: dict[str, int | None] = {"email": EMAIL_MAX_LENGTH, **RESERVED_FIELD_LIMITS}
 """Longest value SendGrid keeps per field (None: no stated limit), for highlighting."""
-
-CONSENT_WORDING = CONSENT_STATEMENT
-"""The data-privacy statement shown before a destination may export."""
 
 
 class BackendError(Exception):

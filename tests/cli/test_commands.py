@@ -11,6 +11,8 @@ from store.history import History
 from store.paths import history_path
 from tests.cli.conftest import cli, cli_json
 
+pytestmark = pytest.mark.slow  # commands end to end against the emulator
+
 
 def test_lists_by_destination_and_by_key_before_any_destination(export_env, capsys) -> None:
     other = export_env.emulator.state.create_list("Other list")["id"]

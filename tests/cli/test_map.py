@@ -3,9 +3,13 @@ map time; one suggestion for the CLI and the TUI; the consent-filter choice."""
 
 from __future__ import annotations
 
+import pytest
+
 from store.history import History
 from store.paths import history_path
 from tests.cli.conftest import cli, cli_json
+
+pytestmark = pytest.mark.slow  # mappings saved against the emulator
 
 
 def _mapping(env):

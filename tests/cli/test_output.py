@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import orjson
+import pytest
 
 from tests.cli.conftest import cli, cli_json
+
+pytestmark = pytest.mark.slow  # commands end to end against the emulator
 
 
 def test_a_reader_that_goes_away_is_not_an_unexpected_error(export_env, capsys) -> None:

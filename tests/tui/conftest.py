@@ -3,6 +3,7 @@ clock, and the app at 80x24 (the size every flow must work at)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -47,3 +48,13 @@ async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
         if not any(worker.is_running for worker in pilot.app.workers):
             await pilot.pause()
             return
+
+
+async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait for what a worker thread does on its own time (an export held at a
+    gate cannot settle): poll ``condition`` between message rounds, fail after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the app never got there"
+        await pilot.pause(0.01)

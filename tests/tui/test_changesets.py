@@ -4,6 +4,8 @@ explicit allowance, a run's people and its undo, and explaining a person."""
 
 from __future__ import annotations
 
+import pytest
+
 from connector.events import RunFinished, RunStarted
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import PLAN_ID, FakeBackend, export_events, preview_events
@@ -13,6 +15,8 @@ from tui.screens.apply_plan import ApplyPlanScreen
 from tui.screens.explain import ExplainScreen
 from tui.screens.export import ExportScreen
 from tui.screens.run_detail import RunDetailScreen
+
+pytestmark = pytest.mark.slow  # Pilot flows, 1-10 s each
 
 GUARDRAIL = (
     "refused before any request: this run would remove 25 people of 200 on the list, "

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Static
 
+from connector.consent import CONSENT_STATEMENT
+from store.paths import history_path
 from store.records import FieldMapping
-from tests.tui.conftest import SIZE, TickingClock, settle
+from tests.tui.conftest import SIZE, TickingClock, settle, wait_until
 from tui.app import SegsyncApp
 from tui.local_backend import LocalBackend
 from tui.screens.apply_plan import ApplyPlanScreen
@@ -19,6 +21,8 @@ from tui.screens.consent import ConsentScreen
 from tui.screens.destination_form import DestinationFormScreen
 from tui.screens.export import ExportScreen
 from tui.screens.run_detail import RunDetailScreen
+
+pytestmark = pytest.mark.slow  # the app over the real backend and the emulator
 
 SEGMENTS = """
 [profiles]
@@ -51,7 +55,6 @@ def write_workspace(folder: Path) -> set[str]:
     return expected
 
 
-@pytest.mark.slow
 async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeypatch) -> None:
     monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
     expected = write_workspace(tmp_path / "ws")
@@ -79,11 +82,10 @@ async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeyp
         await pilot.press("a")
         await settle(pilot)
         assert app.destination is not None and app.destination.consented
-        assert (
-            emulator.api_key not in (tmp_path / "state" / "history.sqlite3").read_bytes()
-            if (tmp_path / "state" / "history.sqlite3").exists()
-            else True
-        )
+        history = history_path(tmp_path / "state")
+        assert history.is_file()  # the database the app wrote, searched for the key
+        for path in (history, history.with_name(f"{history.name}-wal")):
+            assert not path.exists() or emulator.api_key.encode() not in path.read_bytes()
 
         await pilot.press("2")
         await settle(pilot)
@@ -140,12 +142,11 @@ async def wait_finished(pilot, export: ExportScreen) -> None:  # type: ignore[no
     raise AssertionError("the export did not finish")
 
 
-@pytest.mark.slow
 async def test_cancel_midway_then_resume_from_history(
     tmp_path: Path, emulator, monkeypatch
 ) -> None:
     from connector.engine import EngineSettings
-    from tui.backend import CONSENT_WORDING, DestinationForm
+    from tui.backend import DestinationForm
 
     monkeypatch.setenv("SEGSYNC_NO_KEYRING", "1")
     expected = write_workspace(tmp_path / "ws")
@@ -158,7 +159,7 @@ async def test_cancel_midway_then_resume_from_history(
     # the backend blocks (it runs in the app's worker threads), so set up off the loop
     form = DestinationForm("news", emulator.url, emulator.api_key, list_id, None, 1000)
     dest = (await asyncio.to_thread(backend.save_destination, form)).destination
-    await asyncio.to_thread(backend.record_consent, dest.id, CONSENT_WORDING)
+    await asyncio.to_thread(backend.record_consent, dest.id, CONSENT_STATEMENT)
     mapping = FieldMapping(email="email", consent_column="email_opt_in")
     await asyncio.to_thread(backend.save_mapping, dest.id, mapping)
     emulator.set_faults(latency=0.2)  # one contact per request: slow enough to cancel
@@ -172,10 +173,7 @@ async def test_cancel_midway_then_resume_from_history(
         await pilot.press("y")
         export = app.screen
         assert isinstance(export, ExportScreen)
-        for _ in range(200):
-            await pilot.pause(0.05)
-            if export.query_one("#batches", DataTable).row_count >= 1:
-                break
+        await wait_until(pilot, lambda: export.query_one("#batches", DataTable).row_count >= 1)
         await pilot.press("c", "y")
         await wait_finished(pilot, export)
         assert export.finished is not None and export.finished.status == "cancelled"
@@ -209,3 +207,29 @@ def test_a_mapping_screen_load_asks_sendgrid_for_fields_once(tmp_path: Path, mon
     draft = backend.mapping(1, ["first_name_custom"])
     assert draft.email == "email"
     assert draft.reserved["first_name"] == "first_name"
+
+
+def test_a_mapping_edited_in_the_app_keeps_the_choice_to_send_without_consent(
+    tmp_path: Path, emulator
+) -> None:
+    """The Mapping screen loads the saved mapping, changes one field and saves it
+    (`replace`, as its picker does): `--no-consent-filter`, chosen on the command
+    line, survives."""
+    from dataclasses import replace
+
+    from store.history import History
+    from tui.backend import DestinationForm
+
+    write_workspace(tmp_path / "ws")
+    list_id = emulator.state.create_list("newsletter")["id"]
+    backend = LocalBackend(workspace=tmp_path / "ws", state_dir=tmp_path / "state")
+    form = DestinationForm("news", emulator.url, emulator.api_key, list_id, None, 1000)
+    dest = backend.save_destination(form).destination
+    backend.save_mapping(dest.id, FieldMapping(email="email", no_consent_filter=True))
+    loaded = backend.mapping(dest.id)
+    backend.save_mapping(dest.id, replace(loaded, reserved={"first_name": "first_name"}))
+    with History(history_path(tmp_path / "state")) as history:
+        saved = history.get_mapping(dest.id)
+    assert saved == FieldMapping(
+        email="email", reserved={"first_name": "first_name"}, no_consent_filter=True
+    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, Input, Static
 
-from tests.tui.conftest import SIZE, settle
-from tests.tui.fakes import PLAN_ID, FakeBackend
+from connector.consent import CONSENT_STATEMENT
+from tests.tui.conftest import SIZE, settle, wait_until
+from tests.tui.fakes import PLAN_ID, ROWS, FakeBackend
+from tests.tui.rendered import screen_text
 from tui.screens.apply_plan import ApplyPlanScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.consent import ConsentScreen
@@ -22,6 +25,8 @@ from tui.screens.preview import PreviewScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.segments import SegmentsScreen
 from tui.widgets.event_log import EventLog
+
+pytestmark = pytest.mark.slow  # Pilot flows, 1-10 s each
 
 
 def text_of(widget: Static) -> str:
@@ -60,7 +65,7 @@ async def test_command_palette_lists_screens_and_actions(make_app) -> None:
         await settle(pilot)
         await pilot.press("ctrl+p")
         await pilot.press(*"history")
-        await pilot.pause(0.3)
+        await settle(pilot)  # the palette searches in a worker
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, HistoryScreen)
@@ -174,6 +179,28 @@ async def test_segments_count_pick_union_and_preview_in_one_key(make_app, backen
         assert backend.exports[-1].segments == ("high_value", "newsletter_de")
 
 
+async def test_mapping_flags_a_value_one_over_sendgrids_limit_not_one_at_it(
+    make_app, backend: FakeBackend
+) -> None:
+    """The plan rejects a first name of 51 characters as too_long and keeps one
+    of 50: the mapping screen marks exactly the first."""
+    rows = [dict(ROWS[0], first_name="A" * 50), dict(ROWS[1], first_name="B" * 51)]
+
+    def sample_rows(columns: tuple[str, ...], limit: int) -> list[dict[str, object]]:
+        return [{c: row.get(c) for c in columns} for row in rows[:limit]]
+
+    backend.sample_rows = sample_rows  # type: ignore[method-assign]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "3")
+        await settle(pilot)
+        first_name = cells(app.screen.query_one(DataTable), 1)
+        assert first_name[1] == "first_name"
+        assert first_name[2].startswith("AAAA") and ">" not in first_name[2]
+        assert first_name[3].startswith("51>50 BBBB")
+
+
 async def test_mapping_highlights_long_values_and_saves_a_pick(make_app, backend) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
@@ -246,7 +273,7 @@ async def test_export_needs_consent_first(make_app, backend) -> None:
         assert all(s.dry_run for s in backend.exports)  # nothing sent without consent
         await pilot.press("x", "a")
         await settle(pilot)
-        assert backend.consents == [(2, backend.consents[0][1])]
+        assert backend.consents == [(2, CONSENT_STATEMENT)]  # what `segsync` records too
         assert isinstance(app.screen, ApplyPlanScreen)  # consent given: still asked to send
         await pilot.press("y")
         await settle(pilot)
@@ -264,7 +291,7 @@ async def test_cancel_export_midway(make_app, backend: FakeBackend) -> None:
         await pilot.press("x")
         await settle(pilot)
         await pilot.press("y")
-        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: isinstance(app.screen, ExportScreen) and app.screen.running)
         screen = app.screen
         assert isinstance(screen, ExportScreen) and screen.running
         await pilot.press("c")
@@ -344,13 +371,14 @@ async def test_backend_errors_are_shown_not_raised(make_app, backend) -> None:
 
     backend.runs = broken  # type: ignore[method-assign]
     app = make_app()
-    async with app.run_test(size=SIZE) as pilot:
+    # wide enough that the toast holds the message on one line
+    async with app.run_test(size=(160, 40), notifications=True) as pilot:
         await settle(pilot)
         await pilot.press("6")
         await settle(pilot)
-        messages = [n.message for n in app._notifications]
-        assert "RuntimeError: database is locked [retry later]" in messages
-        assert messages.count("RuntimeError: database is locked [retry later]") == 1  # once
+        shown = screen_text(app)
+        # once, as text: the brackets are not taken for markup
+        assert shown.count("RuntimeError: database is locked [retry later]") == 1
         assert isinstance(app.screen, HistoryScreen)
 
 

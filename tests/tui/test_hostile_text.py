@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import pytest
 from textual.widgets import Select
 
 from connector.events import (
@@ -43,6 +44,8 @@ from tui.screens.destination_form import DestinationFormScreen
 from tui.screens.export import ExportScreen
 from tui.screens.pickers import ColumnPicker
 from tui.screens.run_detail import RunDetailScreen
+
+pytestmark = pytest.mark.slow  # Pilot flows, 1-10 s each
 
 WIDE = (160, 40)  # every column fits, so everything hostile is on screen
 
@@ -216,12 +219,12 @@ async def test_palette_entries_are_never_markup(make_app) -> None:
     async with app.run_test(size=WIDE, notifications=True) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+p", *"use dest")
-        await pilot.pause(0.3)
+        await settle(pilot)  # the palette searches in a worker
         assert_safe(
             app, "Use destination Customers [DE]", "list [/]broken", "list [@click=app.quit]x[/]"
         )
         await pilot.press(*["backspace"] * 8, *"customers")
-        await pilot.pause(0.3)
+        await settle(pilot)
         assert_safe(app, "Use destination Customers [DE]")
         await pilot.press("enter")
         await settle(pilot)

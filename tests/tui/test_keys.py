@@ -22,6 +22,8 @@ from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
 from tui.screens.run_detail import RunDetailScreen
 
+pytestmark = pytest.mark.slow  # Pilot flows, 1-10 s each
+
 
 @pytest.mark.parametrize(
     ("key", "title", "expected"),
@@ -141,7 +143,7 @@ async def test_palette_keys_panel_closes_with_escape(make_app) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+p", *"keys")
-        await pilot.pause(0.3)
+        await settle(pilot)  # the palette searches in a worker
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, DestinationsScreen)
@@ -175,7 +177,7 @@ async def test_palette_has_the_screens_actions(make_app, screen_keys, query, com
             await pilot.press(key)
             await settle(pilot)
         await pilot.press("ctrl+p", *query)
-        await pilot.pause(0.3)
+        await settle(pilot)  # the palette searches in a worker
         assert command in screen_text(app)
 
 
@@ -184,7 +186,7 @@ async def test_palette_help_opens_the_screens_help(make_app) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+p", *"help for")
-        await pilot.pause(0.3)
+        await settle(pilot)  # the palette searches in a worker
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from textual.widgets import DataTable, ProgressBar, TabbedContent
 
 from connector.events import BatchSent, Event, JobFinished, PreviewReady, RunFinished, RunStarted
@@ -22,6 +23,8 @@ from tui.backend import ExportSettings
 from tui.screens.preview import PreviewScreen
 from tui.widgets.counts_table import CountsTable
 from tui.widgets.row_table import Column, fit_widths
+
+pytestmark = pytest.mark.slow  # Pilot flows, 1-10 s each
 
 WIDE = (120, 40)
 

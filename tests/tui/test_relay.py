@@ -6,6 +6,8 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 
+from textual.app import App
+
 from connector.events import BatchSent, Event, PhaseStarted, RunFinished, RunStarted
 from tui.messages import EngineEvent, ExportEnded, ExportProgress, ExportRunner, relay_events
 
@@ -38,12 +40,38 @@ async def test_every_event_is_relayed_in_order_and_progress_is_throttled() -> No
     assert posted.index(progress[-1]) < len(posted) - 1  # final progress before RunFinished
 
 
-async def test_progress_messages_replace_each_other_but_not_events() -> None:
-    older = ExportProgress("uploading", 10, 100, 1.0)
-    newer = ExportProgress("uploading", 20, 100, 2.0)
-    assert older.can_replace(newer)
-    assert not older.can_replace(EngineEvent(RunStarted(1, "n", (), "upsert", False)))
-    assert not EngineEvent(RunStarted(1, "n", (), "upsert", False)).can_replace(older)
+class Recorder(App[None]):
+    """Records the export messages it handles, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handled: list[object] = []
+
+    def on_export_progress(self, message: ExportProgress) -> None:
+        self.handled.append(message.done)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        self.handled.append(message.event)
+
+
+async def test_a_burst_of_progress_collapses_to_the_newest_and_no_event_is_dropped() -> None:
+    started = RunStarted(1, "news", ("a",), "upsert", False)
+    finished = RunFinished(1, "succeeded")
+    app = Recorder()
+    async with app.run_test() as pilot:
+        # posted faster than handled: one burst, nothing processed in between
+        for message in (
+            ExportProgress("uploading", 10, 100, 1.0),
+            ExportProgress("uploading", 20, 100, 2.0),
+            EngineEvent(started),
+            ExportProgress("uploading", 30, 100, 3.0),
+            ExportProgress("uploading", 40, 100, 4.0),
+            ExportProgress("uploading", 50, 100, 5.0),
+            EngineEvent(finished),
+        ):
+            app.post_message(message)
+        await pilot.pause()
+    assert app.handled == [20, started, 50, finished]
 
 
 def test_runner_cancel_sets_the_engines_cancel_event_from_another_thread() -> None:

@@ -9,9 +9,12 @@ and review the SVGs in __snapshots__/ before committing them."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import Input
 
 from tests.tui.conftest import SIZE, settle
+
+pytestmark = pytest.mark.slow  # Pilot runs compared with SVG snapshots
 
 
 def keys(*pressed: str):  # type: ignore[no-untyped-def]

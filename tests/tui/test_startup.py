@@ -18,20 +18,6 @@ def test_importing_the_app_imports_nothing_heavy() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_consent_wording_matches_what_the_command_line_records() -> None:
-    from connector.consent import CONSENT_STATEMENT
-    from tui.backend import CONSENT_WORDING
-
-    assert CONSENT_WORDING == CONSENT_STATEMENT
-
-
-def test_field_limits_match_the_plan() -> None:
-    from store.plan import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
-    from tui.backend import FIELD_LIMITS
-
-    assert FIELD_LIMITS == {"email": EMAIL_MAX_LENGTH, **RESERVED_FIELD_LIMITS}
-
-
 def test_version_goes_to_stdout_and_the_cli_does_not_read_metadata_otherwise() -> None:
     from importlib.metadata import version
 

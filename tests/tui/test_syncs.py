@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
+import pytest
 from textual.message import Message
 from textual.notifications import Notification, Notify
 from textual.widgets import DataTable, Input, Select, Static
@@ -19,6 +20,8 @@ from tui.screens.run_detail import RunDetailScreen
 from tui.screens.sync_form import SyncFormScreen
 from tui.screens.syncs import SyncsScreen
 from tui.widgets.sync_banner import SyncBanner, describe_alerts
+
+pytestmark = pytest.mark.slow  # Pilot flows, 1-10 s each
 
 
 def cells(table: DataTable, row: int) -> list[str]:

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from tui.backend import CONSENT_WORDING
+from connector.consent import CONSENT_STATEMENT
 from tui.widgets.formatting import safe
 
 
@@ -27,7 +27,7 @@ class ConsentScreen(ModalScreen[bool]):
         Binding("escape", "decline", "Not now"),
     ]
 
-    def __init__(self, destination_name: str, wording: str = CONSENT_WORDING) -> None:
+    def __init__(self, destination_name: str, wording: str = CONSENT_STATEMENT) -> None:
         super().__init__()
         self.destination_name = destination_name
         self.wording = wording

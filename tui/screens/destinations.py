@@ -10,8 +10,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
+from connector.consent import CONSENT_STATEMENT
 from store.records import Destination
-from tui.backend import CONSENT_WORDING, DestinationRow
+from tui.backend import DestinationRow
 from tui.messages import (
     BackendFailed,
     ConsentRecorded,
@@ -262,7 +263,7 @@ class DestinationsScreen(SegsyncScreen):
     )
     def _record_consent(self, destination_id: int) -> None:
         destination = self.call_backend(
-            "record consent", lambda: self.backend.record_consent(destination_id, CONSENT_WORDING)
+            "record consent", lambda: self.backend.record_consent(destination_id, CONSENT_STATEMENT)
         )
         if destination is not None:
             self.post_message(ConsentRecorded(destination))
