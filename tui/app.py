@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -48,12 +48,13 @@ from tui.widgets.screen_tabs import SCREENS
 from tui.widgets.sync_banner import ACKNOWLEDGE_KEY, SyncAlertsAcknowledged, SyncAlertsLoaded
 
 
-def _lazy_screen(module: str, name: str) -> Callable[[], Screen]:
+def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
     """A factory importing the screen's module on first visit: the widgets
     only other screens use (tabs, logs, progress bars) stay out of start-up."""
 
-    def make() -> Screen:
-        return getattr(importlib.import_module(f"tui.screens.{module}"), name)()
+    def make() -> Screen[Any]:
+        screen: Screen[Any] = getattr(importlib.import_module(f"tui.screens.{module}"), name)()
+        return screen
 
     return make
 
@@ -70,7 +71,7 @@ class SegsyncApp(App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere work
     ENABLE_COMMAND_PALETTE = True
     COMMANDS = App.COMMANDS | {SegsyncCommands}
-    MODES: ClassVar[dict[str, str | Callable[[], Screen]]] = {
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
         "destinations": DestinationsScreen,
         "segments": _lazy_screen("segments", "SegmentsScreen"),
         "mapping": _lazy_screen("mapping", "MappingScreen"),
@@ -403,7 +404,7 @@ class SegsyncApp(App[None]):
         screen = self.screen
         mode = getattr(screen, "MODE", None)
         title = next((title for _key, m, title in SCREENS if m == mode), None)
-        title = title or getattr(screen, "HELP_TITLE", type(screen).__name__)
+        title = title or str(getattr(screen, "HELP_TITLE", type(screen).__name__))
         self.push_screen(HelpScreen(screen, title, getattr(screen, "PURPOSE", "")))
 
     # -- quitting ----------------------------------------------------------------

@@ -166,10 +166,11 @@ class LocalBackend:
 
     def list_contact_count(self, destination_id: int) -> int:
         dest = self._hist().get_destination(destination_id)
-        if not dest.list_id:
+        list_id = dest.list_id
+        if not list_id:
             raise BackendError(f"{dest.name} has no list yet: edit it (e) and pick one.")
         key = self._key_for(destination_id)
-        return self._sendgrid(key, dest.base_url, lambda c: c.list_contact_count(dest.list_id))
+        return self._sendgrid(key, dest.base_url, lambda c: c.list_contact_count(list_id))
 
     def _form_key(self, form: DestinationForm) -> Any:
         if form.api_key:

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from connector.consent import CONSENT_STATEMENT
@@ -181,7 +182,7 @@ class DestinationsScreen(SegsyncScreen):
         table = self.query_one(DataTable)
         if not self.rows or table.cursor_row < 0:
             return None
-        row_key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        row_key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return next((r for r in self.rows if str(r.destination.id) == row_key), None)
 
     def _highlighted(self) -> Destination | None:

@@ -138,10 +138,11 @@ class MappingScreen(SegsyncScreen):
         description="save the mapping",
     )
     def _save(self, destination_id: int, mapping: FieldMapping) -> None:
-        saved = self.call_backend(
-            "save the mapping", lambda: self.backend.save_mapping(destination_id, mapping) or True
-        )
-        if saved:
+        def save() -> bool:
+            self.backend.save_mapping(destination_id, mapping)
+            return True
+
+        if self.call_backend("save the mapping", save):
             self.post_message(MappingSaved(mapping))
 
     @work(
@@ -253,13 +254,13 @@ class MappingScreen(SegsyncScreen):
         if current is None:
             return
         key, label, column = current
+        limit = FIELD_LIMITS.get(key)
         text = Text()
         if key == CONSENT_ROW:
             text.append(
                 "Only rows whose consent column is true are sent; the rest count as no_consent."
             )
         else:
-            limit = FIELD_LIMITS.get(key)
             text.append(safe(label, "bold"))
             text.append(safe(f" ← {column or 'not mapped'}"))
             if limit:
@@ -267,14 +268,9 @@ class MappingScreen(SegsyncScreen):
                     f" · SendGrid keeps at most {limit} characters;"
                     " longer values are rejected as too_long"
                 )
-        over = sum(
-            1
-            for r in self.rows
-            if column
-            and key in FIELD_LIMITS
-            and FIELD_LIMITS[key]
-            and len(str(r.get(column) or "")) > FIELD_LIMITS[key]
-        )
+        over = 0
+        if column and limit:
+            over = sum(1 for r in self.rows if len(str(r.get(column) or "")) > limit)
         if over:
             text.append(
                 f"\n{over} of the sample rows are too long for this field.", style="bold red"

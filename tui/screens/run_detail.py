@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 
 from store.records import RunDetail
-from tui.backend import ExportSettings
+from tui.backend import Backend, ExportSettings
 from tui.messages import (
     BackendFailed,
     PeopleLoaded,
@@ -29,6 +29,9 @@ from tui.widgets import formatting
 from tui.widgets.counts_table import CountsTable
 from tui.widgets.formatting import safe
 from tui.widgets.row_table import RowTable
+
+if TYPE_CHECKING:
+    from tui.app import SegsyncApp
 
 RESUMABLE = ("interrupted", "cancelled", "failed")
 _PEOPLE_STYLE = {
@@ -116,8 +119,12 @@ class RunDetailScreen(Screen[None]):
         self._load()
 
     @property
-    def backend(self):  # type: ignore[no-untyped-def]
-        return self.app.backend  # type: ignore[attr-defined]
+    def segsync(self) -> SegsyncApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def backend(self) -> Backend:
+        return self.segsync.backend
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         detail = self.detail
@@ -298,7 +305,7 @@ class RunDetailScreen(Screen[None]):
             resume_run=run.id if resume else None,
         )
         self.app.pop_screen()
-        self.app.confirm_export(settings, None)  # type: ignore[attr-defined]
+        self.segsync.confirm_export(settings, None)
 
     def action_resume(self) -> None:
         self._start(resume=True)

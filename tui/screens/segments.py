@@ -39,7 +39,10 @@ class SegmentsScreen(SegsyncScreen):
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
-            "space", "toggle", "Pick", tooltip="pick or unpick the highlighted segment (also Enter)"
+            "space",
+            "toggle_segment",
+            "Pick",
+            tooltip="pick or unpick the highlighted segment (also Enter)",
         ),
         Binding("ctrl+a", "toggle_all", "All/none", tooltip="pick every segment, or none"),
         Binding("p", "preview", "Preview", tooltip="dry-run the picked segments"),
@@ -172,7 +175,7 @@ class SegmentsScreen(SegsyncScreen):
         self._show_detail()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.action_toggle()
+        self.action_toggle_segment()
 
     def _show_detail(self) -> None:
         segment = self._highlighted()
@@ -209,7 +212,7 @@ class SegmentsScreen(SegsyncScreen):
 
     # -- actions -----------------------------------------------------------------
 
-    def action_toggle(self) -> None:
+    def action_toggle_segment(self) -> None:
         segment = self._highlighted()
         if segment is None:
             return
