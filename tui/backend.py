@@ -1,10 +1,16 @@
 """What the terminal app needs from store/ and connector/, as plain data.
 
 Screens never import DuckDB, SQLModel or httpx: they call a `Backend` from a
-thread worker and render the dataclasses below. That keeps the first paint
-fast (nothing heavy is imported until a worker needs it), keeps the UI loop
-free (every call here may block on disk or network), and lets tests drive
-every screen with a fake backend holding fixed data.
+thread worker and render plain records. That keeps the first paint fast
+(nothing heavy is imported until a worker needs it), keeps the UI loop free
+(every call here may block on disk or network), and lets tests drive every
+screen with a fake backend holding fixed data.
+
+The records are the store's and connector's own (`store.records`,
+`connector.models`, standard library only), never copies of them. The few
+types below exist because they carry something no record does: a form being
+filled in, a table row joining a record with what only that screen shows,
+the apply question's plan with its sample of removals.
 
 The real implementation, wired to store/ and connector/, is
 `tui.local_backend.LocalBackend`; it is imported lazily by `tui.app.run_app`.
@@ -77,8 +83,9 @@ class DestinationRow:
 
 @dataclass(frozen=True)
 class DestinationForm:
-    """What the add/edit form collects. `api_key` is None when editing and the
-    field was left empty (keep the stored key)."""
+    """What the add/edit form collects: a draft, not a stored destination (it
+    holds the typed key and maybe a list still to create). `api_key` is None
+    when editing and the field was left empty (keep the stored key)."""
 
     name: str
     base_url: str
@@ -126,7 +133,9 @@ class PlanReview:
 
 @dataclass(frozen=True)
 class SyncForm:
-    """What the add-sync form collects; exactly one trigger is set."""
+    """What the add-sync form collects, before `connector.syncs.create_sync`
+    checks and stores it (a draft: the trigger as typed, not yet a
+    `store.records.SyncRecord`); exactly one trigger is set."""
 
     name: str
     destination_id: int

@@ -3,8 +3,9 @@
 Every method blocks (DuckDB, SQLite, keyring, HTTP) and is called from a
 thread worker; HTTP calls run on a private event loop with `asyncio.run`.
 Heavy modules are imported inside the methods, so importing this module
-costs nothing before the first screen is up. Results are converted to the
-plain dataclasses of `tui.backend`; no ORM object or key reaches a widget.
+costs nothing before the first screen is up. Results are the store's and
+connector's plain records as they come (`store.records`, `connector.models`);
+no ORM object or key reaches a widget.
 """
 
 from __future__ import annotations
