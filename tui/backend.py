@@ -8,9 +8,12 @@ screen with a fake backend holding fixed data.
 
 The records are the store's and connector's own (`store.records`,
 `connector.models`, standard library only), never copies of them. The few
-types below exist because they carry something no record does: a form being
-filled in, a table row joining a record with what only that screen shows,
-the apply question's plan with its sample of removals.
+types below hold what no record does: a form being filled in, a table row
+joining a record with what only that screen shows, the apply question's plan
+with its sample of removals; and `ExportSettings`, the export the app asks
+for, which `LocalBackend.export` turns into the engine's `ExportRequest`
+once it has saved the selection (and, when none is saved, the suggested
+mapping).
 
 The real implementation, wired to store/ and connector/, is
 `tui.local_backend.LocalBackend`; it is imported lazily by `tui.app.run_app`.
