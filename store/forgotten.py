@@ -117,7 +117,8 @@ def release(state: Path, workspace: Workspace, email_column: str) -> int:
 
     state_salt = salt(state)
     email = f"NULLIF(lower(trim(CAST({quote_ident(email_column)} AS VARCHAR))), '')"
-    with workspace.connect() as con:
+    # Only the email column is read (a Postgres source transfers no other).
+    with workspace.connect(columns=[email_column]) as con:
         con.register("forgotten", pa.table({"digest": digests}))
         rows = con.execute(
             f"SELECT DISTINCT {digest_sql(state_salt, email)} AS d FROM profiles "

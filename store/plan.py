@@ -51,6 +51,7 @@ __all__ = [
     "Plan",
     "PlanRequest",
     "RejectedRow",
+    "plan_columns",
     "plan_export",
     "suggest_mapping",
     "validate_mapping",
@@ -443,6 +444,27 @@ def _normalise(emails: Iterable[str]) -> set[str]:
     return {e.strip().lower() for e in emails}
 
 
+def plan_columns(ws: Workspace, req: PlanRequest) -> set[str] | None:
+    """The profile columns (lower-cased) planning ``req`` reads, for a source
+    that copies what it reads (Postgres): the key, the mapped and consent
+    columns (so the payload digest's inputs) and every name the selected
+    segments' predicates reference (``predicate_columns``). None: all of them
+    (a file source, which reads only what queries name anyway; a predicate
+    that may read any column, such as one with a ``*``; an unknown segment).
+    """
+    mapping = req.mapping
+    names = [mapping.email, *mapping.reserved.values(), *mapping.custom.values()]
+    if mapping.consent_column is not None:
+        names.append(mapping.consent_column)
+    if ws.key is not None:
+        names.append(ws.key)
+    try:
+        segments = [ws.segment(name) for name in dict.fromkeys(req.segments)]
+    except WorkspaceError:
+        return None  # the plan itself reports it
+    return ws.columns_read(segments, *names)
+
+
 def plan_export(
     ws: Workspace, req: PlanRequest, con: duckdb.DuckDBPyConnection | None = None
 ) -> Plan:
@@ -454,11 +476,20 @@ def plan_export(
     """
     ledger = Path(req.ledger).resolve() if req.ledger is not None else None
     has_ledger = ledger is not None and ledger.is_file()
+    projected = None
     if con is None:
-        con = ws.connect(allowed_paths=[ledger] if ledger is not None and has_ledger else [])
+        projected = plan_columns(ws, req)
+        allowed = [ledger] if ledger is not None and has_ledger else []
+        con = ws.connect(allowed_paths=allowed, columns=projected)
     try:
         columns = ws.columns(con)
-        validate_mapping(req.mapping, columns)
+        try:
+            validate_mapping(req.mapping, columns)
+        except MappingError:
+            if projected is None:
+                raise
+            validate_mapping(req.mapping, ws.columns())  # name every column the source has
+            raise
         types = {c.name: c.type for c in columns}
         where = ws.union_filter(req.segments, con)
         email_expr = f"NULLIF(lower(trim(CAST(n.{quote_ident(req.mapping.email)} AS VARCHAR))), '')"

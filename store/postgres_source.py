@@ -27,7 +27,8 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -42,6 +43,13 @@ INSTALL_HINT = (
 )
 # Seconds one read (or check) may run on the server before Postgres stops it.
 DEFAULT_STATEMENT_TIMEOUT = 600.0
+# Sessions that read one table at once, each a disjoint range of its pages, all
+# in the first session's snapshot (``pg_export_snapshot``). Measured on 2 cores
+# shared with the server: see docs/benchmarks.md.
+DEFAULT_READERS = 2
+MAX_READERS = 8
+# A table smaller than this many 8 kB pages per extra reader is read by one session.
+MIN_PAGES_PER_READER = 1024
 # Seconds libpq waits for an unreachable host (its own default waits forever).
 CONNECT_TIMEOUT = 10
 # DuckDB's widest DECIMAL; wider or unconstrained NUMERIC columns become DOUBLE.
@@ -112,6 +120,7 @@ class PostgresSource:
     password_env: str | None = None
     prefilter: str | None = None
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+    readers: int = DEFAULT_READERS
 
     # ------------------------------------------------------------ configuration
     @classmethod
@@ -162,7 +171,16 @@ class PostgresSource:
         timeout = profiles.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise PostgresConfigError("[profiles] statement_timeout must be seconds, e.g. 600")
-        return cls(url, table.strip(), password_env, prefilter, float(timeout))
+        readers = profiles.get("readers", DEFAULT_READERS)
+        if (
+            isinstance(readers, bool)
+            or not isinstance(readers, int)
+            or not 1 <= readers <= MAX_READERS
+        ):
+            raise PostgresConfigError(
+                f"[profiles] readers must be a whole number from 1 to {MAX_READERS}, e.g. 2"
+            )
+        return cls(url, table.strip(), password_env, prefilter, float(timeout), readers)
 
     @property
     def host(self) -> str:
@@ -296,12 +314,15 @@ class PostgresSource:
         return reason
 
     # ------------------------------------------------------------------ reads
-    def _resolve(self, cur: Any) -> str:
+    def _resolve(self, cur: Any) -> tuple[str, str, int]:
         """The configured table as a quoted ``schema.name`` (Postgres resolves the
-        name by its own rules: search_path, case folding, quotes)."""
+        name by its own rules: search_path, case folding, quotes), its kind and
+        its size in pages (0 unless a plain table or materialized view)."""
         try:
             cur.execute(
-                "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text "
+                "SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text, "
+                "CASE WHEN c.relkind IN ('r', 'm') THEN pg_catalog.pg_relation_size(c.oid) "
+                "/ pg_catalog.current_setting('block_size')::bigint ELSE 0 END "
                 "FROM pg_catalog.pg_class c "
                 "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE c.oid = pg_catalog.to_regclass($1)",
@@ -319,14 +340,33 @@ class PostgresSource:
                 f"no table or view {self.table!r} in database {self.dbname!r}: "
                 "check [profiles] table in segments.toml (schema.table)"
             )
-        qualified, relkind = rows[0]
+        qualified, relkind, pages = rows[0]
         if relkind not in ("r", "p", "v", "m", "f"):
             raise PostgresSourceError(f"{self.table!r} is not a table or view")
-        return str(qualified)
+        return str(qualified), str(relkind), int(pages or 0)
 
-    def _query(self, qualified: str, *, limit_zero: bool) -> str:
-        where = f" WHERE (\n{self.prefilter}\n)" if self.prefilter else ""
-        return f"SELECT * FROM {qualified}{where}" + (" LIMIT 0" if limit_zero else "")
+    def _query(
+        self,
+        qualified: str,
+        names: Sequence[str] | None = None,
+        *,
+        limit_zero: bool = False,
+        pages: tuple[int | None, int | None] = (None, None),
+    ) -> str:
+        """The SELECT one session streams: ``names`` (None: every column), the
+        page range ``[first, end)`` of a plain table (by ``ctid``, a TID range
+        scan), and the operator's prefilter."""
+        select = ", ".join(_pg_ident(n) for n in names) if names else "*"
+        conditions = []
+        first, end = pages
+        if first is not None:
+            conditions.append(f"ctid >= '({int(first)},0)'::tid")
+        if end is not None:
+            conditions.append(f"ctid < '({int(end)},0)'::tid")
+        if self.prefilter:
+            conditions.append(f"(\n{self.prefilter}\n)")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        return f"SELECT {select} FROM {qualified}{where}" + (" LIMIT 0" if limit_zero else "")
 
     def _run(self, cur: Any, sql: str) -> None:
         try:
@@ -342,64 +382,174 @@ class PostgresSource:
                 ) from None
             raise
 
+    def reader_count(self, relkind: str, pages: int) -> int:
+        """How many sessions read the table: page ranges need a plain table (or
+        materialized view) large enough to be worth a session more."""
+        if relkind not in ("r", "m") or self.readers <= 1:
+            return 1
+        return max(1, min(self.readers, pages // MIN_PAGES_PER_READER))
+
     def load(
         self,
         con: duckdb.DuckDBPyConnection,
         target: str,
         *,
         rows: bool = True,
+        columns: Collection[str] | None = None,
         on_cancel: Callable[[Callable[[], object] | None], None] | None = None,
-    ) -> None:
-        """Create ``target`` on ``con`` holding the table's rows (``rows=False``:
-        only its columns), read in one read-only REPEATABLE READ transaction.
+    ) -> list[str]:
+        """Copy the table's rows (``rows=False``: only its columns) into DuckDB
+        tables on ``con``, read in one read-only REPEATABLE READ snapshot; returns
+        their names, in the order their rows come: ``target``, or with several
+        readers ``target_0``, ``target_1``... (one per page range, in page order).
+
+        ``columns``: the profile columns to transfer (names compared ignoring
+        case, as DuckDB does; names the table lacks are ignored); None, or a set
+        naming none of them, transfers all. Several readers (``[profiles]
+        readers``) read disjoint page ranges of a large plain table in sessions
+        that import the first one's snapshot, so together they see exactly the
+        rows one session would.
 
         Raises ``PostgresSourceError`` (fix the configuration or the server),
         ``SourceLost`` (the connection broke mid-read) or DuckDB's interrupt.
-        ``on_cancel`` is given the driver's cancel while the session is open, so
+        ``on_cancel`` is given a cancel of every session while they are open, so
         an interrupt stops a read still waiting for the server, not only DuckDB.
         """
-        import duckdb
+        with contextlib.ExitStack() as stack:
+            cur = stack.enter_context(self.session())
+            cursors = [cur]
 
-        from store.workspace import is_interrupt
+            def cancel() -> None:
+                for c in cursors:
+                    with contextlib.suppress(Exception):
+                        c.adbc_cancel()
 
-        with self.session() as cur:
             if on_cancel is not None:
-                on_cancel(cur.adbc_cancel)
+                on_cancel(cancel)
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            qualified = self._resolve(cur)
-            self._run(cur, self._query(qualified, limit_zero=not rows))
-            reader = cur.fetch_record_batch()
-            plans = column_plans(reader.schema)
+            qualified, relkind, pages = self._resolve(cur)
+            self._run(cur, self._query(qualified, limit_zero=True))
+            probe = cur.fetch_record_batch()
+            schema = probe.schema
+            names = [f.name for f in schema]
+            if columns is not None:
+                wanted = {c.lower() for c in columns}
+                names = [n for n in names if n.lower() in wanted] or names
+            plans = [p for p in column_plans(schema) if p.name in names]
             problems = [p.problem for p in plans if p.problem]
             if problems:
+                probe.close()
                 raise PostgresSourceError(
                     "; ".join(problems) + ": cast them in a view (e.g. CREATE VIEW "
                     "profiles_for_segsync AS SELECT ..., col::text AS col) and name the "
                     "view in [profiles] table"
                 )
             select = ", ".join(p.expr for p in plans) or "*"
-            con.register(_STREAM, reader)
+            if not rows:
+                self._copy(con, [probe], [target], select, cursors)
+                return [target]
+            probe.close()
+            count = self.reader_count(relkind, pages)
+            bounds: list[int | None] = [None]
+            if count > 1:
+                cur.execute("SELECT pg_catalog.pg_export_snapshot()")
+                snapshot = str(cur.fetchall()[0][0])
+                for _ in range(count - 1):
+                    other = stack.enter_context(self.session())
+                    cursors.append(other)
+                    other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    other.execute(f"SET TRANSACTION SNAPSHOT {_pg_literal(snapshot)}")
+                # The last range is open: pages added since are in no snapshot of ours.
+                bounds = [*(pages * i // count for i in range(1, count)), None]
+            partial = names != [f.name for f in schema]
+            streams = []
+            first: int | None = None
+            for c, end in zip(cursors, bounds, strict=True):
+                sql = self._query(qualified, names if partial else None, pages=(first, end))
+                self._run(c, sql)
+                streams.append(c.fetch_record_batch())
+                first = end
+            targets = [target] if count == 1 else [f"{target}_{i}" for i in range(count)]
+            self._copy(con, streams, targets, select, cursors)
+            for c in cursors:
+                c.execute("COMMIT")
+            return targets
+        raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
+
+    def _copy(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        streams: Sequence[Any],
+        targets: Sequence[str],
+        select: str,
+        cursors: Sequence[Any],
+    ) -> None:
+        """``CREATE TABLE target AS SELECT <casts> FROM stream`` for each pair, the
+        streams at once (one DuckDB cursor and thread each; the driver and DuckDB
+        work without the GIL), turning failures into the source's errors."""
+        import duckdb
+
+        from store.workspace import is_interrupt
+
+        errors: list[BaseException | None] = [None] * len(streams)
+
+        def copy(i: int, duck: duckdb.DuckDBPyConnection) -> None:
             try:
-                con.execute(f"CREATE TABLE {target} AS SELECT {select} FROM {_STREAM}")
-            except duckdb.Error as err:
-                if is_interrupt(err):
-                    raise
-                reason = _pg_reason(str(err))
-                if _broken(err) or not _alive(cur):
-                    raise SourceLost(
-                        f"{self.label}: the connection was lost while reading ({reason}); "
-                        "nothing was sent: run again when the server is back"
-                    ) from None
-                hint = (
-                    " (the prefilter is Postgres SQL; check it in segments.toml)"
-                    if self.prefilter
-                    else ""
-                )
-                raise PostgresSourceError(f"reading {self.table} failed: {reason}{hint}") from None
-            finally:
+                duck.execute("SET enable_progress_bar = false")  # per connection
+                duck.register(_STREAM, _CStream(streams[i]))
+                try:
+                    duck.execute(f"CREATE TABLE {targets[i]} AS SELECT {select} FROM {_STREAM}")
+                finally:
+                    with contextlib.suppress(Exception):
+                        duck.unregister(_STREAM)
+            except BaseException as err:
+                errors[i] = err
+                # The others cannot finish a consistent copy: stop them too.
+                for c in cursors:
+                    with contextlib.suppress(Exception):
+                        c.adbc_cancel()
+
+        try:
+            if len(streams) == 1:
+                copy(0, con)
+            else:
+                ducks = [con.cursor() for _ in streams]
+                try:
+                    threads = [
+                        threading.Thread(target=copy, args=(i, d), name=f"segsync-pg-{i}")
+                        for i, d in enumerate(ducks)
+                    ]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                finally:
+                    for d in ducks:
+                        with contextlib.suppress(Exception):
+                            d.close()
+        finally:
+            for s in streams:
                 with contextlib.suppress(Exception):
-                    con.unregister(_STREAM)
-            cur.execute("COMMIT")
+                    s.close()
+        # The first failure that is not another reader's cancellation by us.
+        failed = [e for e in errors if e is not None]
+        if not failed:
+            return
+        err = next((e for e in failed if not _cancelled(e)), failed[0])
+        if not isinstance(err, duckdb.Error):
+            raise err
+        if is_interrupt(err):
+            raise err
+        reason = _pg_reason(str(err))
+        if _broken(err) or not all(_alive(c) for c in cursors):
+            raise SourceLost(
+                f"{self.label}: the connection was lost while reading ({reason}); "
+                "nothing was sent: run again when the server is back"
+            ) from None
+        hint = (
+            " (the prefilter is Postgres SQL; check it in segments.toml)" if self.prefilter else ""
+        )
+        raise PostgresSourceError(f"reading {self.table} failed: {reason}{hint}") from None
 
     # ------------------------------------------------------------ fingerprint
     def fingerprint(self) -> dict[str, Any]:
@@ -522,6 +672,33 @@ def _unmappable(arrow_type: pa.DataType, pg_type: str) -> str | None:
             if inner is not None:
                 return inner
     return None
+
+
+class _CStream:
+    """A record batch reader as the Arrow C stream interface alone, so DuckDB
+    pulls its batches straight from the driver (no Python per batch)."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        return self._reader.__arrow_c_stream__(requested_schema)
+
+
+def _pg_ident(name: str) -> str:
+    """A column name as a quoted Postgres identifier (exact case)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _pg_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _cancelled(err: BaseException) -> bool:
+    """A read we cancelled ourselves (after another reader failed)."""
+    return "canceling statement due to user request" in str(err).lower()
 
 
 def _pg_reason(text: str) -> str:

@@ -21,13 +21,14 @@ import contextlib
 import csv
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
 import threading
 import tomllib
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -347,6 +348,42 @@ def _serialized_node(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]
     return node
 
 
+def predicate_columns(con: duckdb.DuckDBPyConnection, where: str) -> set[str] | None:
+    """The names (lower-cased) a predicate may read as profile columns, from
+    DuckDB's own parse tree: every part of every column reference (a table
+    alias or a struct field too: more than needed is harmless). None when it
+    cannot tell (a ``*`` anywhere, ``COLUMNS(...)``, a ``USING`` or ``NATURAL``
+    join, or no parse): then every column is needed.
+
+    For reading fewer columns of a Postgres source; the predicate is still
+    DuckDB SQL evaluated by DuckDB, never sent to Postgres.
+    """
+    if "*" in where:  # SELECT *, COLUMNS(*), struct_pack(*) (its star is not in the tree)
+        return None
+    row = con.execute(
+        "SELECT json_serialize_sql(?)", [f"SELECT 1 FROM profiles WHERE (\n{where}\n)"]
+    ).fetchone()
+    parsed = json.loads(row[0] if row else "{}")
+    if parsed.get("error") or len(parsed.get("statements", ())) != 1:
+        return None
+    names: set[str] = set()
+
+    def walk(node: object) -> bool:
+        if isinstance(node, list):
+            return all(walk(item) for item in node)
+        if not isinstance(node, dict):
+            return True
+        if node.get("class") == "STAR" or node.get("type") == "STAR":
+            return False
+        if node.get("using_columns") or node.get("ref_type", "REGULAR") != "REGULAR":
+            return False
+        if node.get("class") == "COLUMN_REF":
+            names.update(str(part).lower() for part in node.get("column_names", ()))
+        return all(walk(value) for value in node.values())
+
+    return names if walk(parsed["statements"]) else None
+
+
 def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
     """Refuse anything that is not exactly one boolean-ish SQL expression.
 
@@ -379,9 +416,30 @@ def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
         )
 
 
-def duckdb_memory_limit() -> str:
-    """DuckDB's memory budget per query connection: $SEGSYNC_DUCKDB_MEMORY or 256MB."""
-    return os.environ.get("SEGSYNC_DUCKDB_MEMORY", "256MB")
+def duckdb_memory_limit(held: int = 0) -> str:
+    """DuckDB's memory budget per query connection: $SEGSYNC_DUCKDB_MEMORY or 256MB,
+    plus ``held`` bytes: what a connection's copy of a Postgres snapshot already
+    occupies, so the copy does not eat the budget of the queries over it (past
+    the budget DuckDB would write the copy to its temp files and read it back)."""
+    limit = os.environ.get("SEGSYNC_DUCKDB_MEMORY", "256MB")
+    size = _size_bytes(limit)
+    if held <= 0 or size is None:
+        return limit
+    return f"{size + held}B"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b)?\s*$", re.IGNORECASE)
+
+
+def _size_bytes(text: str) -> int | None:
+    """``256MB`` -> 256,000,000 and ``1GiB`` -> 2**30 (DuckDB's units); None if unsure."""
+    match = _SIZE.match(text)
+    if match is None:
+        return None
+    unit = (match.group(2) or "b").lower()
+    power = " kmgt".index(unit[0]) if unit[0] in "kmgt" else 0
+    base = 1024 if "i" in unit else 1000
+    return int(float(match.group(1)) * base**power)
 
 
 @dataclass(frozen=True)
@@ -564,7 +622,11 @@ class Workspace:
 
     # ------------------------------------------------------------- connecting
     def connect(
-        self, allowed_paths: Iterable[str | Path] = (), *, schema_only: bool = False
+        self,
+        allowed_paths: Iterable[str | Path] = (),
+        *,
+        schema_only: bool = False,
+        columns: Collection[str] | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory connection with a ``profiles`` view, locked down.
 
@@ -574,8 +636,11 @@ class Workspace:
 
         A Postgres source is read here, once: its snapshot is copied into the
         connection (before the lockdown), so every query on it sees the same rows.
-        ``schema_only`` copies only its columns, for checks that read no rows
-        (file sources ignore it: their views read nothing until queried).
+        ``schema_only`` copies only its columns, for checks that read no rows;
+        ``columns`` (names, any case) copies only those of the source's columns,
+        for callers that know every column their SQL reads (``plan_columns``):
+        ``profiles`` then has only those. File sources ignore both: their views
+        read nothing until queried, and only the columns a query names.
         Raises ``SourceLost`` when the Postgres connection breaks mid-read.
         """
         con = duckdb.connect(":memory:")
@@ -585,8 +650,12 @@ class Workspace:
             # the folder SQL may read is not the user's ``./.tmp``.
             con.execute(f"SET temp_directory = {quote_literal(str(duckdb_temp_dir()))}")
             if isinstance(self.source, PostgresSource):
-                self._load_postgres(con, self.source, schema_only)
-                return self._lock_down(con, [], allowed_paths)
+                self._load_postgres(con, self.source, schema_only, columns)
+                held = con.execute(
+                    "SELECT coalesce(sum(memory_usage_bytes + temporary_storage_bytes), 0) "
+                    "FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+                ).fetchall()[0][0]
+                return self._lock_down(con, [], allowed_paths, int(held))
             src = quote_literal(str(self.source))
             if self.kind == "parquet":
                 con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
@@ -625,8 +694,10 @@ class Workspace:
         con: duckdb.DuckDBPyConnection,
         source_paths: list[str],
         allowed_paths: Iterable[str | Path],
+        held: int = 0,
     ) -> duckdb.DuckDBPyConnection:
-        """The same settings for every source, last: nothing SQL can change back."""
+        """The same settings for every source, last: nothing SQL can change back
+        (``held``: bytes a Postgres snapshot's copy occupies, see duckdb_memory_limit)."""
         try:
             paths = [*source_paths, *(str(Path(p).resolve()) for p in allowed_paths)]
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
@@ -634,7 +705,7 @@ class Workspace:
             con.execute("SET enable_progress_bar = false")
             # Sorting a million contacts would otherwise hold them all in memory;
             # past this DuckDB spills to its temp files and memory stays flat.
-            con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
+            con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit(held))}")
             con.execute("SET autoinstall_known_extensions = false")
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
@@ -645,7 +716,11 @@ class Workspace:
         return con
 
     def _load_postgres(
-        self, con: duckdb.DuckDBPyConnection, source: PostgresSource, schema_only: bool
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: PostgresSource,
+        schema_only: bool,
+        columns: Collection[str] | None = None,
     ) -> None:
         """Copy the Postgres snapshot into ``con`` and define ``profiles`` and the
         numbered view over it (same contract as for files); closes ``con`` on failure."""
@@ -654,17 +729,31 @@ class Workspace:
             con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
             con.execute("SET enable_progress_bar = false")
             with self._cancel_scope() as on_cancel:
-                source.load(con, PG_SNAPSHOT, rows=not schema_only, on_cancel=on_cancel)
-            con.execute(f"CREATE VIEW profiles AS SELECT * FROM {PG_SNAPSHOT}")
+                parts = source.load(
+                    con, PG_SNAPSHOT, rows=not schema_only, columns=columns, on_cancel=on_cancel
+                )
+            con.execute(
+                "CREATE VIEW profiles AS "
+                + " UNION ALL ".join(f"SELECT * FROM {part}" for part in parts)
+            )
             names = {r[0].lower() for r in con.execute("DESCRIBE profiles").fetchall()}
             row_column = _free_name(ROW_COLUMN, names)
             object.__setattr__(self, "row_column", row_column)
             rc = quote_ident(row_column)
-            # A table's rowid is its load order, 0-based, for free (no window).
-            number = "rowid" if "rowid" not in names else "row_number() OVER () - 1"
-            con.execute(
-                f"CREATE VIEW {NUMBERED_VIEW} AS SELECT {number} AS {rc}, * FROM {PG_SNAPSHOT}"
-            )
+            if "rowid" in names:  # a profile column shadows the table's rowid
+                con.execute(
+                    f"CREATE VIEW {NUMBERED_VIEW} AS "
+                    f"SELECT row_number() OVER () - 1 AS {rc}, * FROM profiles"
+                )
+            else:
+                # A table's rowid is its load order, 0-based, for free (no window);
+                # the parts (page ranges, in page order) follow one another.
+                selects, offset = [], 0
+                for part in parts:
+                    selects.append(f"SELECT rowid + {offset} AS {rc}, * FROM {part}")
+                    found = con.execute(f"SELECT count(*) FROM {part}").fetchall()
+                    offset += int(found[0][0])
+                con.execute(f"CREATE VIEW {NUMBERED_VIEW} AS " + " UNION ALL ".join(selects))
         except PostgresSourceError as err:
             stopped = self._connections.cancelled(con) or _PROCESS.cancelled(con)
             con.close()
@@ -772,6 +861,25 @@ class Workspace:
             raise PredicateError(f"segment {name!r}: {_describe(err)}") from None
         return seg
 
+    def columns_read(self, segments: Iterable[Segment], *extra: str) -> set[str] | None:
+        """For ``connect(columns=...)``: the columns (lower-cased) that ``segments``'
+        predicates and ``extra`` read, where a source copies what it reads
+        (Postgres); None (every column) for files, or when a predicate may read
+        any column (``predicate_columns``)."""
+        if not isinstance(self.source, PostgresSource):
+            return None
+        names = {e.lower() for e in extra}
+        with duckdb.connect(":memory:") as parser:  # parses only: reads no table
+            for seg in segments:
+                try:
+                    found = predicate_columns(parser, seg.where)
+                except duckdb.Error:
+                    return None
+                if found is None:
+                    return None
+                names |= found
+        return names
+
     def count_segments(self, timeout: float | None = DEFAULT_QUERY_TIMEOUT) -> list[SegmentCount]:
         """Member counts for every segment; a bad or slow predicate is reported, others
         still count.
@@ -783,7 +891,7 @@ class Workspace:
         """
         results: dict[str, SegmentCount] = {}
         good: list[Segment] = []
-        with self.connect() as con:
+        with self.connect(columns=self.columns_read(self._segments)) as con:
             for seg in self._segments:
                 try:
                     self.check_segment(con, seg.name, timeout=_shorter(timeout, CHECK_TIMEOUT))
@@ -874,7 +982,8 @@ class Workspace:
 
     def union_count(self, names: Sequence[str], email_column: str = "email") -> int:
         """Distinct normalised (trimmed, lower-cased, non-empty) emails in the union."""
-        with self.connect() as con:
+        chosen = [s for s in self._segments if s.name in set(names)]
+        with self.connect(columns=self.columns_read(chosen, email_column)) as con:
             cond = self.union_filter(names, con)
             email = f"NULLIF(lower(trim(CAST({quote_ident(email_column)} AS VARCHAR))), '')"
             try:

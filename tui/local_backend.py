@@ -312,7 +312,7 @@ class LocalBackend:
         if not columns:
             return []
         select = ", ".join(quote_ident(c) for c in columns)
-        con = self._ws().connect()
+        con = self._ws().connect(columns=columns)  # a Postgres source copies only these
         try:
             rows = con.execute(f"SELECT {select} FROM profiles LIMIT {int(limit)}").fetchall()
         finally:
