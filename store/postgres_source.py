@@ -397,23 +397,30 @@ class PostgresSource:
         rows: bool = True,
         columns: Collection[str] | None = None,
         on_cancel: Callable[[Callable[[], object] | None], None] | None = None,
-    ) -> list[str]:
-        """Copy the table's rows (``rows=False``: only its columns) into DuckDB
-        tables on ``con``, read in one read-only REPEATABLE READ snapshot; returns
-        their names, in the order their rows come: ``target``, or with several
-        readers ``target_0``, ``target_1``... (one per page range, in page order).
+    ) -> list[Part]:
+        """Read the table's rows (``rows=False``: only its columns) in one
+        read-only REPEATABLE READ snapshot and define them on ``con``; returns
+        the parts in the order their rows come (``Part``): ``target``, or with
+        several readers ``target_0``, ``target_1``... (page ranges, in page order).
+
+        The rows stay the driver's Arrow batches (``read_all``: no second copy),
+        registered on ``con`` and read through a view ``target`` that casts
+        NUMERIC columns. A registration belongs to its connection: cursors of
+        ``con`` do not see these views. ``rows=False`` makes ``target`` an empty
+        DuckDB table of the columns instead.
 
         ``columns``: the profile columns to transfer (names compared ignoring
         case, as DuckDB does; names the table lacks are ignored); None, or a set
         naming none of them, transfers all. Several readers (``[profiles]
         readers``) read disjoint page ranges of a large plain table in sessions
         that import the first one's snapshot, so together they see exactly the
-        rows one session would.
+        rows one session would; each stream is read on a thread of its own (the
+        driver runs without the GIL).
 
         Raises ``PostgresSourceError`` (fix the configuration or the server),
         ``SourceLost`` (the connection broke mid-read) or DuckDB's interrupt.
         ``on_cancel`` is given a cancel of every session while they are open, so
-        an interrupt stops a read still waiting for the server, not only DuckDB.
+        an interrupt stops a read still waiting for the server.
         """
         with contextlib.ExitStack() as stack:
             cur = stack.enter_context(self.session())
@@ -446,8 +453,14 @@ class PostgresSource:
                 )
             select = ", ".join(p.expr for p in plans) or "*"
             if not rows:
-                self._copy(con, [probe], [target], select, cursors)
-                return [target]
+                try:
+                    con.register(_STREAM, _CStream(probe))
+                    con.execute(f"CREATE TABLE {target} AS SELECT {select} FROM {_STREAM}")
+                finally:
+                    with contextlib.suppress(Exception):
+                        con.unregister(_STREAM)
+                    probe.close()
+                return [Part(target, "rowid")]
             probe.close()
             count = self.reader_count(relkind, pages)
             bounds: list[int | None] = [None]
@@ -470,75 +483,52 @@ class PostgresSource:
                 streams.append(c.fetch_record_batch())
                 first = end
             targets = [target] if count == 1 else [f"{target}_{i}" for i in range(count)]
-            self._copy(con, streams, targets, select, cursors)
+            tables = self._read(streams, cursors)
+            parts = _register(con, tables, targets, select)
             for c in cursors:
                 c.execute("COMMIT")
-            return targets
+            return parts
         raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
 
-    def _copy(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        streams: Sequence[Any],
-        targets: Sequence[str],
-        select: str,
-        cursors: Sequence[Any],
-    ) -> None:
-        """``CREATE TABLE target AS SELECT <casts> FROM stream`` for each pair, the
-        streams at once (one DuckDB cursor and thread each; the driver and DuckDB
-        work without the GIL), turning failures into the source's errors."""
-        import duckdb
+    def _read(self, streams: Sequence[Any], cursors: Sequence[Any]) -> list[Any]:
+        """Every stream as an Arrow table, at once (a thread each), turning
+        failures into the source's errors; one failure stops the other reads."""
+        import pyarrow as pa
 
-        from store.workspace import is_interrupt
-
+        tables: list[Any] = [None] * len(streams)
         errors: list[BaseException | None] = [None] * len(streams)
 
-        def copy(i: int, duck: duckdb.DuckDBPyConnection) -> None:
+        def read(i: int) -> None:
             try:
-                duck.execute("SET enable_progress_bar = false")  # per connection
-                duck.register(_STREAM, _CStream(streams[i]))
-                try:
-                    duck.execute(f"CREATE TABLE {targets[i]} AS SELECT {select} FROM {_STREAM}")
-                finally:
-                    with contextlib.suppress(Exception):
-                        duck.unregister(_STREAM)
+                tables[i] = streams[i].read_all()
             except BaseException as err:
                 errors[i] = err
-                # The others cannot finish a consistent copy: stop them too.
-                for c in cursors:
+                for c in cursors:  # the others cannot make a consistent copy
                     with contextlib.suppress(Exception):
                         c.adbc_cancel()
 
         try:
             if len(streams) == 1:
-                copy(0, con)
+                read(0)
             else:
-                ducks = [con.cursor() for _ in streams]
-                try:
-                    threads = [
-                        threading.Thread(target=copy, args=(i, d), name=f"segsync-pg-{i}")
-                        for i, d in enumerate(ducks)
-                    ]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
-                finally:
-                    for d in ducks:
-                        with contextlib.suppress(Exception):
-                            d.close()
+                threads = [
+                    threading.Thread(target=read, args=(i,), name=f"segsync-pg-{i}")
+                    for i in range(len(streams))
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
         finally:
             for s in streams:
                 with contextlib.suppress(Exception):
                     s.close()
-        # The first failure that is not another reader's cancellation by us.
         failed = [e for e in errors if e is not None]
         if not failed:
-            return
+            return tables
+        # The first failure that is not another reader's cancellation by us.
         err = next((e for e in failed if not _cancelled(e)), failed[0])
-        if not isinstance(err, duckdb.Error):
-            raise err
-        if is_interrupt(err):
+        if not (isinstance(err, pa.ArrowException) or _from_driver(err)):
             raise err
         reason = _pg_reason(str(err))
         if _broken(err) or not all(_alive(c) for c in cursors):
@@ -546,10 +536,12 @@ class PostgresSource:
                 f"{self.label}: the connection was lost while reading ({reason}); "
                 "nothing was sent: run again when the server is back"
             ) from None
-        hint = (
-            " (the prefilter is Postgres SQL; check it in segments.toml)" if self.prefilter else ""
-        )
-        raise PostgresSourceError(f"reading {self.table} failed: {reason}{hint}") from None
+        if self.prefilter and "statement timeout" not in reason.lower():
+            raise PostgresSourceError(
+                f"reading {self.table} with the prefilter failed: {reason} "
+                "(the prefilter is Postgres SQL; check it in segments.toml)"
+            ) from None
+        raise PostgresSourceError(f"reading {self.table} failed: {reason}") from None
 
     # ------------------------------------------------------------ fingerprint
     def fingerprint(self) -> dict[str, Any]:
@@ -672,6 +664,41 @@ def _unmappable(arrow_type: pa.DataType, pg_type: str) -> str | None:
             if inner is not None:
                 return inner
     return None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a snapshot on a DuckDB connection: a view over Arrow whose
+    ``row`` column (not a profile column) numbers its rows from 0, or a table
+    (``row`` is ``rowid``)."""
+
+    name: str
+    row: str
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection, tables: Sequence[Any], targets: Sequence[str], select: str
+) -> list[Part]:
+    """Each Arrow table on ``con`` behind a view ``target`` of the profile
+    columns (``select``: NUMERIC cast) plus a row number made without Python
+    per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = []
+    for table, target in zip(tables, targets, strict=True):
+        taken = {n.lower() for n in table.column_names}
+        row = "_segsync_pg_row"
+        while row in taken:
+            row += "_"
+        ones = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
+        numbered = table.append_column(row, pc.subtract(pc.cumulative_sum(ones), 1))
+        con.register(f"{target}_arrow", numbered)
+        con.execute(
+            f"CREATE VIEW {target} AS SELECT {select}, {_pg_ident(row)} FROM {target}_arrow"
+        )
+        parts.append(Part(target, _pg_ident(row)))
+    return parts
 
 
 class _CStream:

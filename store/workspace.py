@@ -21,7 +21,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 import duckdb
 
 from store.postgres_source import (
+    Part,
     PostgresConfigError,
     PostgresSource,
     PostgresSourceError,
@@ -416,30 +416,9 @@ def check_predicate(con: duckdb.DuckDBPyConnection, where: str) -> None:
         )
 
 
-def duckdb_memory_limit(held: int = 0) -> str:
-    """DuckDB's memory budget per query connection: $SEGSYNC_DUCKDB_MEMORY or 256MB,
-    plus ``held`` bytes: what a connection's copy of a Postgres snapshot already
-    occupies, so the copy does not eat the budget of the queries over it (past
-    the budget DuckDB would write the copy to its temp files and read it back)."""
-    limit = os.environ.get("SEGSYNC_DUCKDB_MEMORY", "256MB")
-    size = _size_bytes(limit)
-    if held <= 0 or size is None:
-        return limit
-    return f"{size + held}B"
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b)?\s*$", re.IGNORECASE)
-
-
-def _size_bytes(text: str) -> int | None:
-    """``256MB`` -> 256,000,000 and ``1GiB`` -> 2**30 (DuckDB's units); None if unsure."""
-    match = _SIZE.match(text)
-    if match is None:
-        return None
-    unit = (match.group(2) or "b").lower()
-    power = " kmgt".index(unit[0]) if unit[0] in "kmgt" else 0
-    base = 1024 if "i" in unit else 1000
-    return int(float(match.group(1)) * base**power)
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory budget per query connection: $SEGSYNC_DUCKDB_MEMORY or 256MB."""
+    return os.environ.get("SEGSYNC_DUCKDB_MEMORY", "256MB")
 
 
 @dataclass(frozen=True)
@@ -651,11 +630,7 @@ class Workspace:
             con.execute(f"SET temp_directory = {quote_literal(str(duckdb_temp_dir()))}")
             if isinstance(self.source, PostgresSource):
                 self._load_postgres(con, self.source, schema_only, columns)
-                held = con.execute(
-                    "SELECT coalesce(sum(memory_usage_bytes + temporary_storage_bytes), 0) "
-                    "FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
-                ).fetchall()[0][0]
-                return self._lock_down(con, [], allowed_paths, int(held))
+                return self._lock_down(con, [], allowed_paths)
             src = quote_literal(str(self.source))
             if self.kind == "parquet":
                 con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
@@ -694,10 +669,8 @@ class Workspace:
         con: duckdb.DuckDBPyConnection,
         source_paths: list[str],
         allowed_paths: Iterable[str | Path],
-        held: int = 0,
     ) -> duckdb.DuckDBPyConnection:
-        """The same settings for every source, last: nothing SQL can change back
-        (``held``: bytes a Postgres snapshot's copy occupies, see duckdb_memory_limit)."""
+        """The same settings for every source, last: nothing SQL can change back."""
         try:
             paths = [*source_paths, *(str(Path(p).resolve()) for p in allowed_paths)]
             con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
@@ -705,7 +678,7 @@ class Workspace:
             con.execute("SET enable_progress_bar = false")
             # Sorting a million contacts would otherwise hold them all in memory;
             # past this DuckDB spills to its temp files and memory stays flat.
-            con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit(held))}")
+            con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
             con.execute("SET autoinstall_known_extensions = false")
             con.execute("SET autoload_known_extensions = false")
             con.execute("SET enable_external_access = false")
@@ -725,33 +698,42 @@ class Workspace:
         """Copy the Postgres snapshot into ``con`` and define ``profiles`` and the
         numbered view over it (same contract as for files); closes ``con`` on failure."""
         try:
-            # The copy can be larger than memory: let it spill like a big sort does.
+            # The rows are the driver's Arrow memory, outside DuckDB's budget; the
+            # queries over them get the same budget as for files.
             con.execute(f"SET memory_limit = {quote_literal(duckdb_memory_limit())}")
             con.execute("SET enable_progress_bar = false")
             with self._cancel_scope() as on_cancel:
                 parts = source.load(
                     con, PG_SNAPSHOT, rows=not schema_only, columns=columns, on_cancel=on_cancel
                 )
+
+            def star(part: Part) -> str:  # a part's profile columns
+                return "*" if part.row == "rowid" else f"* EXCLUDE ({part.row})"
+
             con.execute(
                 "CREATE VIEW profiles AS "
-                + " UNION ALL ".join(f"SELECT * FROM {part}" for part in parts)
+                + " UNION ALL ".join(f"SELECT {star(p)} FROM {p.name}" for p in parts)
             )
             names = {r[0].lower() for r in con.execute("DESCRIBE profiles").fetchall()}
             row_column = _free_name(ROW_COLUMN, names)
             object.__setattr__(self, "row_column", row_column)
             rc = quote_ident(row_column)
-            if "rowid" in names:  # a profile column shadows the table's rowid
+            if "rowid" in names and any(p.row == "rowid" for p in parts):
+                # a profile column shadows the table's rowid
                 con.execute(
                     f"CREATE VIEW {NUMBERED_VIEW} AS "
                     f"SELECT row_number() OVER () - 1 AS {rc}, * FROM profiles"
                 )
             else:
-                # A table's rowid is its load order, 0-based, for free (no window);
-                # the parts (page ranges, in page order) follow one another.
+                # Each part numbers its rows in load order, 0-based, for free (a
+                # table's rowid; no window); the parts (page ranges, in page
+                # order) follow one another.
                 selects, offset = [], 0
                 for part in parts:
-                    selects.append(f"SELECT rowid + {offset} AS {rc}, * FROM {part}")
-                    found = con.execute(f"SELECT count(*) FROM {part}").fetchall()
+                    selects.append(
+                        f"SELECT {part.row} + {offset} AS {rc}, {star(part)} FROM {part.name}"
+                    )
+                    found = con.execute(f"SELECT count(*) FROM {part.name}").fetchall()
                     offset += int(found[0][0])
                 con.execute(f"CREATE VIEW {NUMBERED_VIEW} AS " + " UNION ALL ".join(selects))
         except PostgresSourceError as err:

@@ -118,8 +118,10 @@ def _numbers(cluster: Cluster, rows: int) -> str:
 
 
 def _parts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The snapshot's parts: a view each over the Arrow rows of one reader."""
     rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE ? ORDER BY 1",
+        "SELECT view_name FROM duckdb_views() WHERE view_name LIKE ? "
+        "AND NOT ends_with(view_name, '_arrow') ORDER BY 1",
         [f"{PG_SNAPSHOT}%"],
     ).fetchall()
     return [r[0] for r in rows]
