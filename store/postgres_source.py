@@ -670,10 +670,13 @@ def _unmappable(arrow_type: pa.DataType, pg_type: str) -> str | None:
 class Part:
     """One part of a snapshot on a DuckDB connection: a view over Arrow whose
     ``row`` column (not a profile column) numbers its rows from 0, or a table
-    (``row`` is ``rowid``)."""
+    (``row`` is ``rowid``). ``arrow``, registered on the connection as
+    ``arrow_name``, must be registered on its cursors too (``workspace.cursor``)."""
 
     name: str
     row: str
+    arrow: Any = None
+    arrow_name: str = ""
 
 
 def _register(
@@ -694,10 +697,9 @@ def _register(
         ones = pa.repeat(pa.scalar(1, pa.int64()), table.num_rows)
         numbered = table.append_column(row, pc.subtract(pc.cumulative_sum(ones), 1))
         con.register(f"{target}_arrow", numbered)
-        con.execute(
-            f"CREATE VIEW {target} AS SELECT {select}, {_pg_ident(row)} FROM {target}_arrow"
-        )
-        parts.append(Part(target, _pg_ident(row)))
+        ident = _pg_ident(row)  # DuckDB quotes identifiers the same way
+        con.execute(f"CREATE VIEW {target} AS SELECT {select}, {ident} FROM {target}_arrow")
+        parts.append(Part(target, ident, numbered, f"{target}_arrow"))
     return parts
 
 

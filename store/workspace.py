@@ -148,6 +148,11 @@ _OWNERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Connections] = (
     weakref.WeakKeyDictionary()
 )
 _OWNERS_LOCK = threading.Lock()
+# A Postgres snapshot's Arrow rows registered on a connection (name -> table):
+# registrations belong to one DuckDB connection, so its cursors get them too.
+_ARROW: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, Any]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _interrupt(con: duckdb.DuckDBPyConnection) -> bool:
@@ -184,11 +189,18 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     stop a query on it. A cursor made here is registered with the workspace that
     opened ``con`` (``Workspace.interrupt()``) and with the process
     (``interrupt_all()``), so a plan streaming contacts on a cursor stops on
-    cancel like everything else.
+    cancel like everything else. It also sees a Postgres snapshot's rows
+    (registered Arrow tables, which a plain ``con.cursor()`` would not).
     """
     cur = con.cursor()
     with _OWNERS_LOCK:
         owner = _OWNERS.get(con)
+        arrow = dict(_ARROW.get(con, {}))
+    for name, table in arrow.items():
+        cur.register(name, table)
+    if arrow:
+        with _OWNERS_LOCK:
+            _ARROW[cur] = arrow
     _register(cur, owner)
     return cur
 
@@ -706,6 +718,10 @@ class Workspace:
                 parts = source.load(
                     con, PG_SNAPSHOT, rows=not schema_only, columns=columns, on_cancel=on_cancel
                 )
+            registered = {p.arrow_name: p.arrow for p in parts if p.arrow is not None}
+            if registered:
+                with _OWNERS_LOCK:
+                    _ARROW[con] = registered
 
             def star(part: Part) -> str:  # a part's profile columns
                 return "*" if part.row == "rowid" else f"* EXCLUDE ({part.row})"

@@ -216,3 +216,26 @@ def test_readers_must_be_a_small_whole_number(postgres_cluster, tmp_path, value)
     with pytest.raises(WorkspaceError) as err:
         Workspace.open(folder)
     assert "[profiles] readers must be a whole number from 1 to 8" in str(err.value)
+
+
+@pytest.mark.parametrize("readers", [1, 2])
+def test_a_reviewed_plan_reads_its_contacts_from_the_snapshot_on_a_cursor(
+    postgres_cluster, sample_pair, tmp_path, small_pages, readers
+):
+    # A plan only reviewed keeps no payload values: its first contacts are looked
+    # up in the source from a cursor, which must see the registered Arrow rows.
+    parquet, pg = _workspaces(sample_pair, tmp_path)
+    text = (
+        (pg.config_path).read_text().replace("[profiles]\n", f"[profiles]\nreaders = {readers}\n")
+    )
+    pg.config_path.write_text(text)
+    pg = Workspace.open(pg.root)
+    names = ("birthday_known", "aliased")
+
+    def first(ws: Workspace, n: int) -> list[dict]:
+        request = replace(_request(ws, *names), keep_payloads=False)
+        with plan_export(ws, request) as plan:
+            return [row for b in plan.contacts(limit=n) for row in b.to_pylist()]
+
+    assert first(pg, 50) == first(parquet, 50)
+    assert len(first(pg, 50)) == 50
