@@ -43,10 +43,12 @@ INSTALL_HINT = (
 )
 # Seconds one read (or check) may run on the server before Postgres stops it.
 DEFAULT_STATEMENT_TIMEOUT = 600.0
-# Sessions that read one table at once, each a disjoint range of its pages, all
-# in the first session's snapshot (``pg_export_snapshot``). Measured on 2 cores
-# shared with the server: see docs/benchmarks.md.
-DEFAULT_READERS = 2
+# Sessions that read one table at once (``[profiles] readers``), each a disjoint
+# range of its pages, all in the first session's snapshot (``pg_export_snapshot``).
+# One by default: on 2 cores shared with the server and other work, 2 or 3 did
+# not read faster and cost more CPU (docs/benchmarks.md); more can pay where the
+# client has idle cores and the server runs elsewhere.
+DEFAULT_READERS = 1
 MAX_READERS = 8
 # A table smaller than this many 8 kB pages per extra reader is read by one session.
 MIN_PAGES_PER_READER = 1024

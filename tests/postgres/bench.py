@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--url", help="an existing database (its public.profiles is replaced)")
     parser.add_argument(
-        "--readers", default="2", help="comma-separated [profiles] readers values (default 2)"
+        "--readers", default="1", help="comma-separated [profiles] readers values (default 1)"
     )
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
