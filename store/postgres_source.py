@@ -107,6 +107,9 @@ class ColumnPlan:
     name: str
     expr: str
     problem: str | None = None
+    # Asked of Postgres as text: its own numeric_out costs less in all than the
+    # driver decoding the binary NUMERIC into the same text (docs/benchmarks.md).
+    as_text: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,15 +353,15 @@ class PostgresSource:
     def _query(
         self,
         qualified: str,
-        names: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
         *,
         limit_zero: bool = False,
         pages: tuple[int | None, int | None] = (None, None),
     ) -> str:
-        """The SELECT one session streams: ``names`` (None: every column), the
-        page range ``[first, end)`` of a plain table (by ``ctid``, a TID range
-        scan), and the operator's prefilter."""
-        select = ", ".join(_pg_ident(n) for n in names) if names else "*"
+        """The SELECT one session streams: ``columns`` (select expressions over
+        quoted names; None: every column), the page range ``[first, end)`` of a
+        plain table (by ``ctid``, a TID range scan), and the operator's prefilter."""
+        select = ", ".join(columns) if columns else "*"
         conditions = []
         first, end = pages
         if first is not None:
@@ -476,11 +479,19 @@ class PostgresSource:
                     other.execute(f"SET TRANSACTION SNAPSHOT {_pg_literal(snapshot)}")
                 # The last range is open: pages added since are in no snapshot of ours.
                 bounds = [*(pages * i // count for i in range(1, count)), None]
-            partial = names != [f.name for f in schema]
+            # The column list Postgres sends (None: ``*``, every column as it is).
+            pg_select = None
+            if names != [f.name for f in schema] or any(p.as_text for p in plans):
+                pg_select = [
+                    f"{_pg_ident(p.name)}::text AS {_pg_ident(p.name)}"
+                    if p.as_text
+                    else _pg_ident(p.name)
+                    for p in plans
+                ]
             streams = []
             first: int | None = None
             for c, end in zip(cursors, bounds, strict=True):
-                sql = self._query(qualified, names if partial else None, pages=(first, end))
+                sql = self._query(qualified, pg_select, pages=(first, end))
                 self._run(c, sql)
                 streams.append(c.fetch_record_batch())
                 first = end
@@ -489,8 +500,31 @@ class PostgresSource:
             parts = _register(con, tables, targets, select)
             for c in cursors:
                 c.execute("COMMIT")
+            self._check_casts(con, parts, [p.name for p in plans if p.as_text])
             return parts
         raise AssertionError("unreachable")  # pragma: no cover (mypy: ExitStack may swallow)
+
+    def _check_casts(
+        self, con: duckdb.DuckDBPyConnection, parts: Sequence[Part], names: Sequence[str]
+    ) -> None:
+        """Cast every NUMERIC value once now (the views cast when queried): a
+        value DECIMAL cannot hold (``NaN``) fails the read, naming the source,
+        rather than a later query that would seem to blame a segment."""
+        import duckdb
+
+        if not names:
+            return
+        counts = ", ".join(f"count({_pg_ident(n)})" for n in names)
+        try:
+            for part in parts:
+                con.execute(f"SELECT {counts} FROM {part.name}").fetchall()
+        except duckdb.Error as err:
+            from store.workspace import is_interrupt
+
+            if is_interrupt(err):
+                raise
+            reason = _pg_reason(str(err))
+            raise PostgresSourceError(f"reading {self.table} failed: {reason}") from None
 
     def _read(self, streams: Sequence[Any], cursors: Sequence[Any]) -> list[Any]:
         """Every stream as an Arrow table, at once (a thread each), turning
@@ -621,7 +655,8 @@ def column_plans(schema: pa.Schema) -> list[ColumnPlan]:
         meta = {k.decode(): v.decode() for k, v in (fld.metadata or {}).items()}
         pg_type = meta.get("POSTGRESQL:type", "")
         if pg_type == "numeric":
-            plans.append(ColumnPlan(fld.name, f"CAST({ident} AS {_numeric_type(meta)}) AS {ident}"))
+            cast = f"CAST({ident} AS {_numeric_type(meta)}) AS {ident}"
+            plans.append(ColumnPlan(fld.name, cast, as_text=True))
             continue
         problem = _unmappable(fld.type, pg_type)
         if problem is not None:

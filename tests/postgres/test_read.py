@@ -239,3 +239,22 @@ def test_a_reviewed_plan_reads_its_contacts_from_the_snapshot_on_a_cursor(
 
     assert first(pg, 50) == first(parquet, 50)
     assert len(first(pg, 50)) == 50
+
+
+def test_a_numeric_value_decimal_cannot_hold_fails_the_read_naming_the_source(
+    postgres_cluster, tmp_path
+):
+    table = unique_table("nan")
+    postgres_cluster.sql(
+        "crm",
+        f"CREATE TABLE {table} (id int, ltv numeric(12, 2))",
+        f"INSERT INTO {table} VALUES (1, 499.99), (2, 'NaN')",
+    )
+    segments = '[segments.hv]\nwhere = "ltv IS NULL OR id > 0"\n'  # reads ltv
+    folder = write_pg_workspace(tmp_path, postgres_cluster.url(), table, segments)
+    ws = Workspace.open(folder)
+    with pytest.raises(WorkspaceError) as err:
+        ws.count_segments()
+    text = str(err.value)
+    assert text.startswith(f"postgres 127.0.0.1:{postgres_cluster.port}/crm {table}")
+    assert f"reading {table} failed" in text and "NaN" in text
