@@ -467,10 +467,12 @@ class ExportEngine:
                     created_at=datetime.now(UTC),
                 )
             )
+            saving = asyncio.to_thread(plan.save_changeset, changeset_file(self.state_dir, plan_id))
             try:
-                await asyncio.to_thread(
-                    plan.save_changeset, changeset_file(self.state_dir, plan_id)
-                )
+                if request.dry_run:  # the preview's samples are read while it is written
+                    await asyncio.gather(saving, asyncio.to_thread(_samples, plan))
+                else:
+                    await saving
             except BaseException:
                 # Shielded: a cancel arriving now must not leave a plan row
                 # without its file.
@@ -962,6 +964,11 @@ class ExportEngine:
             remove_failed=removals.failed,
         )
         return final
+
+
+def _samples(plan: Plan) -> None:
+    """Read a preview's samples now (they are cached on the plan)."""
+    _ = plan.sample_contacts, plan.sample_rejected
 
 
 def _reason(category: str, detail: str | None) -> str:

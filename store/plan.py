@@ -8,6 +8,7 @@ profiles plan in about a second.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -243,15 +244,23 @@ class Plan:
         counts["to_update"] = int(known[0]) if known else 0
         counts["to_add"] = counts["to_send"] - counts["to_update"]
         self.counts: dict[str, int] = counts
-        self.sample_contacts: list[dict[str, Any]] = [
-            orjson.loads(r[2])
-            for r in con.execute(contacts_sql(spec, limit=10, by_email=True)).fetchall()
-        ]
-        # Up to 10 of each category, so a preview filtered by one shows its rows
-        # even when another (often no_consent) is most of the exclusions.
-        self.sample_rejected: list[RejectedRow] = [
-            row for category in EXCLUSIONS for row in self.rejected(10, (category,))
-        ]
+
+    @functools.cached_property
+    def sample_contacts(self) -> list[dict[str, Any]]:
+        """The first 10 contacts to send by email (read when first asked: an
+        export that is not previewed never pays for them)."""
+        cur = cursor(self._con)  # its own: the changeset may be written meanwhile
+        try:
+            rows = cur.execute(contacts_sql(self._spec, limit=10, by_email=True)).fetchall()
+        finally:
+            cur.close()
+        return [orjson.loads(r[2]) for r in rows]
+
+    @functools.cached_property
+    def sample_rejected(self) -> list[RejectedRow]:
+        """Up to 10 of each exclusion category, so a preview filtered by one
+        shows its rows even when another (often no_consent) is most of them."""
+        return [row for category in EXCLUSIONS for row in self.rejected(10, (category,))]
 
     def contacts(
         self,
