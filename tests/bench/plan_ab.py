@@ -105,8 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         name: {k: statistics.median(r[k] for r in rs) for k in ("wall", "cpu", "peak_rss_mb")}
         for name, rs in runs.items()
     }
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     result: dict[str, Any] = {
         "machine": machine(),
+        "commit": head,
         "old": args.old,
         "rows": args.rows,
         "runs": runs,
