@@ -199,3 +199,18 @@ def make_state(parent: Path, emu: EmulatorProcess, workspace: Path, cap: int) ->
         BENCH_KEY_ENV: emu.api_key,
     }
     return StateDir(path, env)
+
+
+def seed_runs(state: Path, copies: int) -> None:
+    """Add `copies` finished runs like the newest one, so `segsync runs` has a
+    history of realistic rows to list (written through the history API)."""
+    from store.history import History
+    from store.paths import history_path
+
+    with History(history_path(state)) as history:
+        run = history.list_runs(limit=1)[0]
+        for _ in range(copies):
+            run_id = history.start_run(
+                run.destination_id, run.segments, mode=run.mode, config=run.config
+            )
+            history.finish_run(run_id, run.status, counts=run.counts, message=run.message)
