@@ -10,15 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import EXIT_OK, CliError, open_history, print_json, resolve_state_dir, say
+from store.history_read import RUN_STATUSES, RunReader, open_run_reader, run_json
 from store.safe_text import visible
 
 RAW = argparse.RawDescriptionHelpFormatter
 BATCHES_SHOWN = 10
-# store.history.RUN_STATUSES, written out so `--help` need not load SQLAlchemy
-# (tests/cli checks that the two agree).
-RUN_STATUSES = (
-    "running", "succeeded", "partial", "failed", "cancelled", "interrupted", "refused", "dry_run",
-)  # fmt: skip
 
 
 def since(text: str) -> datetime:
@@ -171,41 +167,50 @@ def _list_options(parser: argparse.ArgumentParser, *, suppress: bool = False) ->
     )  # fmt: skip
 
 
-def run_dict(run: Any) -> dict[str, Any]:
-    from connector.services import run_json
-
-    return run_json(run)
-
-
 def cmd_evidence(args: argparse.Namespace) -> int:
     from cli.forget import cmd_evidence as evidence
 
     return evidence(args, open_history(args))
 
 
+def _run_reader(args: argparse.Namespace) -> RunReader:
+    """The history's runs, read without SQLAlchemy (`store.history_read`). When
+    the file is new, older or has runs of dead processes to mark, History opens
+    it once first and does that, as it would for any command."""
+    from store.paths import history_path
+
+    path = history_path(resolve_state_dir(args))
+    reader = open_run_reader(path)
+    if reader is None:
+        open_history(args).close()
+        reader = RunReader(path)
+    return reader
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    history = open_history(args)
+    with _run_reader(args) as history:
+        return _list(args, history)
+
+
+def _list(args: argparse.Namespace, history: RunReader) -> int:
     destination = getattr(args, "destination", None)
     status = getattr(args, "status", None)
     limit = getattr(args, "limit", None) or 200
     started_after = getattr(args, "since", None)
-    if destination is not None:
-        from store.history import NotFound
-
-        try:
-            history.get_destination(destination)
-        except NotFound:
-            if not history.list_runs(destination=destination, limit=1):
-                raise CliError(
-                    f"no destination or past run named {destination!r}. "
-                    "See `segsync destinations list`."
-                ) from None
+    if (
+        destination is not None
+        and not history.destination_exists(destination)
+        and not history.list_runs(destination=destination, limit=1)
+    ):
+        raise CliError(
+            f"no destination or past run named {destination!r}. See `segsync destinations list`."
+        )
     runs = history.list_runs(destination=destination, status=status,
                              limit=None if started_after is not None else limit)  # fmt: skip
     if started_after is not None:
         runs = [r for r in runs if _aware(r.started_at) >= started_after][:limit]
     if getattr(args, "json", False):
-        print_json([run_dict(r) for r in runs])
+        print_json([run_json(r) for r in runs])
         return EXIT_OK
     if not runs:
         filtered = destination or status or started_after
@@ -287,7 +292,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     run = _get_run(history, args.run)
     if args.people:
         return _people(args, run)
-    data = run_dict(run)
+    data = run_json(run)
     data["config"] = run.config
     data["batches"] = [
         {

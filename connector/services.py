@@ -2,7 +2,7 @@
 
 `cli/` and `tui/local_backend.py` used to orchestrate each action twice
 (adding a destination, saving a mapping and creating its fields, what an
-export needs before it may send, the JSON of runs and destinations) and the
+export needs before it may send, the JSON of destinations) and the
 two copies drifted: the CLI's `--suggest` mapped no custom fields while the
 TUI's mapped three. Both now call these functions and only translate the
 result into their own words (a printed line, a dialog).
@@ -43,7 +43,6 @@ __all__ = [
     "export_warnings",
     "field_type_for",
     "merge_mapping",
-    "run_json",
     "save_destination",
     "save_mapping",
     "suggest_mapping_for",
@@ -182,29 +181,6 @@ def destination_json(dest: Any, key_hint: str | None = None) -> dict[str, Any]:
     if key_hint is not None:
         data["api_key"] = key_hint
     return data
-
-
-def run_json(run: Any) -> dict[str, Any]:
-    """A run as `runs --json` prints it (the TUI's history shows the same fields)."""
-    return {
-        "id": run.id,
-        "destination": run.destination_name,
-        "destination_id": run.destination_id,
-        "segments": list(run.segments),
-        "mode": run.mode,
-        "incremental": run.incremental,
-        "dry_run": run.dry_run,
-        "kind": "dry-run" if run.dry_run else run.kind,
-        "plan": run.plan_id,
-        "undo_of": run.undo_of,
-        "status": run.status,
-        "counts": dict(run.counts or {}),
-        "message": run.message,
-        "operator": run.operator,
-        "host": run.host,
-        "started_at": _iso(run.started_at),
-        "ended_at": _iso(run.ended_at),
-    }
 
 
 # -- mapping ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from store.history_migrations import SCHEMA_VERSION, SchemaError, prepare_schema
+from store.history_migrations import SchemaError, prepare_schema
 from store.history_models import (
     DestinationMappingTable,
     DestinationSegmentsTable,
@@ -42,6 +42,7 @@ from store.history_models import (
     table_of,
 )
 from store.history_plans import PlanNotFound, PlansMixin
+from store.history_read import RUN_STATUSES, SCHEMA_VERSION, run_process_alive
 from store.history_syncs import SyncsMixin
 from store.limits import DEFAULT_CAP
 from store.operator import current_operator
@@ -71,10 +72,6 @@ __all__ = [
     "current_operator",
 ]
 
-# "refused": a guardrail or a drift check stopped the run before its first request.
-RUN_STATUSES = (
-    "running", "succeeded", "partial", "failed", "cancelled", "interrupted", "refused", "dry_run",
-)  # fmt: skip
 RUN_KINDS = ("export", "undo")
 FINAL_BATCH_STATUSES = ("completed", "errored", "failed")  # the import job's end
 BATCH_STATUSES = ("prepared", "sent", *FINAL_BATCH_STATUSES)
@@ -115,39 +112,6 @@ class DestinationExists(HistoryError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _process_start(pid: int) -> datetime | None:
-    """When process ``pid`` started (Linux /proc), or None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = next(
-            int(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime ")
-        )
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22: starttime
-        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
-
-def _run_process_alive(pid: int, started_at: datetime) -> bool:
-    """Is the process that started a run at ``started_at`` still running?
-
-    A live pid is not enough: containers hand out small pids again and again,
-    so a later process can wear a dead export's pid. If that process started
-    after the run did (btime has 1 s resolution, hence the margin), it is not
-    the run's process.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        pass
-    began = _process_start(pid)
-    return began is None or began <= started_at + timedelta(seconds=2)
 
 
 _R = TypeVar("_R", bound="DataclassInstance")
@@ -553,7 +517,7 @@ class History(PlansMixin, SyncsMixin):
         dead = [
             (run_id, pid)
             for run_id, pid, started_at in candidates
-            if not _run_process_alive(pid, started_at)
+            if not run_process_alive(pid, started_at)
         ]
         for run_id, pid in dead:
             with self._write() as conn:

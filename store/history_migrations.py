@@ -33,8 +33,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlmodel import SQLModel
 
 from store import history_models  # registers the tables on SQLModel.metadata
-
-SCHEMA_VERSION = 4
+from store.history_read import SCHEMA_VERSION  # defined there: `segsync runs` reads it
 
 
 class SchemaError(RuntimeError):

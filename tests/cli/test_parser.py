@@ -103,10 +103,3 @@ def test_errors_are_classified_by_type_not_by_class_name() -> None:
 
     assert user_error_code(ExportRefused("no")) == 2
     assert user_error_code(Busy("later")) == 5  # ExportRefused.exit_code is honoured
-
-
-def test_run_statuses_listed_for_help_match_the_history() -> None:
-    from cli.runs import RUN_STATUSES
-    from store.history import RUN_STATUSES as STORED
-
-    assert RUN_STATUSES == STORED

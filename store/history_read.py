@@ -1,0 +1,229 @@
+"""The run list of the history database, read with the standard library's sqlite3.
+
+`segsync runs` only lists runs, yet opening ``store.history`` for that imports
+SQLAlchemy, SQLModel and pydantic (~0.45 s with bytecode cached), several times
+what the listing itself costs. `RunReader` reads the same rows with plain SQL on
+a read-only connection and returns the same `store.records.Run` records, so
+the command answers in a fraction of that.
+
+The tables are defined once, by the SQLModel classes of ``store.history_models``;
+this module only names columns of ``run`` and ``destination``, and
+tests/store_state/test_history_read.py fails if they drift apart (the columns
+read here against the SQLModel metadata, and the rows against
+``History.list_runs``).
+
+A reader never creates, upgrades or repairs anything. Opening ``History`` does
+that (creates the file, upgrades an older schema, marks runs of dead processes
+interrupted, tightens lax companion files); `needs_upkeep` tells the caller when
+one of those is due, so it opens ``History`` once first and the listing shows
+what it always did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import stat
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from store.records import Run
+
+SCHEMA_VERSION = 4
+"""The history schema this segsync writes: the last step of
+``store.history_migrations.MIGRATIONS`` (a test checks they agree)."""
+
+# "refused": a guardrail or a drift check stopped the run before its first request.
+RUN_STATUSES = (
+    "running", "succeeded", "partial", "failed", "cancelled", "interrupted", "refused", "dry_run",
+)  # fmt: skip
+
+
+RUN_COLUMNS = tuple(f.name for f in fields(Run))
+"""The ``run`` columns a `Run` is made of, in the order they are selected."""
+_JSON_COLUMNS = frozenset({"segments", "config", "counts"})
+_BOOL_COLUMNS = frozenset({"incremental", "dry_run"})
+_TIME_COLUMNS = frozenset({"started_at", "ended_at"})
+
+
+def _process_start(pid: int) -> datetime | None:
+    """When process ``pid`` started (Linux /proc), or None where unknown."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        ticks = int(stat_line[stat_line.rindex(")") + 2 :].split()[19])  # field 22: starttime
+        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def run_process_alive(pid: int, started_at: datetime) -> bool:
+    """Is the process that started a run at ``started_at`` still running?
+
+    A live pid is not enough: containers hand out small pids again and again,
+    so a later process can wear a dead export's pid. If that process started
+    after the run did (btime has 1 s resolution, hence the margin), it is not
+    the run's process.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        pass
+    began = _process_start(pid)
+    return began is None or began <= started_at + timedelta(seconds=2)
+
+
+def _utc(text: str | None) -> datetime | None:
+    """A stored time as ``history_models.UTCDateTime`` returns it: UTC, aware."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _run(row: tuple[Any, ...]) -> Run:
+    values: dict[str, Any] = {}
+    for name, value in zip(RUN_COLUMNS, row, strict=True):
+        if name in _JSON_COLUMNS:
+            value = json.loads(value)
+        elif name in _BOOL_COLUMNS:
+            value = bool(value)
+        elif name in _TIME_COLUMNS:
+            value = _utc(value)
+        values[name] = value
+    values["segments"] = tuple(values["segments"])
+    return Run(**values)
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """A run as `runs --json` prints it (the TUI's history shows the same fields)."""
+    return {
+        "id": run.id,
+        "destination": run.destination_name,
+        "destination_id": run.destination_id,
+        "segments": list(run.segments),
+        "mode": run.mode,
+        "incremental": run.incremental,
+        "dry_run": run.dry_run,
+        "kind": "dry-run" if run.dry_run else run.kind,
+        "plan": run.plan_id,
+        "undo_of": run.undo_of,
+        "status": run.status,
+        "counts": dict(run.counts or {}),
+        "message": run.message,
+        "operator": run.operator,
+        "host": run.host,
+        "started_at": run.started_at.isoformat(),
+        "ended_at": None if run.ended_at is None else run.ended_at.isoformat(),
+    }
+
+
+def _lax(path: Path) -> bool:
+    """A file group or others may read or write (History tightens it to 0600)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return bool(mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+class RunReader:
+    """Runs of the history database at ``db_path``, read-only; a context manager."""
+
+    def __init__(self, db_path: Path) -> None:
+        # mode=ro: a reader cannot write, even by mistake; WAL lets it read while
+        # an export writes. The timeout matches History's (a checkpoint may hold
+        # the file for a moment).
+        uri = f"{Path(db_path).absolute().as_uri()}?mode=ro"
+        self._conn = sqlite3.connect(uri, uri=True, timeout=30)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def destination_exists(self, name: str) -> bool:
+        """An active destination by this name, or any by this id when it is digits
+        (what ``History.get_destination`` finds rather than raising NotFound)."""
+        found = self._conn.execute(
+            "SELECT 1 FROM destination WHERE name = ? AND removed_at IS NULL", (name,)
+        ).fetchone()
+        if found is None and name.isdigit():
+            found = self._conn.execute(
+                "SELECT 1 FROM destination WHERE id = ?", (int(name),)
+            ).fetchone()
+        return found is not None
+
+    def list_runs(
+        self, destination: str | None = None, status: str | None = None, limit: int | None = 200
+    ) -> list[Run]:
+        """As ``History.list_runs`` with a destination name: runs, newest first, of
+        the destination by its current name or the one it had at the time."""
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM run"
+        where: list[str] = []
+        params: list[Any] = []
+        if destination is not None:
+            where.append(
+                "(destination_name = ? OR destination_id IN "
+                "(SELECT id FROM destination WHERE name = ?))"
+            )
+            params += [destination, destination]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_run(row) for row in self._conn.execute(sql, params)]
+
+    def needs_upkeep(self) -> bool:
+        """True when opening ``History`` would change something first: another
+        schema version (or not a history at all, which History reports), or a run
+        of this host still ``running`` whose process is gone."""
+        try:
+            version = self._conn.execute("SELECT version FROM schema_meta WHERE id = 1").fetchone()
+            if version is None or version[0] != SCHEMA_VERSION:
+                return True
+            running = self._conn.execute(
+                "SELECT pid, started_at FROM run WHERE status = 'running' AND host = ?",
+                (socket.gethostname(),),
+            ).fetchall()
+        except sqlite3.DatabaseError:  # damaged, or not ours: History says what is wrong
+            return True
+        return any(
+            not run_process_alive(pid, datetime.fromisoformat(started).replace(tzinfo=UTC))
+            for pid, started in running
+        )
+
+
+def open_run_reader(db_path: Path) -> RunReader | None:
+    """A reader of ``db_path``, or None when ``History`` must open the file
+    first: it does not exist yet, a companion file is readable by others, or
+    `RunReader.needs_upkeep`."""
+    if not db_path.is_file() or any(
+        _lax(db_path.with_name(db_path.name + suffix)) for suffix in ("", "-wal", "-shm")
+    ):
+        return None
+    reader = RunReader(db_path)
+    try:
+        if reader.needs_upkeep():
+            reader.close()
+            return None
+    except BaseException:
+        reader.close()
+        raise
+    return reader
