@@ -1,9 +1,10 @@
 """The `segsync` command line: the TUI with no arguments, headless commands otherwise.
 
-Only argparse and the command modules' parsers are imported at start-up so
-`segsync --version` and `--help` answer at once; every command imports what it
-needs when it runs. Each command module registers its own subcommands with
-``set_defaults(func=...)``; `main` calls that function and nothing else.
+Only argparse and the parsers of the command given are imported at start-up
+(`COMMANDS`) so `segsync --version` and every command answer at once; every
+command imports what it needs when it runs. Each command module registers its
+own subcommands with ``set_defaults(func=...)``; `main` calls that function and
+nothing else.
 
 `main` owns how a command ends: Ctrl+C and SIGTERM stop it with exit 4 within
 a moment (a long DuckDB query included, see `_SignalWatch`), problems of the
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import os
 import signal
 import sys
@@ -25,7 +27,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from cli import changesets, commands, destinations, explain, export, forget, runs, syncs, undo
 from cli.common import (
     EXIT_CANCELLED,
     EXIT_CODES_HELP,
@@ -53,7 +54,22 @@ __all__ = [
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 """What a shell reports for a program stopped by SIGPIPE (`yes | head -1`)."""
 
-COMMAND_MODULES = (commands, destinations, export, runs, changesets, syncs, undo, explain, forget)
+COMMAND_MODULES = (
+    "commands", "destinations", "export", "runs", "changesets", "syncs", "undo", "explain",
+    "forget",
+)  # fmt: skip
+"""The modules under cli/ that register commands, in the order `--help` lists them."""
+COMMANDS = {
+    **dict.fromkeys(("demo", "sample", "segments", "emulator", "where"), "commands"),
+    **dict.fromkeys(("destinations", "lists", "map"), "destinations"),
+    **dict.fromkeys(("plan", "apply", "plans"), "changesets"),
+    **{name: name for name in ("export", "runs", "syncs", "undo", "explain", "forget")},
+}
+"""The module registering each command. Running a command imports only its
+module and builds only its parsers: importing all nine and building every
+parser cost ~40 ms of each start, more than `segsync runs` does besides.
+tests/cli/test_parser.py checks this against what the modules register."""
+TOP_OPTIONS_WITH_VALUE = ("--workspace", "--state-dir")
 
 
 def common_options(
@@ -155,7 +171,8 @@ def _all_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The command line with the commands of ``modules`` (all of them by default)."""
     parser = argparse.ArgumentParser(
         prog="segsync",
         description="Send segments of local customer profiles to SendGrid contact lists. "
@@ -165,13 +182,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_VersionAction)
     common_options(parser, top=True)
-    parser.set_defaults(func=commands.open_app)
+    parser.set_defaults(func=_open_app)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.add_parsers(sub, common_options)
+    for name in modules:
+        importlib.import_module(f"cli.{name}").add_parsers(sub, common_options)
     for each in _all_parsers(parser):  # one way of laying out help, everywhere
         each.formatter_class = HelpFormatter
     return parser
+
+
+def _open_app(args: argparse.Namespace) -> int:
+    """`segsync` without a command: the terminal app."""
+    from cli.commands import open_app
+
+    return open_app(args)
+
+
+def modules_for(argv: Sequence[str]) -> Sequence[str]:
+    """The command modules whose parsers ``argv`` needs: the one of the command it
+    names, none when it names no command (the app), and all of them for help, an
+    unknown command or a top-level option this does not recognise (argparse then
+    answers exactly as it always did)."""
+    words = iter(argv)
+    for word in words:
+        if word in COMMANDS:
+            return (COMMANDS[word],)
+        if not word.startswith("-") or word in ("-h", "--help") or word == "--":
+            return COMMAND_MODULES
+        name = word.partition("=")[0]
+        # argparse takes any unambiguous prefix of a long option
+        matches = [o for o in (*TOP_OPTIONS_WITH_VALUE, "--version") if o.startswith(name)]
+        if len(name) < 3 or len(matches) != 1:
+            return COMMAND_MODULES
+        if matches[0] != "--version" and "=" not in word:
+            next(words, None)  # its value
+    return ()
 
 
 def _is_pair(text: str) -> bool:
@@ -274,7 +319,7 @@ def stop_queries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
+    parser = build_parser(modules_for(sys.argv[1:] if argv is None else argv))
     args = _parse(parser, argv)
     watch = _SignalWatch.install() if args.command not in (None, "demo") else None
     try:

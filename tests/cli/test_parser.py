@@ -103,3 +103,51 @@ def test_errors_are_classified_by_type_not_by_class_name() -> None:
 
     assert user_error_code(ExportRefused("no")) == 2
     assert user_error_code(Busy("later")) == 5  # ExportRefused.exit_code is honoured
+
+
+def test_each_command_is_registered_by_the_module_main_imports_for_it() -> None:
+    from cli.main import COMMAND_MODULES, COMMANDS
+
+    for module in COMMAND_MODULES:
+        parser = build_parser((module,))
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert set(sub.choices) == {c for c, m in COMMANDS.items() if m == module}, module
+
+
+@pytest.mark.parametrize(
+    "argv,modules",
+    [
+        ([], ()),  # the app
+        (["--workspace", "ws", "--state-dir=s"], ()),
+        (["--version"], ()),
+        (["runs", "--limit", "5"], ("runs",)),
+        (["--workspace", "runs", "segments"], ("commands",)),  # a folder named like a command
+        (["--workspace=runs", "export", "news"], ("export",)),
+        (["--state", "s", "plan", "news"], ("changesets",)),  # an abbreviated option
+        (["--help"], None),
+        (["bogus"], None),
+        (["--bogus", "runs"], None),
+        (["-x"], None),
+    ],
+)
+def test_only_the_named_commands_module_is_loaded(argv, modules) -> None:
+    from cli.main import COMMAND_MODULES, modules_for
+
+    assert modules_for(argv) == (COMMAND_MODULES if modules is None else modules)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs", "--limit", "5", "--status", "failed"],
+        ["--workspace", "ws", "segments", "--json"],
+        ["export", "news", "--segment", "a,b", "--dry-run"],
+        ["--state-dir", "s", "syncs", "list"],
+        ["map", "news", "email=email"],
+        [],
+    ],
+)
+def test_a_command_parses_the_same_with_only_its_module(argv) -> None:
+    from cli.main import _parse, modules_for
+
+    assert _parse(build_parser(modules_for(argv)), argv) == _parse(build_parser(), argv)
