@@ -81,6 +81,7 @@ COLUMNS = (
     ("rows_per_s", "profiles/s", "rows/s"),
     ("requests", "requests", "n"),
     ("emulator_cpu", "emulator CPU", "s"),
+    ("first_screen", "first screen", "s"),
 )
 
 

@@ -44,7 +44,7 @@ from tests.bench.workloads import (
 PUT = "PUT /v3/marketing/contacts"
 HISTORY_RUNS = 200
 """Runs in the history `segsync runs` lists at start-up: its default page."""
-STARTUP_SCENARIOS = ("version", "runs", "segments", "tui_first_screen")
+STARTUP_SCENARIOS = ("version", "runs", "segments", "tui_first_screen", "tui_bare")
 
 
 @dataclass(frozen=True)
@@ -343,13 +343,13 @@ class Bench:
                 return
             self._probe_tui(env)  # warm-up: Textual's own modules into the bytecode cache
             rows = [self._probe_tui(env) for _ in range(n)]
-        self._record(
-            "tui_first_screen", "TUI headless, spawn to exit (first screen: targets)", rows
-        )
+            bare = [self._probe_tui(env, "--bare") for _ in range(n)]
+        self._record("tui_first_screen", "TUI headless, spawn to exit", rows)
+        self._record("tui_bare", "limit: bare Textual app, same widgets, spawn to exit", bare)
 
-    def _probe_tui(self, env: dict[str, str]) -> dict[str, Any]:
+    def _probe_tui(self, env: dict[str, str], *flags: str) -> dict[str, Any]:
         env = {**env, "SEGSYNC_BENCH_T0": repr(time.time())}
-        sample = run_measured([sys.executable, "-m", "tests.bench.tui_probe"], env=env)
+        sample = run_measured([sys.executable, "-m", "tests.bench.tui_probe", *flags], env=env)
         out = orjson.loads(sample.stdout.strip().splitlines()[-1])
         return {"first_screen": out["first_screen"], **_sample_row(sample)}
 

@@ -1,39 +1,69 @@
 """Launch the app headless and report when its first screen is painted.
 
-`python -m tests.bench.tui_probe` with SEGSYNC_BENCH_T0 set to the parent's
-`time.time()` just before spawning; prints one JSON line with the seconds from
-spawn to the first screen, then quits. "Painted" is Textual's `Ready` event,
-posted once the first screen is laid out and drawn. (`Pilot.pause()` is not
-used: it also waits for the whole process to go idle, i.e. for the workers
-the first screen starts in the background.) The process's total wall time,
-measured by the parent, also includes shutdown.
+`python -m tests.bench.tui_probe [--bare]` with SEGSYNC_BENCH_T0 set to the
+parent's `time.time()` just before spawning; prints one JSON line with the
+seconds from spawn to the first screen, then quits. "Painted" is Textual's
+`Ready` event, posted once the first screen is laid out and drawn.
+(`Pilot.pause()` is not used: it also waits for the whole process to go idle,
+i.e. for the workers the first screen starts in the background.) The
+process's total wall time, measured by the parent, also includes shutdown.
+
+The app starts as `segsync` does (`cli.main`: the parser, then the app's
+modules). `--bare` starts a plain Textual app with the widgets of segsync's
+first screen (header, table, a line of text, footer) and nothing of segsync:
+the floor a Textual app has on this machine, to read segsync's figure against.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from argparse import Namespace
-
-from tui.app import SegsyncApp
-from tui.cli import workspace_path
-from tui.local_backend import LocalBackend
 
 
-class ProbeApp(SegsyncApp):
-    def on_ready(self) -> None:
-        seconds = time.time() - float(os.environ["SEGSYNC_BENCH_T0"])
-        print(json.dumps({"first_screen": seconds, "screen": type(self.screen).__name__}))
-        self.exit()
+def _report(screen: object) -> None:
+    seconds = time.time() - float(os.environ["SEGSYNC_BENCH_T0"])
+    print(json.dumps({"first_screen": seconds, "screen": type(screen).__name__}))
 
 
-def main() -> None:
-    from store.paths import state_dir
+def bare() -> None:
+    from textual.app import App, ComposeResult
+    from textual.widgets import DataTable, Footer, Header, Static
 
-    backend = LocalBackend(workspace=workspace_path(Namespace()), state_dir=state_dir(None))
+    class BareApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Header()
+            yield DataTable()
+            yield Static("")
+            yield Footer()
+
+        def on_ready(self) -> None:
+            _report(self.screen)
+            self.exit()
+
+    BareApp().run(headless=True)
+
+
+def segsync() -> None:
+    from cli.main import build_parser, modules_for
+
+    args = build_parser(modules_for([])).parse_args([])  # what `segsync` alone builds
+    from cli.common import resolve_state_dir, workspace_path
+    from tui.app import SegsyncApp
+    from tui.local_backend import LocalBackend
+
+    class ProbeApp(SegsyncApp):
+        def on_ready(self) -> None:
+            _report(self.screen)
+            self.exit()
+
+    backend = LocalBackend(workspace=workspace_path(args), state_dir=resolve_state_dir(args))
     ProbeApp(backend).run(headless=True)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--bare"]:
+        bare()
+    else:
+        segsync()
