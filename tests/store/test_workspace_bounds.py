@@ -259,3 +259,24 @@ def test_spill_folders_of_killed_processes_are_removed_by_the_next_one(
     assert not stale.exists()
     assert live.is_dir() and unrelated.is_dir()
     assert mine.is_dir() and mine.name.startswith(f"{workspace.TEMP_PREFIX}{os.getpid()}-")
+
+
+def test_a_predicate_that_does_not_bind_is_named_as_checking_it_alone_names_it(
+    make_workspace: Callable[..., Path],
+) -> None:
+    """All predicates are checked in one query; when that fails, each is checked
+    alone, so the error and its wording are those of `check_segment`."""
+    bad = {
+        "typo": "countri = 'US'",
+        "no_function": "no_such_function(country)",
+        "window": "row_number() OVER () = 1",
+    }
+    ws = Workspace.open(make_workspace("parquet", _with_segments(bad)))
+    results = {c.segment: c for c in ws.count_segments()}
+    with ws.connect() as con:
+        for name in bad:
+            with pytest.raises(PredicateError) as alone:
+                ws.check_segment(con, name)
+            assert results[name].count is None
+            assert results[name].error == str(alone.value).removeprefix(f"segment {name!r}: ")
+    assert results["everyone"].count == 21 and results["us"].count == 7
