@@ -227,7 +227,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_segments(args: argparse.Namespace) -> int:
     from store.workspace import DEFAULT_QUERY_TIMEOUT
 
-    ws = open_workspace(args)
+    ws = open_workspace(args, count_next=True)
     counts = ws.count_segments(
         timeout=getattr(args, "query_timeout", None) or DEFAULT_QUERY_TIMEOUT
     )

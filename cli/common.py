@@ -55,12 +55,17 @@ def workspace_path(args: argparse.Namespace) -> Path:
 WRONG_FOLDER = ("workspace folder does not exist", "not a workspace folder", "segments file not")
 
 
-def open_workspace(args: argparse.Namespace, path: Path | None = None) -> Any:
-    """Open the workspace named by the arguments (or ``path``), or explain what is wrong."""
+def open_workspace(
+    args: argparse.Namespace, path: Path | None = None, *, count_next: bool = False
+) -> Any:
+    """Open the workspace named by the arguments (or ``path``), or explain what is
+    wrong. ``count_next``: see ``Workspace.open``."""
     from store.workspace import Workspace, WorkspaceError
 
     try:
-        return Workspace.open(path if path is not None else workspace_path(args))
+        return Workspace.open(
+            path if path is not None else workspace_path(args), count_next=count_next
+        )
     except WorkspaceError as exc:
         text = str(exc)
         if not any(m in text for m in WRONG_FOLDER):  # the folder is right, a file is not

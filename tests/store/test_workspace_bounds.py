@@ -280,3 +280,22 @@ def test_a_predicate_that_does_not_bind_is_named_as_checking_it_alone_names_it(
             assert results[name].count is None
             assert results[name].error == str(alone.value).removeprefix(f"segment {name!r}: ")
     assert results["everyone"].count == 21 and results["us"].count == 7
+
+
+def test_counting_right_after_opening_uses_the_connection_that_checked_the_source(
+    make_workspace: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`segsync segments` starts one DuckDB database, not two; the counts are the same."""
+    path = make_workspace("parquet")
+    expected = Workspace.open(path).count_segments()
+    ws = Workspace.open(path, count_next=True)
+    opened: list[Workspace] = []
+    connect = Workspace.connect
+
+    def counted(self: Workspace, *args: object, **kwargs: object) -> duckdb.DuckDBPyConnection:
+        opened.append(self)
+        return connect(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Workspace, "connect", counted)
+    assert ws.count_segments() == expected and opened == []
+    assert ws.count_segments() == expected and opened == [ws]  # kept once, used once
