@@ -12,8 +12,8 @@ types below hold what no record does: a form being filled in, a table row
 joining a record with what only that screen shows, the apply question's plan
 with its sample of removals; and `ExportSettings`, the export the app asks
 for, which `LocalBackend.export` turns into the engine's `ExportRequest`
-once it has saved the selection (and, when none is saved, the suggested
-mapping).
+once it has saved the selection (never a mapping: only one the user saved
+is used).
 
 The real implementation, wired to store/ and connector/, is
 `tui.local_backend.LocalBackend`; it is imported lazily by `tui.app.run_app`.
@@ -176,6 +176,7 @@ class Backend(Protocol):
     def columns(self) -> list[Column]: ...
     def custom_fields(self, destination_id: int) -> list[str]: ...
     # saved, else suggested; custom_fields: the account's, when already fetched
+    def saved_mapping(self, destination_id: int) -> FieldMapping | None: ...
     def mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
     ) -> FieldMapping: ...

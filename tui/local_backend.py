@@ -272,6 +272,9 @@ class LocalBackend:
             return saved
         return self.suggested_mapping(destination_id, custom_fields)
 
+    def saved_mapping(self, destination_id: int) -> FieldMapping | None:
+        return self._hist().get_mapping(destination_id)
+
     def suggested_mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None
     ) -> FieldMapping:
@@ -323,20 +326,18 @@ class LocalBackend:
 
     async def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]:
         from connector.engine import ExportEngine, ExportRefused, ExportRequest
-        from connector.events import Warning
 
         history = await asyncio.to_thread(self._hist)
         workspace = await asyncio.to_thread(self._ws)
         dest = await asyncio.to_thread(history.get_destination, settings.destination_id)
         if settings.resume_run is None and settings.segments:
             await asyncio.to_thread(history.set_segments, dest.id, list(settings.segments))
-        if settings.resume_run is None and history.get_mapping(dest.id) is None:
-            draft = await asyncio.to_thread(self.suggested_mapping, dest.id)
-            await asyncio.to_thread(self.save_mapping, dest.id, draft)
-            yield Warning(
-                0,
-                f"{dest.name} had no saved mapping: using the suggested one "
-                f"(email from column {draft.email}). Review it on the Mapping screen (3).",
+        no_mapping = await asyncio.to_thread(history.get_mapping, dest.id) is None
+        if settings.resume_run is None and settings.plan_id is None and no_mapping:
+            # Never a mapping nobody saved: what is sent must be what was reviewed.
+            raise BackendError(
+                f"{dest.name} has no saved mapping: open Mapping (3), check the "
+                "suggested fields and save them (s), then preview again."
             )
         engine = ExportEngine(
             workspace=workspace,

@@ -137,12 +137,14 @@ class MappingLoaded(Message):
         custom_fields: list[str],
         mapping: FieldMapping,
         custom_fields_error: str | None,
+        saved: bool = True,
     ) -> None:
         super().__init__()
         self.columns = columns
         self.custom_fields = custom_fields
         self.mapping = mapping
         self.custom_fields_error = custom_fields_error
+        self.saved = saved  # False: a suggestion nobody saved yet
 
 
 class SampleRowsLoaded(Message):

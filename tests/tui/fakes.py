@@ -402,7 +402,20 @@ class FakeBackend:
             DestinationRow(stored_destination(2, "Demo", "list-2", "Demo list"), "SG.cd…9qQq"),
         ]
     )
-    mappings: dict[int, FieldMapping] = field(default_factory=dict)
+    # Newsletter's mapping is saved (the suggestion), Demo has none yet
+    mappings: dict[int, FieldMapping] = field(
+        default_factory=lambda: {
+            1: FieldMapping(
+                email="email",
+                reserved={
+                    "first_name": "first_name",
+                    "last_name": "last_name",
+                    "country": "country",
+                },
+                consent_column="email_opt_in",
+            )
+        }
+    )
     runs_data: list[Run] = field(
         default_factory=lambda: [
             stored_run(
@@ -564,6 +577,9 @@ class FakeBackend:
             custom={},
             consent_column="email_opt_in",
         )
+
+    def saved_mapping(self, destination_id: int) -> FieldMapping | None:
+        return self.mappings.get(destination_id)
 
     def mapping(
         self, destination_id: int, custom_fields: Sequence[str] | None = None

@@ -99,6 +99,9 @@ async def test_whole_flow_against_the_emulator(tmp_path: Path, emulator, monkeyp
         await settle(pilot)
         mapping = app.screen.query_one(DataTable)
         assert str(mapping.get_row_at(0)[1]) == "email"
+        await pilot.press("s")  # the suggestion is used only once saved
+        await settle(pilot)
+        assert backend._hist().get_mapping(app.destination.id) is not None
 
         await pilot.press("4")
         await settle(pilot)

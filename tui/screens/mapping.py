@@ -14,8 +14,9 @@ from textual.widgets import DataTable, Static
 from store.records import Column as ProfileColumn
 from store.records import FieldMapping
 from tui.backend import FIELD_LIMITS, RESERVED_FIELDS
-from tui.messages import MappingLoaded, MappingSaved, SampleRowsLoaded
+from tui.messages import BackendFailed, MappingLoaded, MappingSaved, SampleRowsLoaded
 from tui.screens.base import SegsyncScreen, describe_error
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import NOT_MAPPED, ColumnPicker
 from tui.widgets.formatting import safe
 from tui.widgets.row_table import Column, RowTable
@@ -40,13 +41,17 @@ long column and field names."""
 class MappingScreen(SegsyncScreen):
     """One row per SendGrid field: the column feeding it and its values for the
     first rows of the source, cut-off values highlighted. Enter picks a column;
-    every change is saved at once so Preview always uses what is shown."""
+    every change is saved at once so Preview always uses what is shown. A
+    suggestion nobody saved yet says so (s saves it). Sending without a consent
+    column is a choice asked for and recorded (n), never what unmapping does."""
 
     MODE = "mapping"
     PURPOSE = (
         "Which profile column feeds each SendGrid field, beside the values of the first rows. "
         "Values too long for SendGrid are highlighted. Every change is saved at once, so "
-        "Preview uses what you see."
+        "Preview uses what you see; a suggestion is saved only with s. Without a consent "
+        "column exports are refused until you record, with n, that everyone selected may "
+        "be sent."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
@@ -61,6 +66,15 @@ class MappingScreen(SegsyncScreen):
             "Suggest",
             tooltip="map columns to fields by their names (saved at once)",
         ),
+        Binding(
+            "n",
+            "no_consent_filter",
+            "No consent filter",
+            tooltip="record that everyone selected may be sent without a consent column "
+            "(asks first; n again withdraws it)",
+            show=False,  # the consent row names it; the footer has no room at 80 columns
+        ),
+        Binding("s", "save", "Save", tooltip="save the suggested mapping shown (not saved yet)"),
         Binding("p", "preview", "Preview", tooltip="dry-run with this mapping"),
         Binding(
             "r",
@@ -77,6 +91,8 @@ class MappingScreen(SegsyncScreen):
         self.mapping: FieldMapping | None = None
         self.rows: list[dict[str, object]] = []
         self.loaded_for: int | None = None
+        self.custom_fields_error: str | None = None
+        self.saved = True  # False: the mapping shown is a suggestion nobody saved yet
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="mapping-status", classes="status")
@@ -117,12 +133,17 @@ class MappingScreen(SegsyncScreen):
             custom, custom_error = self.backend.custom_fields(destination_id), None
         except Exception as error:  # the mapping still works for reserved fields
             custom, custom_error = [], describe_error(error)
-        mapping = self.call_backend(
-            "load the mapping", lambda: self.backend.mapping(destination_id, custom)
+        try:
+            saved = self.backend.saved_mapping(destination_id)
+        except Exception as error:
+            self.post_message(BackendFailed("load the mapping", describe_error(error)))
+            return
+        mapping = saved or self.call_backend(
+            "suggest a mapping", lambda: self.backend.suggested_mapping(destination_id, custom)
         )
         if mapping is None:
             return
-        self.post_message(MappingLoaded(columns, custom, mapping, custom_error))
+        self.post_message(MappingLoaded(columns, custom, mapping, custom_error, saved is not None))
         rows = self.call_backend(
             "read sample rows",
             lambda: self.backend.sample_rows(tuple(c.name for c in columns), SAMPLE_ROWS),
@@ -167,13 +188,10 @@ class MappingScreen(SegsyncScreen):
     def on_mapping_loaded(self, message: MappingLoaded) -> None:
         self.columns = message.columns
         self.custom_fields = message.custom_fields
+        self.custom_fields_error = message.custom_fields_error
         self.mapping = message.mapping
-        self.segsync.mapping = message.mapping
-        status = Text(f"{len(self.columns)} columns · {len(self.custom_fields)} custom fields")
-        if message.custom_fields_error:
-            status.append(" · custom fields unavailable: ", style="bold red")
-            status.append(safe(message.custom_fields_error))
-        self.query_one("#mapping-status", Static).update(status)
+        self.saved = message.saved
+        self.segsync.mapping = message.mapping if message.saved else None
         self._fill()
 
     def on_sample_rows_loaded(self, message: SampleRowsLoaded) -> None:
@@ -182,8 +200,19 @@ class MappingScreen(SegsyncScreen):
 
     def on_mapping_saved(self, message: MappingSaved) -> None:
         self.mapping = message.mapping
+        self.saved = True
         self.segsync.mapping = message.mapping
         self._fill()
+
+    def _show_status(self) -> None:
+        status = Text(f"{len(self.columns)} columns · {len(self.custom_fields)} custom fields")
+        if self.mapping is not None and not self.saved:
+            status.append(" · suggested, not saved: s saves it", style="bold yellow")
+        if self.custom_fields_error:
+            status.append(" · custom fields unavailable: ", style="bold red")
+            status.append(safe(self.custom_fields_error))
+        self.query_one("#mapping-status", Static).update(status)
+        self.refresh_bindings()  # s is offered only for an unsaved suggestion
 
     # -- rendering ---------------------------------------------------------------
 
@@ -227,14 +256,21 @@ class MappingScreen(SegsyncScreen):
             ]
             values += [Text("")] * (SAMPLE_ROWS - len(values))
             style = "bold red" if key == "email" and column is None else ""
-            cells = (
-                safe(label, style, no_wrap=True, overflow="ellipsis"),
-                safe(column or "-", "" if column else "dim", no_wrap=True, overflow="ellipsis"),
-                *values,
-            )
+            shown = safe(column or "-", "" if column else "dim", no_wrap=True, overflow="ellipsis")
+            if key == CONSENT_ROW and column is None:
+                shown = self._consent_choice_cell()
+                style = shown.style if isinstance(shown.style, str) else ""
+            cells = (safe(label, style, no_wrap=True, overflow="ellipsis"), shown, *values)
             rows.append((key, cells))
         table.show_rows(COLUMNS, rows)
+        self._show_status()
         self._show_detail()
+
+    def _consent_choice_cell(self) -> Text:
+        """No consent column: the recorded choice, or that one must be made."""
+        if self.mapping is not None and self.mapping.no_consent_filter:
+            return Text("off: everyone", style="bold yellow", no_wrap=True, overflow="ellipsis")
+        return Text("- choose", style="bold red", no_wrap=True, overflow="ellipsis")
 
     def _highlighted(self) -> tuple[str, str, str | None] | None:
         fields = self._fields()
@@ -257,9 +293,23 @@ class MappingScreen(SegsyncScreen):
         limit = FIELD_LIMITS.get(key)
         text = Text()
         if key == CONSENT_ROW:
-            text.append(
-                "Only rows whose consent column is true are sent; the rest count as no_consent."
-            )
+            if column:
+                text.append(
+                    "Only rows whose consent column is true are sent; the rest count as "
+                    "no_consent. n sends without a consent filter instead (asks first)."
+                )
+            elif self.mapping is not None and self.mapping.no_consent_filter:
+                text.append("No consent filter: ", style="bold yellow")
+                text.append(
+                    "every selected profile is sent, opted in or not (your choice, recorded "
+                    "with the mapping). n withdraws it; Enter picks a consent column."
+                )
+            else:
+                text.append("No consent column: ", style="bold red")
+                text.append(
+                    "exports are refused until you choose. Enter picks the column that says "
+                    "who opted in; n records that everyone selected may be sent."
+                )
         else:
             text.append(safe(label, "bold"))
             text.append(safe(f" ← {column or 'not mapped'}"))
@@ -290,12 +340,68 @@ class MappingScreen(SegsyncScreen):
         def picked(choice: str | None) -> None:
             if choice is None or self.mapping is None:
                 return
-            mapping = _with_column(self.mapping, key, None if choice == NOT_MAPPED else choice)
-            self.mapping = mapping
-            self._fill()
-            self._save(destination.id, mapping)
+            if key == CONSENT_ROW and choice == NOT_MAPPED:
+                self.action_no_consent_filter()  # a choice to ask for, not a silent unmap
+                return
+            self._change(_with_column(self.mapping, key, None if choice == NOT_MAPPED else choice))
 
-        self.app.push_screen(ColumnPicker(label, columns, column, required=key == "email"), picked)
+        none_label = (
+            "(no consent filter: send everyone selected)" if key == CONSENT_ROW else "(not mapped)"
+        )
+        self.app.push_screen(
+            ColumnPicker(label, columns, column, required=key == "email", none_label=none_label),
+            picked,
+        )
+
+    def _change(self, mapping: FieldMapping) -> None:
+        """Show and save a changed mapping (saving makes a suggestion the saved one)."""
+        destination = self.segsync.destination
+        if destination is None:
+            return
+        self.mapping = mapping
+        self._fill()
+        self._save(destination.id, mapping)
+
+    def action_no_consent_filter(self) -> None:
+        """Record, after an explicit yes, that everyone selected may be sent with
+        no consent column; pressed again, withdraw it and ask for a column."""
+        destination = self.segsync.destination
+        mapping = self.mapping
+        if destination is None or mapping is None:
+            return
+        if mapping.no_consent_filter:
+            self._change(replace(mapping, no_consent_filter=False))
+            self._pick_consent_column()
+            return
+        question = (
+            f"Send without a consent filter? Every profile selected for {destination.name} "
+            "will be sent, whether or not they opted in. The choice is saved with the "
+            "mapping and every Preview shows it."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.mapping is not None:
+                self._change(replace(self.mapping, consent_column=None, no_consent_filter=True))
+
+        self.app.push_screen(
+            ConfirmScreen(question, yes="Send without consent filter", no="Keep the filter"),
+            answered,
+        )
+
+    def _pick_consent_column(self) -> None:
+        fields = self._fields()
+        table = self.query_one(DataTable)
+        table.move_cursor(row=len(fields) - 1)
+        self.action_pick()
+
+    def action_save(self) -> None:
+        if self.mapping is not None:
+            self._change(self.mapping)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "save":  # only a suggestion nobody saved yet needs it
+            return self.mapping is not None and not self.saved
+        return True
 
     def action_suggest(self) -> None:
         if self.segsync.destination is not None:
@@ -313,8 +419,8 @@ def _with_column(mapping: FieldMapping, key: str, column: str | None) -> FieldMa
     """The mapping with one row's column changed (None: not mapped)."""
     if key == "email":
         return replace(mapping, email=column or "")
-    if key == CONSENT_ROW:
-        return replace(mapping, consent_column=column)
+    if key == CONSENT_ROW:  # a consent column ends a recorded no-consent-filter choice
+        return replace(mapping, consent_column=column, no_consent_filter=False)
     if key.startswith("custom:"):
         name = key.removeprefix("custom:")
         custom = {k: v for k, v in mapping.custom.items() if k != name}

@@ -30,16 +30,18 @@ class ColumnPicker(ModalScreen[str | None]):
         columns: list[tuple[str, str]],
         current: str | None,
         required: bool = False,
+        none_label: str = "(not mapped)",
     ) -> None:
         super().__init__()
         self.field = field
         self.columns = columns
         self.current = current
         self.required = required
+        self.none_label = none_label
 
     def compose(self) -> ComposeResult:
         options = (
-            [] if self.required else [Option(Text("(not mapped)", style="italic"), id=NOT_MAPPED)]
+            [] if self.required else [Option(Text(self.none_label, style="italic"), id=NOT_MAPPED)]
         )
         options += [
             Option(Text.assemble(safe(name, "bold"), safe(f"  {type_}")), id=name)
