@@ -34,10 +34,16 @@ from connector import events as ev
 from connector.batching import MAX_BYTES, MAX_CONTACTS, pack_bodies
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import RequestCancelled, SendGridError
-from connector.preflight import ExportRefused, Preflight, basis_changes, list_id_of
+from connector.preflight import (
+    ExportRefused,
+    Preflight,
+    basis_changes,
+    guardrail_violation,
+    list_id_of,
+)
 from connector.removals import RemovalOutcome, RemovalSettings, remove_departed
 from connector.upload import UploadContext, UploadState, confirm_job, upload_and_confirm
-from store import batch_emails, forgotten, guardrails
+from store import batch_emails, forgotten
 from store.changeset import Changeset, changeset_file
 from store.ledger import read_info, write_ledger
 from store.people import people_file, write_people
@@ -610,23 +616,10 @@ class ExportEngine:
         list_contacts: int | None,
         request: ExportRequest,
     ) -> str | None:
-        counts = plan.counts
-        if counts["to_send"] > destination.cap:
-            return (
-                f"this export would send {counts['to_send']:,} contacts, over the cap of "
-                f"{destination.cap:,} for {destination.name!r}; narrow the segments, or raise "
-                f"the cap with `segsync destinations set-cap {destination.name} N`"
-            )
-        rails = guardrails.Guardrails(
-            destination.max_removals, destination.max_removal_share, destination.max_adds
-        )
-        return guardrails.check(
-            rails,
-            to_add=counts.get("to_add", 0),
-            to_remove=counts.get("to_remove", 0),
-            list_contacts=list_contacts,
-            allow_removals=request.allow_removals,
-        )
+        """The cap or guardrail the plan breaks (the preview's preflight shows the
+        same finding: `connector.preflight.guardrail_violation`)."""
+        found = guardrail_violation(plan.counts, destination, list_contacts, request.allow_removals)
+        return found.message if found is not None else None
 
     def _refuse(
         self,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector.client import RetryNotice, SendGridClient
-from connector.errors import SendGridError
+from connector.errors import NetworkError, SendGridError, SendGridUnavailable
+from connector.findings import Finding
 from store.fingerprint import source_fingerprint
 from store.history import mapping_json
 from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
@@ -266,7 +267,7 @@ class Preflight:
                 return {}
             raise ExportRefused(str(exc)) from exc
         by_name = {f.name.lower(): f.id for f in custom}
-        missing = [name for name in mapping.custom if name.lower() not in by_name]
+        missing = missing_custom_fields(mapping, by_name)
         if missing and not request.dry_run:
             raise ExportRefused(
                 f"Custom field(s) {', '.join(missing)} do not exist on the SendGrid account of "
@@ -274,6 +275,135 @@ class Preflight:
                 "--create-fields`, or remove them from the mapping."
             )
         return {name: by_name[name.lower()] for name in mapping.custom if name.lower() in by_name}
+
+    # -- everything at once, for a preview -------------------------------------
+
+    async def findings(
+        self,
+        destination: Destination,
+        request: ExportRequest,
+        counts: dict[str, int] | None,
+        factory: Callable[..., SendGridClient] = SendGridClient,
+    ) -> list[Finding]:
+        """Every check an export of ``request`` makes before its first request,
+        as findings instead of the first refusal: the same steps `ExportEngine`
+        runs (mapping, consent choice, segments and columns, data-privacy
+        acknowledgment, key, list, custom fields, cap and guardrails over the
+        plan's ``counts``), so a preview can say "ready" only when an export
+        would start. Warnings (a recorded no-consent-filter choice, a custom
+        field whose type rejects the column's values) are findings too, not
+        blocking. Blocking calls run on threads; SendGrid is asked as an
+        export asks it."""
+        from connector.consent import consent_filter_refusal
+
+        found: list[Finding] = []
+        saved = await asyncio.to_thread(self.history.get_mapping, destination.id)
+        try:
+            await asyncio.to_thread(self.mapping, destination, request)
+        except ExportRefused as exc:
+            if saved is None:
+                found.append(_finding("mapping", exc))
+            elif not request.segments:
+                found.append(_finding("segments", exc))
+            else:
+                found.append(_finding("consent_choice", exc))
+        if saved is not None and not request.segments:  # the consent rule still applies
+            refusal = consent_filter_refusal(saved, destination.name)
+            if refusal is not None:
+                found.append(_finding("consent_choice", ExportRefused(refusal)))
+        if saved is not None and saved.no_consent_filter and not saved.consent_column:
+            found.append(
+                Finding(
+                    "no_consent_filter",
+                    "no consent filter: everyone selected is sent (your recorded choice)",
+                    f"{destination.name!r} sends every selected profile, opted in or not: "
+                    f"recorded with the mapping (`segsync map {destination.name} "
+                    "--consent-column COLUMN` filters again)",
+                    blocking=False,
+                )
+            )
+        if saved is not None and request.segments:
+            try:
+                await asyncio.to_thread(self.check_inputs, request, saved)
+            except ExportRefused as exc:
+                from store.plan import MappingError
+
+                mapped = isinstance(exc.__cause__, MappingError)
+                found.append(_finding("mapping" if mapped else "segments", exc))
+        try:
+            self.require_consent(destination)
+        except ExportRefused as exc:
+            found.append(_finding("privacy", exc))
+        try:
+            client = await self.open_client(destination, False, lambda _notice: None, factory)
+        except ExportRefused as exc:
+            found.append(_finding(_account_kind(exc), exc))
+            client = None
+        list_contacts = None
+        if client is not None:
+            try:
+                list_contacts = await self.list_contacts(client, destination, False)
+                if saved is not None and saved.custom:
+                    found += await self._field_findings(client, destination, saved)
+            except ExportRefused as exc:
+                found.append(_finding(_account_kind(exc), exc))
+            finally:
+                await client.aclose()
+        if counts is not None:
+            rail = guardrail_violation(counts, destination, list_contacts, request.allow_removals)
+            if rail is not None:
+                found.append(rail)
+        return found
+
+    async def _field_findings(
+        self, client: SendGridClient, destination: Destination, mapping: FieldMapping
+    ) -> list[Finding]:
+        """Custom fields missing on the account (refused), and those whose type
+        rejects the values of their column (SendGrid rejects the rows: a warning)."""
+        from connector.services import field_type_for
+
+        try:
+            custom, _reserved = await client.field_definitions()
+        except SendGridError as exc:
+            raise ExportRefused(str(exc)) from exc
+        by_name = {f.name.lower(): f for f in custom}
+        out: list[Finding] = []
+        missing = missing_custom_fields(mapping, by_name)
+        if missing:
+            out.append(
+                Finding(
+                    "custom_fields",
+                    f"custom field(s) missing on the account: {', '.join(missing)}",
+                    f"Custom field(s) {', '.join(missing)} do not exist on the SendGrid account "
+                    f"of {destination.name!r}. Create them with `segsync map {destination.name} "
+                    "... --create-fields`, or remove them from the mapping.",
+                    names=tuple(missing),
+                )
+            )
+        workspace = self.workspace
+        if workspace is None:
+            return out
+        types = {c.name: c.type for c in await asyncio.to_thread(workspace.columns)}
+        for name, column in mapping.custom.items():
+            defined = by_name.get(name.lower())
+            if defined is None or column not in types or defined.field_type in ("", "Text"):
+                continue
+            sent_as = field_type_for(types[column])
+            if sent_as != defined.field_type:
+                out.append(
+                    Finding(
+                        "field_types",
+                        f"{name} is a {defined.field_type} field; column {column} is "
+                        f"{types[column]}",
+                        f"Custom field {name!r} is a {defined.field_type} field on SendGrid but "
+                        f"its column {column!r} is {types[column]} (sent as {sent_as}): "
+                        "SendGrid rejects the values that are not a "
+                        f"{defined.field_type.lower()}. Map another column, or another field.",
+                        blocking=False,
+                        names=(name,),
+                    )
+                )
+        return out
 
     # -- the ledger -----------------------------------------------------------
 
@@ -358,6 +488,64 @@ class Preflight:
             "mapping": mapping_json(mapping) if mapping is not None else None,
             "cap": destination.cap,
         }
+
+
+def missing_custom_fields(mapping: FieldMapping, on_account: Any) -> list[str]:
+    """Mapped custom fields the account does not have (``on_account``: its
+    field names, lower-cased); SendGrid compares names without case."""
+    return [name for name in mapping.custom if name.lower() not in on_account]
+
+
+def guardrail_violation(
+    counts: dict[str, int],
+    destination: Destination,
+    list_contacts: int | None,
+    allow_removals: int | None,
+) -> Finding | None:
+    """The cap or guardrail a plan with these counts would break, or None: the
+    check `apply` makes before its first request, and the preview shows."""
+    from store import guardrails
+
+    to_send = int(counts.get("to_send", 0))
+    if to_send > destination.cap:
+        return Finding(
+            "cap",
+            f"would send {to_send:,} contacts, over the cap of {destination.cap:,}",
+            f"this export would send {to_send:,} contacts, over the cap of "
+            f"{destination.cap:,} for {destination.name!r}; narrow the segments, or raise "
+            f"the cap with `segsync destinations set-cap {destination.name} N`",
+            amount=to_send,
+        )
+    rails = guardrails.Guardrails(
+        destination.max_removals, destination.max_removal_share, destination.max_adds
+    )
+    to_remove = int(counts.get("to_remove", 0))
+    found = guardrails.violation(
+        rails,
+        to_add=int(counts.get("to_add", 0)),
+        to_remove=to_remove,
+        list_contacts=list_contacts,
+        allow_removals=allow_removals,
+    )
+    if found is None:
+        return None
+    if found.kind == "max_adds":
+        title = f"would add {int(counts.get('to_add', 0)):,}, over the limit of {found.limit:,}"
+        return Finding("max_adds", title, found.message, amount=int(counts.get("to_add", 0)))
+    title = f"would remove {to_remove:,}, over the limit of {found.limit:,} per run"
+    return Finding("removals", title, found.message, amount=to_remove)
+
+
+def _finding(kind: Any, exc: ExportRefused) -> Finding:
+    """A refusal as a finding: its first sentence as the title."""
+    message = str(exc)
+    title = message.split(". ")[0].split("; ")[0].rstrip(".")
+    return Finding(kind, title, message)
+
+
+def _account_kind(exc: ExportRefused) -> Any:
+    cause = exc.__cause__
+    return "unreachable" if isinstance(cause, NetworkError | SendGridUnavailable) else "destination"
 
 
 _BASIS_WORDS = {

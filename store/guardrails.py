@@ -52,6 +52,48 @@ class Guardrails:
         return f"removals: at most {count:,} or {share:.0%} of the list; adds: {adds}"
 
 
+@dataclass(frozen=True)
+class Violation:
+    """Which limit a run would break (``max_adds`` or ``removals``), the most
+    it allows, and why, in words."""
+
+    kind: str
+    limit: int
+    message: str
+
+
+def violation(
+    rails: Guardrails,
+    *,
+    to_add: int,
+    to_remove: int,
+    list_contacts: int | None,
+    allow_removals: int | None = None,
+) -> Violation | None:
+    """The limit this run would break, or None. ``allow_removals`` lifts the
+    removal limit to that many for this run only (the operator saw the number)."""
+    if rails.max_adds is not None and to_add > rails.max_adds:
+        return Violation(
+            "max_adds",
+            rails.max_adds,
+            f"this run would add {to_add:,} people, over the destination's limit of "
+            f"{rails.max_adds:,} adds per run",
+        )
+    limit = rails.removal_limit(list_contacts)
+    if allow_removals is not None:
+        limit = max(limit, allow_removals)
+    if to_remove > limit:
+        size = f" of {list_contacts:,} on the list" if list_contacts is not None else ""
+        return Violation(
+            "removals",
+            limit,
+            f"this run would remove {to_remove:,} people{size}, over the limit of {limit:,} "
+            f"per run ({rails.describe()}); check the plan, then allow it with "
+            f"--allow-removals {to_remove} (or raise the destination's guardrails)",
+        )
+    return None
+
+
 def check(
     rails: Guardrails,
     *,
@@ -60,21 +102,12 @@ def check(
     list_contacts: int | None,
     allow_removals: int | None = None,
 ) -> str | None:
-    """Why this run must not start, or None. ``allow_removals`` lifts the removal
-    limit to that many for this run only (the operator saw the number)."""
-    if rails.max_adds is not None and to_add > rails.max_adds:
-        return (
-            f"this run would add {to_add:,} people, over the destination's limit of "
-            f"{rails.max_adds:,} adds per run"
-        )
-    limit = rails.removal_limit(list_contacts)
-    if allow_removals is not None:
-        limit = max(limit, allow_removals)
-    if to_remove > limit:
-        size = f" of {list_contacts:,} on the list" if list_contacts is not None else ""
-        return (
-            f"this run would remove {to_remove:,} people{size}, over the limit of {limit:,} "
-            f"per run ({rails.describe()}); check the plan, then allow it with "
-            f"--allow-removals {to_remove} (or raise the destination's guardrails)"
-        )
-    return None
+    """Why this run must not start, or None (`violation`'s words)."""
+    found = violation(
+        rails,
+        to_add=to_add,
+        to_remove=to_remove,
+        list_contacts=list_contacts,
+        allow_removals=allow_removals,
+    )
+    return found.message if found is not None else None

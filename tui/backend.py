@@ -47,6 +47,7 @@ from store.records import (
 
 if TYPE_CHECKING:
     from connector.events import Event
+    from connector.findings import Finding
 
 RESERVED_FIELDS: tuple[str, ...] = (
     "first_name",
@@ -188,6 +189,13 @@ class Backend(Protocol):
 
     # export (dry-run included): the engine's events, consumed off the UI loop
     def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]: ...
+    # what an export of `settings` would meet before its first request (the
+    # engine's own checks; cap and guardrails over the stored plan `plan_id`)
+    def preflight(self, settings: ExportSettings) -> list[Finding]: ...
+    # fixes a preflight offers: create the mapping's missing custom fields on
+    # the account (returns their names), raise the destination's cap
+    def create_custom_fields(self, destination_id: int) -> tuple[str, ...]: ...
+    def set_cap(self, destination_id: int, cap: int) -> Destination: ...
 
     # history
     def runs(self) -> list[Run]: ...

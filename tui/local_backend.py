@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from connector.client import SendGridClient
     from connector.engine import EngineSettings
     from connector.events import Event
+    from connector.findings import Finding
     from store.history import History
     from store.secrets import KeyStore
     from store.workspace import Workspace
@@ -361,6 +363,64 @@ class LocalBackend:
                 yield event
         except ExportRefused as error:
             raise BackendError(str(error)) from None
+
+    def preflight(self, settings: ExportSettings) -> list[Finding]:
+        """The export's own checks (connector.preflight), run without sending:
+        with ``plan_id``, the cap and guardrails are checked over that stored
+        plan's counts, with the plan's segments and mode, as `apply` would."""
+        from connector.engine import ExportRequest
+        from connector.preflight import Preflight, run_mode
+        from store.history import PlanNotFound
+
+        history = self._hist()
+        dest = history.get_destination(settings.destination_id)
+        request = ExportRequest(
+            destination=dest.id,
+            segments=settings.segments,
+            mode=settings.mode,
+            incremental=settings.incremental,
+            allow_removals=settings.allow_removals,
+        )
+        counts: dict[str, int] | None = None
+        if settings.plan_id is not None:
+            try:
+                plan = history.get_plan(settings.plan_id)
+            except PlanNotFound as error:
+                raise BackendError(str(error)) from None
+            counts = {k: int(v) for k, v in plan.counts.items() if isinstance(v, int | float)}
+            request = replace(
+                request,
+                segments=tuple(plan.segments),
+                mode=run_mode(plan.mode),
+                incremental=plan.incremental,
+            )
+        checks = Preflight(self._ws(), history, self._keystore(), self._state_dir())
+        return asyncio.run(checks.findings(dest, request, counts))
+
+    def create_custom_fields(self, destination_id: int) -> tuple[str, ...]:
+        """Create the saved mapping's custom fields the account lacks, typed from
+        their columns: `segsync map DEST --create-fields` (connector.services)."""
+        from connector.errors import SendGridError
+        from connector.services import ServiceError, save_mapping
+
+        history = self._hist()
+        dest = history.get_destination(destination_id)
+        mapping = history.get_mapping(dest.id)
+        if mapping is None:
+            raise BackendError(f"{dest.name} has no saved mapping: open Mapping (3) first.")
+        try:
+            saved = save_mapping(
+                history, self._keystore(), self._ws(), dest, mapping, create_fields=True
+            )
+        except (ServiceError, SendGridError) as error:
+            raise BackendError(str(error)) from None
+        return saved.created
+
+    def set_cap(self, destination_id: int, cap: int) -> Destination:
+        """`segsync destinations set-cap`: the most contacts one export may send."""
+        if cap < 1:
+            raise BackendError("The cap must be at least 1.")
+        return self._hist().update_destination(destination_id, cap=cap)
 
     # -- history ---------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from connector.events import (
     RunFinished,
     RunStarted,
 )
+from connector.findings import Finding
 from connector.models import Check, ContactList, SyncStatus
 from store.records import (
     Batch,
@@ -479,6 +480,13 @@ class FakeBackend:
     syncs_run: list[int] = field(default_factory=list)
     sync_gate: threading.Event | None = None  # run_sync_now waits for it
     sync_result: str = "succeeded"  # what the next run_sync_now ends with
+    # what the account and the plan would refuse (cap, fields, guardrails...):
+    # a test scripts them; mapping, segments and privacy are derived below
+    account_findings: list[Finding] = field(default_factory=list)
+    preflights: list[ExportSettings] = field(default_factory=list)
+    preflight_gate: threading.Event | None = None  # preflight waits for it
+    created_fields: list[int] = field(default_factory=list)
+    caps: list[tuple[int, int]] = field(default_factory=list)
 
     def destinations(self) -> list[DestinationRow]:
         return list(self.destinations_data)
@@ -613,6 +621,61 @@ class FakeBackend:
             if self.event_delay:
                 await asyncio.sleep(self.event_delay)
             yield event
+
+    def preflight(self, settings: ExportSettings) -> list[Finding]:
+        """Like the engine's checks: a saved mapping with a consent choice,
+        segments, the privacy acknowledgment, then the scripted findings (a
+        raised cap or an allowance clears the cap or removals finding)."""
+        self.preflights.append(settings)
+        if self.preflight_gate is not None:
+            self.preflight_gate.wait(timeout=10)
+        found: list[Finding] = []
+        mapping = self.mappings.get(settings.destination_id)
+        if mapping is None:
+            found.append(Finding("mapping", "no field mapping saved yet", "map it first"))
+        elif not mapping.consent_column and not mapping.no_consent_filter:
+            found.append(Finding("consent_choice", "no consent column mapped", "choose"))
+        elif not mapping.consent_column:
+            found.append(
+                Finding("no_consent_filter", "no consent filter", "recorded", blocking=False)
+            )
+        if not settings.segments:
+            found.append(Finding("segments", "no segments selected", "pick some"))
+        dest = next(
+            r.destination
+            for r in self.destinations_data
+            if r.destination.id == settings.destination_id
+        )
+        if not dest.consented:
+            found.append(Finding("privacy", "no data-privacy acknowledgment", "record it"))
+        for finding in self.account_findings:
+            amount = finding.amount or 0
+            if finding.kind == "cap" and amount <= dest.cap:
+                continue
+            if finding.kind == "removals" and (settings.allow_removals or 0) >= amount:
+                continue
+            found.append(finding)
+        return found
+
+    def create_custom_fields(self, destination_id: int) -> tuple[str, ...]:
+        self.created_fields.append(destination_id)
+        names = tuple(
+            n for f in self.account_findings if f.kind == "custom_fields" for n in f.names
+        )
+        self.account_findings = [f for f in self.account_findings if f.kind != "custom_fields"]
+        return names
+
+    def set_cap(self, destination_id: int, cap: int) -> Destination:
+        self.caps.append((destination_id, cap))
+        self.destinations_data = [
+            replace(r, destination=replace(r.destination, cap=cap))
+            if r.destination.id == destination_id
+            else r
+            for r in self.destinations_data
+        ]
+        return next(
+            r.destination for r in self.destinations_data if r.destination.id == destination_id
+        )
 
     def runs(self) -> list[Run]:
         return list(self.runs_data)
