@@ -248,14 +248,18 @@ class SegsyncApp(App[None]):
             self.selection = ()
         self._update_subtitle()
 
-    def export_settings(self, dry_run: bool) -> ExportSettings | None:
+    def export_settings(self, dry_run: bool, quiet: bool = False) -> ExportSettings | None:
         """Settings for the current choices, or None (after telling the user
-        what is missing)."""
+        what is missing, unless `quiet`)."""
         if self.destination is None:
-            self.notify("Pick a destination first (1, then Enter on a row).", severity="warning")
+            if not quiet:
+                self.notify(
+                    "Pick a destination first (1, then Enter on a row).", severity="warning"
+                )
             return None
         if not self.selection:
-            self.notify("Pick at least one segment first (2, then Space).", severity="warning")
+            if not quiet:
+                self.notify("Pick at least one segment first (2, then Space).", severity="warning")
             return None
         return ExportSettings(
             destination_id=self.destination.id,

@@ -23,6 +23,7 @@ from connector.events import (
     PhaseStarted,
     RunFinished,
 )
+from connector.findings import Finding
 from connector.models import Check, ContactList
 from store.records import (
     Column,
@@ -157,6 +158,32 @@ class MappingSaved(Message):
     def __init__(self, mapping: FieldMapping) -> None:
         super().__init__()
         self.mapping = mapping
+
+
+# -- preview: the export's preflight --------------------------------------------
+
+
+class PreflightChecked(Message):
+    """What an export of the plan on screen would meet (None: the check itself
+    failed); ``token`` names the choices it was made for, so a stale answer
+    is dropped."""
+
+    def __init__(self, findings: list[Finding] | None, token: tuple[object, ...]) -> None:
+        super().__init__()
+        self.findings = findings
+        self.token = token
+
+
+class CustomFieldsCreated(Message):
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names = names
+
+
+class CapRaised(Message):
+    def __init__(self, destination: Destination) -> None:
+        super().__init__()
+        self.destination = destination
 
 
 # -- history ------------------------------------------------------------------

@@ -261,6 +261,7 @@ async def test_preview_then_export_with_confirmation(make_app, backend) -> None:
 
 
 async def test_export_needs_consent_first(make_app, backend) -> None:
+    backend.mappings[2] = backend.mappings[1]  # mapped: only the acknowledgment is missing
     app = make_app(destination="Demo")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

@@ -114,3 +114,20 @@ def test_help_wide(snap_compare, make_app) -> None:
 
 def test_syncs_wide(snap_compare, make_app) -> None:
     assert snap_compare(make_app(), terminal_size=WIDE, run_before=keys("7"))
+
+
+def test_preview_not_ready(snap_compare, make_app, backend) -> None:
+    """Problems an export would meet, each with its fix key, above the plan."""
+    from dataclasses import replace
+
+    from connector.findings import Finding
+    from store.records import FieldMapping
+
+    row = backend.destinations_data[0]
+    backend.destinations_data[0] = replace(row, destination=replace(row.destination, cap=1000))
+    backend.mappings[1] = FieldMapping(email="email")
+    backend.account_findings = [
+        Finding("cap", "would send 1,340 contacts, over the cap of 1,000", "", amount=1340),
+        Finding("field_types", "score is a Number field; column tier is VARCHAR", "", False),
+    ]
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("enter", "2", "space", "4"))

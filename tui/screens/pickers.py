@@ -68,20 +68,23 @@ class ColumnPicker(ModalScreen[str | None]):
 
 
 class PathPrompt(ModalScreen[str | None]):
-    """Ask for a file path (Enter accepts, Escape cancels)."""
+    """Ask for a file path, or another one-line value (Enter accepts, Escape cancels)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, default: str) -> None:
+    def __init__(
+        self, title: str, default: str, hint: str = "Enter to write, Escape to cancel"
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.default = default
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(safe(self.title_text, "bold"))
             yield Input(self.default, id="path", compact=True)
-            yield Static(Text("Enter to write, Escape to cancel"), classes="hint")
+            yield Static(Text(self.hint), classes="hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()

@@ -14,12 +14,23 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from connector.events import PlanReady, PreviewReady, RunFinished
 from connector.events import Warning as EngineWarning
+from connector.findings import Finding
 from store.records import FieldMapping
 from tui.backend import ExportSettings
-from tui.messages import EngineEvent, ExportEnded, ExportRunner
+from tui.messages import (
+    CapRaised,
+    CustomFieldsCreated,
+    EngineEvent,
+    ExportEnded,
+    ExportRunner,
+    PreflightChecked,
+)
 from tui.screens.base import SegsyncScreen
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.pickers import PathPrompt
 from tui.widgets.counts_table import CountsTable
 from tui.widgets.formatting import safe
+from tui.widgets.preflight_list import MAPPING_KINDS, fix_for, render_findings, stops_x
 from tui.widgets.row_table import Column, Row, RowTable
 
 _VIEWS = ("sample", "rejected", "body")
@@ -40,13 +51,18 @@ REJECTED_COLUMNS = (
 
 class PreviewScreen(SegsyncScreen):
     """Runs the engine as a dry-run (so the preview is exactly what an export
-    would do) whenever destination, segments, mapping or mode changed."""
+    would do) whenever destination, segments, mapping or mode changed, then the
+    export's own preflight over that plan: "ready" only when an export would
+    start; each problem is listed with the key that fixes it."""
 
     MODE = "preview"
     PURPOSE = (
         "A dry run of the export: how many rows are selected, excluded (and why) and sent, a "
         "sample of contacts and rejected rows, and the first request body. Pick a category on "
-        "the left to see its rows. Nothing is sent until x, and x asks first."
+        "the left to see its rows. Above them, everything an export checks before sending "
+        "(mapping and consent choice, key, list, custom fields and their types, cap, "
+        "guardrails), each with the key that fixes it; ready means x would start the export. "
+        "Nothing is sent until x, and x asks first."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
@@ -71,6 +87,36 @@ class PreviewScreen(SegsyncScreen):
             "v", "next_view", "View", tooltip="sample, rejected rows or first request, in turn"
         ),
         Binding("r", "refresh", "Refresh", tooltip="plan the dry-run again"),
+        # fixes, offered (palette, help) only while their problem is listed;
+        # each problem line names its key, the footer has no room at 80 columns
+        Binding(
+            "m",
+            "fix_mapping",
+            "Fix the mapping",
+            show=False,
+            tooltip="open Mapping (offered while a mapping or consent problem is listed)",
+        ),
+        Binding(
+            "f",
+            "create_fields",
+            "Create missing custom fields",
+            show=False,
+            tooltip="create the mapped custom fields the account lacks (asks first)",
+        ),
+        Binding(
+            "c",
+            "raise_cap",
+            "Raise the cap",
+            show=False,
+            tooltip="the most contacts one export may send (offered while over the cap)",
+        ),
+        Binding(
+            "a",
+            "allow_removals",
+            "Allow these removals",
+            show=False,
+            tooltip="apply this plan allowing exactly its removals, this run only (asks first)",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -82,9 +128,14 @@ class PreviewScreen(SegsyncScreen):
         self.running = False
         self.failure: str | None = None  # why the last dry-run failed, if it did
         self.plan_id: int | None = None  # the stored plan on screen: what x applies
+        # what an export of that plan would meet (None: not checked, or the check failed)
+        self.findings: list[Finding] | None = None
+        self.checking = False
+        self.checked_for: tuple[Any, ...] | None = None  # stale answers are dropped
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="preview-status", classes="status")
+        yield Static("", id="preflight", classes="preflight")
         with Horizontal():
             yield CountsTable(id="preview-counts")
             with TabbedContent(id="preview-views"):
@@ -99,6 +150,7 @@ class PreviewScreen(SegsyncScreen):
         counts = self.query_one(CountsTable)
         counts.cursor_type = "row"  # a category is picked here to filter the rows
         self.query_one("#rejected-table", RowTable).show_rows(REJECTED_COLUMNS, [])
+        self.query_one("#preflight", Static).display = False
         self.on_screen_resume()
 
     def _wanted(self) -> tuple[Any, ...]:
@@ -134,6 +186,7 @@ class PreviewScreen(SegsyncScreen):
         self.previewed = self._wanted()
         self.plan_id = None
         self.counts = {}
+        self._show_findings(None)
         self.query_one(CountsTable).show({})
         self._clear_views()  # rows of the last plan (another destination, maybe) are stale
         if settings is None:
@@ -186,10 +239,8 @@ class PreviewScreen(SegsyncScreen):
         message.stop()
         self.running = False
         self.query_one(CountsTable).loading = False
-        if self.failure is not None:
-            self._show_status("the dry-run failed: fix the problem, then r")
-        elif message.error:
-            self._show_status("failed")
+        if message.error:
+            self.failure = self.failure or message.error
             self.notify(
                 message.error,
                 title="Could not plan the export",
@@ -197,13 +248,176 @@ class PreviewScreen(SegsyncScreen):
                 markup=False,
                 timeout=10,
             )
+        self._check()  # a failed dry-run too: the checks say what to fix
+        self._show_outcome()
+
+    def _show_outcome(self) -> None:
+        """The status line: planning, checking, or what x would do now."""
+        plan = f"plan {self.plan_id} · " if self.plan_id else ""
+        problems = [f for f in self.findings or () if stops_x(f)]
+        if self.running:
+            self._show_status("planning…")
+        elif problems:
+            many = "s" if len(problems) > 1 else ""
+            self._show_status(f"{plan}not ready: {len(problems)} problem{many} below")
+        elif self.failure is not None:
+            self._show_status("the dry-run failed: fix the problem, then r")
+        elif self.checking:
+            self._show_status(f"{plan}checking what an export would meet…")
+        elif self.findings is None:
+            self._show_status(f"{plan}not checked: r plans and checks again")
+        elif self.counts.get("to_send") or self.counts.get("to_remove"):
+            self._show_status(f"{plan}ready · x applies it")
         else:
-            c = self.counts
-            plan = f"plan {self.plan_id} · " if self.plan_id else ""
-            if c.get("to_send") or c.get("to_remove"):
-                self._show_status(f"{plan}ready · x applies it")
-            else:
-                self._show_status(f"{plan}nothing to send or remove")
+            self._show_status(f"{plan}nothing to send or remove")
+
+    # -- the export's preflight ----------------------------------------------------
+
+    def _check(self) -> None:
+        """Ask the backend what an export of the plan on screen would meet."""
+        settings = self.segsync.export_settings(dry_run=False, quiet=True)
+        if settings is None:
+            return
+        settings = replace(settings, plan_id=self.plan_id)
+        self.checked_for = (self.previewed, self.plan_id, settings)
+        self.checking = True
+        self._run_preflight(settings, self.checked_for)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="preflight",
+        description="check what the export would meet",
+    )
+    def _run_preflight(self, settings: ExportSettings, token: tuple[Any, ...]) -> None:
+        findings = self.call_backend(
+            "check what the export would meet", lambda: self.backend.preflight(settings)
+        )
+        self.post_message(PreflightChecked(findings, token))
+
+    def on_preflight_checked(self, message: PreflightChecked) -> None:
+        if message.token != self.checked_for:
+            return  # made for choices since changed
+        self.checking = False
+        self._show_findings(message.findings)
+        self._show_outcome()
+
+    def _show_findings(self, findings: list[Finding] | None) -> None:
+        self.findings = findings
+        panel = self.query_one("#preflight", Static)
+        panel.update(render_findings(findings or ()))
+        panel.display = bool(findings)
+        self.refresh_bindings()  # the fix keys follow the problems listed
+
+    def _finding(self, *kinds: str) -> Finding | None:
+        return next((f for f in self.findings or () if f.kind in kinds), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "fix_mapping":
+            return self._finding(*MAPPING_KINDS) is not None
+        if action == "create_fields":
+            return self._finding("custom_fields") is not None
+        if action == "raise_cap":
+            return self._finding("cap") is not None
+        if action == "allow_removals":
+            return self._finding("removals") is not None and self.plan_id is not None
+        return True
+
+    def action_fix_mapping(self) -> None:
+        self.segsync.action_goto("mapping")
+
+    def action_create_fields(self) -> None:
+        finding = self._finding("custom_fields")
+        destination = self.segsync.destination
+        if finding is None or destination is None:
+            return
+        question = (
+            f"Create the custom field(s) {', '.join(finding.names)} on the SendGrid account "
+            f"of {destination.name}? Each is typed from its column (Number, Date or Text)."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._create_fields(destination.id)
+
+        self.app.push_screen(ConfirmScreen(question, yes="Create", no="Not now"), answered)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="preview-fix",
+        description="create the custom fields",
+    )
+    def _create_fields(self, destination_id: int) -> None:
+        created = self.call_backend(
+            "create the custom fields", lambda: self.backend.create_custom_fields(destination_id)
+        )
+        if created is not None:
+            self.post_message(CustomFieldsCreated(created))
+
+    def on_custom_fields_created(self, message: CustomFieldsCreated) -> None:
+        names = ", ".join(message.names) or "none were missing any more"
+        self.notify(f"Custom fields created: {names}. Planning again with their ids.")
+        self.action_refresh()  # the plan carries field ids: the old one used names
+
+    def action_raise_cap(self) -> None:
+        finding = self._finding("cap")
+        destination = self.segsync.destination
+        if finding is None or destination is None:
+            return
+
+        def entered(value: str | None) -> None:
+            if value is None:
+                return
+            try:
+                cap = int(value.replace(",", "").replace("_", ""))
+            except ValueError:
+                self.notify(f"{value} is not a number of contacts.", severity="error")
+                return
+            self._set_cap(destination.id, cap)
+
+        self.app.push_screen(
+            PathPrompt(
+                f"Cap for {destination.name}: the most contacts one export may send "
+                f"(now {destination.cap:,})",
+                str(finding.amount or destination.cap),
+                hint="Enter to save it, Escape to cancel",
+            ),
+            entered,
+        )
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="preview-fix",
+        description="raise the cap",
+    )
+    def _set_cap(self, destination_id: int, cap: int) -> None:
+        info = self.call_backend("raise the cap", lambda: self.backend.set_cap(destination_id, cap))
+        if info is not None:
+            self.post_message(CapRaised(info))
+
+    def on_cap_raised(self, message: CapRaised) -> None:
+        app = self.segsync
+        info = message.destination
+        app.destinations = [info if d.id == info.id else d for d in app.destinations]
+        if app.destination is not None and app.destination.id == info.id:
+            app.destination = info
+        self.notify(f"{info.name} may now send up to {info.cap:,} contacts per export.")
+        self._check()  # the plan stands (the cap is not what it was computed from)
+        self._show_outcome()
+
+    def action_allow_removals(self) -> None:
+        finding = self._finding("removals")
+        settings = self.segsync.export_settings(dry_run=False)
+        if finding is None or settings is None or self.plan_id is None:
+            return
+        self.segsync.offer_removal_allowance(
+            settings, self.plan_id, finding.message or finding.title
+        )
 
     def _clear_views(self) -> None:
         self.preview = None
@@ -277,14 +491,27 @@ class PreviewScreen(SegsyncScreen):
         self.action_refresh()
 
     def action_export(self) -> None:
-        if self.running:
-            self.notify("The dry-run is still planning; export once it is ready.")
+        if self.running or self.checking:
+            self.notify("The preview is still planning and checking; x once it is ready.")
             return
         settings = self.segsync.export_settings(dry_run=False)
         if settings is None:
             return
         if self._wanted() != self.previewed or self.failure is not None:
             self.notify("Plan again first (r): the choices changed since this preview.")
+            return
+        problems = [f for f in self.findings or () if stops_x(f)]
+        if problems:
+            first = problems[0]
+            self.notify(
+                f"{first.title}. {fix_for(first)}.",
+                title="Not ready: the export would be refused",
+                severity="warning",
+                markup=False,
+            )
+            return
+        if self.findings is None:
+            self.notify("What the export would meet is not checked yet: r checks again.")
             return
         if self.plan_id is None:  # no stored plan to show: plan and apply in one step
             self.segsync.confirm_export(settings, self.counts.get("to_send"))
