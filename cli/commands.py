@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -305,5 +306,8 @@ def cmd_emulator(args: argparse.Namespace) -> int:
 def open_app(args: argparse.Namespace) -> int:
     from tui.app import run_app
 
-    run_app(workspace=workspace_path(args), state_dir=resolve_state_dir(args))
+    # no folder named: the app picks the current one if it is a workspace, else
+    # the one used last from this state folder
+    named = getattr(args, "workspace", None) or os.environ.get("SEGSYNC_WORKSPACE")
+    run_app(workspace=workspace_path(args) if named else None, state_dir=resolve_state_dir(args))
     return EXIT_OK

@@ -38,6 +38,9 @@ from tui.messages import (
     ExportRunner,
     ExportStateChanged,
     PlanToConfirm,
+    RememberedLoaded,
+    SelectionRestored,
+    WorkspaceSwitched,
 )
 from tui.screens.base import describe_error
 from tui.screens.confirm import ConfirmScreen
@@ -58,6 +61,9 @@ def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
 
     return make
 
+
+WORKSPACE_MODES = ("segments", "mapping", "preview")
+"""Screens that show the workspace: rebuilt when the workspace is switched."""
 
 QUIT_GRACE_SECONDS = 15.0
 """How long a quit waits for a cancelled export to record itself."""
@@ -86,6 +92,14 @@ class SegsyncApp(App[None]):
             for key, mode, title in SCREENS
         ),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="help"),
+        Binding(
+            "w",
+            "switch_workspace",
+            "Switch workspace",
+            show=False,
+            id="switch-workspace",
+            tooltip="one this state folder knows, or a folder you type",
+        ),
         Binding("q", "quit_key", "Quit", show=False, id="quit-q"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
         # the palette's "Keys" panel has no key of its own to close it
@@ -123,7 +137,10 @@ class SegsyncApp(App[None]):
         self.wanted_destination = destination
         self.destination: Destination | None = None
         self.destinations: list[Destination] = []
-        self.selection: tuple[str, ...] = ()
+        # remembered for the next launch once what was remembered is read
+        self.remember_ready = False
+        self.remembered_destination: int | None = None
+        self._selection: tuple[str, ...] = ()
         self.mapping: FieldMapping | None = None
         self.mode_setting: str = "upsert"
         self.incremental: bool = False
@@ -137,6 +154,130 @@ class SegsyncApp(App[None]):
         self.switch_mode(self.first_screen)
         # after the first paint: reading them opens the history database
         self.call_after_refresh(self._load_sync_alerts)
+        self.call_after_refresh(self._load_remembered)
+
+    # -- remembered between launches ------------------------------------------------
+
+    @property
+    def selection(self) -> tuple[str, ...]:
+        """The segments picked; every change is remembered for the next launch."""
+        return self._selection
+
+    @selection.setter
+    def selection(self, names: tuple[str, ...]) -> None:
+        changed = tuple(names) != self._selection
+        self._selection = tuple(names)
+        if changed:
+            self._remember_choices()
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="remembered",
+        description="read what was used last",
+    )
+    def _load_remembered(self) -> None:
+        try:
+            destination_id = self.backend.remembered_destination()
+        except Exception:  # a convenience: start with nothing remembered
+            destination_id = None
+        self.post_message(RememberedLoaded(destination_id))
+
+    def on_remembered_loaded(self, message: RememberedLoaded) -> None:
+        self.remembered_destination = message.destination_id
+        self.remember_ready = True
+        if self.destination is None and self.destinations:
+            self._pick_destination()
+            self._update_subtitle()
+
+    def _remember_choices(self) -> None:
+        if not self.remember_ready:
+            return  # never overwrite what was remembered before reading it
+        destination = self.destination.id if self.destination is not None else None
+        self._remember(destination, self._selection)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="remember",
+        description="remember the destination and segments",
+    )
+    def _remember(self, destination_id: int | None, segments: tuple[str, ...]) -> None:
+        try:
+            self.backend.remember(destination_id, segments)
+        except Exception as error:
+            self.post_message(BackendFailed("remember the choices", describe_error(error)))
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="selection",
+        description="read the segments picked last",
+    )
+    def _restore_selection(self, destination_id: int) -> None:
+        try:
+            names = self.backend.saved_selection(destination_id)
+        except Exception as error:
+            self.post_message(BackendFailed("read the segments picked last", describe_error(error)))
+        else:
+            self.post_message(SelectionRestored(destination_id, tuple(names)))
+
+    def on_selection_restored(self, message: SelectionRestored) -> None:
+        current = self.destination
+        if current is None or current.id != message.destination_id:
+            return  # another destination was picked meanwhile
+        if not self.selection:
+            self._selection = message.segments
+        self._remember_choices()  # the destination now in use, with its picks
+
+    # -- workspaces -----------------------------------------------------------------
+
+    def action_switch_workspace(self) -> None:
+        from tui.screens.workspace_picker import WorkspacePicker
+
+        if self.export_runner is not None:
+            self.notify("An export is running: switch workspace once it has ended.")
+            return
+
+        def picked(path: str | None) -> None:
+            if path:
+                self._switch_workspace(path)
+
+        self.push_screen(WorkspacePicker(), picked)
+
+    @work(
+        thread=True,
+        exclusive=True,
+        exit_on_error=False,
+        group="workspace",
+        description="open the workspace",
+    )
+    def _switch_workspace(self, path: str) -> None:
+        try:
+            label = self.backend.switch_workspace(path)
+        except Exception as error:
+            self.post_message(BackendFailed("open the workspace", describe_error(error)))
+        else:
+            self.post_message(WorkspaceSwitched(label))
+
+    async def on_workspace_switched(self, message: WorkspaceSwitched) -> None:
+        """Segments, mapping and preview describe the old workspace: they are
+        built afresh, and the segments picked last here are restored."""
+        self.mapping = None
+        self._selection = ()
+        if self.current_mode in WORKSPACE_MODES:
+            await self.switch_mode("destinations")
+        for mode in WORKSPACE_MODES:
+            await self.remove_mode(mode)
+            self.add_mode(mode, self.MODES[mode])
+        if self.destination is not None:
+            self._restore_selection(self.destination.id)
+        self._update_subtitle()
+        self.notify(f"Workspace: {message.label}")
+        await self.switch_mode("segments")
 
     # -- failed scheduled syncs --------------------------------------------------
 
@@ -229,23 +370,34 @@ class SegsyncApp(App[None]):
         if self.destination is not None:
             self.destination = by_id.get(self.destination.id)
         if self.destination is None:
-            wanted = [d for d in destinations if d.name == self.wanted_destination]
-            if wanted or len(destinations) == 1:
-                self.use_destination((wanted or destinations)[0])
+            self._pick_destination()
         self._update_subtitle()
 
+    def _pick_destination(self) -> None:
+        """The one named on the command line, else the one used last (once
+        that is read), else the only one."""
+        wanted = [d for d in self.destinations if d.name == self.wanted_destination]
+        if not wanted and self.wanted_destination is None and self.remember_ready:
+            wanted = [d for d in self.destinations if d.id == self.remembered_destination]
+        if wanted or len(self.destinations) == 1:
+            self.use_destination((wanted or self.destinations)[0])
+
     def use_destination(self, destination: Destination) -> None:
-        if self.destination is None or self.destination.id != destination.id:
+        changed = self.destination is None or self.destination.id != destination.id
+        if changed:
             self.mapping = None
-            self.selection = ()
+            self._selection = ()
         self.destination = destination
         self._update_subtitle()
+        if changed:  # remembered once its picks are read back (not as none)
+            self._restore_selection(destination.id)
 
     def forget_destination(self, destination_id: int) -> None:
         if self.destination is not None and self.destination.id == destination_id:
             self.destination = None
             self.mapping = None
-            self.selection = ()
+            self._selection = ()
+            self._remember_choices()
         self._update_subtitle()
 
     def export_settings(self, dry_run: bool, quiet: bool = False) -> ExportSettings | None:
@@ -388,7 +540,7 @@ class SegsyncApp(App[None]):
         """Screen keys (and q) do nothing while a dialog is open: it must be
         answered first. Escape hides the keys panel only when it is shown, so
         otherwise it reaches the screen (back, cancel)."""
-        if action in ("goto", "quit_key"):
+        if action in ("goto", "quit_key", "switch_workspace"):
             return not isinstance(self.screen, ModalScreen)
         if action == "help":
             return bool(getattr(self.screen, "PURPOSE", ""))

@@ -108,6 +108,14 @@ class DestinationForm:
 
 
 @dataclass(frozen=True)
+class WorkspaceChoice:
+    """A workspace the state folder knows (used lately, or by a run or a sync)."""
+
+    path: str
+    current: bool = False
+
+
+@dataclass(frozen=True)
 class ExportSettings:
     """Everything needed to preview or run one export; also what history re-runs."""
 
@@ -157,6 +165,14 @@ class Backend(Protocol):
     @property
     def workspace_label(self) -> str: ...
 
+    # remembered between launches, per state folder
+    def remembered_destination(self) -> int | None: ...
+    # the destination in use and the segments picked for it in this workspace
+    def remember(self, destination_id: int | None, segments: tuple[str, ...]) -> None: ...
+    def workspaces(self) -> list[WorkspaceChoice]: ...
+    # open another workspace (checked first); returns its label
+    def switch_workspace(self, path: str) -> str: ...
+
     # destinations
     def destinations(self) -> list[DestinationRow]: ...
     def list_contact_count(self, destination_id: int) -> int: ...
@@ -171,6 +187,7 @@ class Backend(Protocol):
     def segments(self) -> list[Segment]: ...
     def segment_counts(self) -> list[SegmentCount]: ...
     def union_count(self, names: tuple[str, ...]) -> int: ...
+    # the segments last picked for it in this workspace, else those last exported
     def saved_selection(self, destination_id: int) -> tuple[str, ...]: ...
 
     # mapping

@@ -83,6 +83,14 @@ class SegsyncCommands(Provider):
             commands.append(PaletteCommand(binding.description, run, f"key {key}"))
         if getattr(screen, "PURPOSE", ""):
             commands.append(PaletteCommand("Help for this screen", app.action_help, "key ? or F1"))
+        commands.append(
+            PaletteCommand(
+                "Switch workspace…",
+                app.action_switch_workspace,
+                "key w: one this state folder knows, or a folder you type",
+                detail=app.backend.workspace_label,
+            )
+        )
         for destination in app.destinations:
             commands.append(
                 PaletteCommand(

@@ -38,6 +38,7 @@ from tui.backend import (
     ExportSettings,
     PlanReview,
     SyncForm,
+    WorkspaceChoice,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from connector.events import Event
     from connector.findings import Finding
     from store.history import History
+    from store.remembered import Remembered
     from store.secrets import KeyStore
     from store.workspace import Workspace
 
@@ -72,12 +74,13 @@ class LocalBackend:
         self._history: History | None = None
         self._keys: KeyStore | None = None
         self._state: Path | None = None
+        self._remembered: Remembered | None = None
 
     @property
     def workspace_label(self) -> str:
         """The folder's name; with a PostgreSQL source, also ``postgres host/db
         table`` (read from segments.toml alone: no connection before first paint)."""
-        path = self._workspace_path or Path.cwd()
+        path = self._root()
         name = path.name or str(path)
         from store.fingerprint import configured_source
         from store.postgres_source import PostgresSource
@@ -117,13 +120,38 @@ class LocalBackend:
                 self._keys = KeyStore(state)
             return self._keys
 
+    def _root(self) -> Path:
+        """The workspace folder: the one asked for; else the current folder when
+        it is a workspace; else the one used last from this state folder."""
+        with self._lock:
+            if self._workspace_path is None:
+                here = Path.cwd()
+                last = None if (here / "segments.toml").is_file() else self._memory().workspace
+                self._workspace_path = Path(last) if last and Path(last).is_dir() else here
+            return self._workspace_path
+
+    def _memory(self) -> Remembered:
+        """What this state folder remembers (read once; call with the lock held)."""
+        if self._remembered is None:
+            from store.paths import state_dir
+            from store.remembered import load
+
+            try:
+                self._remembered = load(state_dir(self._state_dir_arg))
+            except Exception:  # an unsafe state folder: opening the history says why
+                from store.remembered import Remembered
+
+                self._remembered = Remembered()
+        return self._remembered
+
     def _ws(self) -> Workspace:
+        root = self._root()
         with self._lock:
             if self._workspace is None:
                 from store.workspace import Workspace, WorkspaceError
 
                 try:
-                    self._workspace = Workspace.open(self._workspace_path or Path.cwd())
+                    self._workspace = Workspace.open(root)
                 except WorkspaceError as error:
                     raise BackendError(
                         f"{error} Start segsync with --workspace DIR pointing at a folder "
@@ -252,7 +280,65 @@ class LocalBackend:
             raise BackendError(str(error)) from None
 
     def saved_selection(self, destination_id: int) -> tuple[str, ...]:
+        root = str(self._root().absolute())
+        with self._lock:
+            picked = self._memory().selection(root, destination_id)
+        if picked is not None:
+            return picked
         return tuple(self._hist().get_segments(destination_id))
+
+    # -- remembered between launches (store.remembered) ---------------------------
+
+    def remembered_destination(self) -> int | None:
+        self._root()
+        with self._lock:
+            return self._memory().destination_id
+
+    def remember(self, destination_id: int | None, segments: tuple[str, ...]) -> None:
+        """The destination in use and the segments picked for it, in this
+        workspace, for the next launch (an owner-only file in the state folder)."""
+        from store.remembered import save
+
+        root = str(self._root().absolute())
+        state = self._state_dir()
+        with self._lock:
+            memory = self._memory().choose(root, destination_id, segments)
+            if memory != self._remembered:
+                save(state, memory)
+            self._remembered = memory
+
+    def workspaces(self) -> list[WorkspaceChoice]:
+        """This workspace, those used lately, and those runs and syncs used."""
+        current = str(self._root().absolute())
+        with self._lock:
+            recent = list(self._memory().workspaces)
+        history = self._hist()
+        used = [str(r.config.get("workspace")) for r in history.list_runs(limit=200)]
+        used += [s.workspace for s in history.list_syncs()]
+        seen: list[str] = []
+        for path in [current, *recent, *used]:
+            if path and path != "None" and path not in seen:
+                seen.append(path)
+        return [WorkspaceChoice(p, p == current) for p in seen]
+
+    def switch_workspace(self, path: str) -> str:
+        """Open the workspace at ``path`` (refused, with the reason, if it is not
+        one) and use it from now on; remembered for the next launch."""
+        from store.remembered import save
+        from store.workspace import Workspace, WorkspaceError
+
+        try:
+            workspace = Workspace.open(Path(path).expanduser().absolute())
+        except WorkspaceError as error:
+            raise BackendError(str(error)) from None
+        state = self._state_dir()
+        with self._lock:
+            self._workspace = workspace
+            self._workspace_path = workspace.root
+            memory = self._memory().choose(str(workspace.root.absolute()))
+            save(state, memory)
+            self._remembered = memory
+        return self.workspace_label
 
     # -- mapping ---------------------------------------------------------------
 

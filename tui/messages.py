@@ -40,6 +40,7 @@ from tui.backend import (
     DestinationRow,
     ExportSettings,
     PlanReview,
+    WorkspaceChoice,
 )
 
 
@@ -158,6 +159,38 @@ class MappingSaved(Message):
     def __init__(self, mapping: FieldMapping) -> None:
         super().__init__()
         self.mapping = mapping
+
+
+# -- remembered between launches, workspaces -------------------------------------
+
+
+class RememberedLoaded(Message):
+    """The destination used last from this state folder (None: none remembered)."""
+
+    def __init__(self, destination_id: int | None) -> None:
+        super().__init__()
+        self.destination_id = destination_id
+
+
+class SelectionRestored(Message):
+    """The segments last picked for a destination in this workspace."""
+
+    def __init__(self, destination_id: int, segments: tuple[str, ...]) -> None:
+        super().__init__()
+        self.destination_id = destination_id
+        self.segments = segments
+
+
+class WorkspacesLoaded(Message):
+    def __init__(self, workspaces: list[WorkspaceChoice]) -> None:
+        super().__init__()
+        self.workspaces = workspaces
+
+
+class WorkspaceSwitched(Message):
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
 
 
 # -- preview: the export's preflight --------------------------------------------

@@ -49,6 +49,7 @@ from tui.backend import (
     ExportSettings,
     PlanReview,
     SyncForm,
+    WorkspaceChoice,
 )
 
 NOW = datetime(2026, 11, 28, 9, 30)
@@ -487,6 +488,34 @@ class FakeBackend:
     preflight_gate: threading.Event | None = None  # preflight waits for it
     created_fields: list[int] = field(default_factory=list)
     caps: list[tuple[int, int]] = field(default_factory=list)
+    # remembered between launches: the last call to remember() wins
+    remembered_id: int | None = None
+    remembered: list[tuple[int | None, tuple[str, ...]]] = field(default_factory=list)
+    known_workspaces: list[str] = field(default_factory=lambda: ["/data/crm"])
+    switched: list[str] = field(default_factory=list)
+    remembered_selections: dict[tuple[str, int], tuple[str, ...]] = field(default_factory=dict)
+
+    def remembered_destination(self) -> int | None:
+        return self.remembered_id
+
+    def remember(self, destination_id: int | None, segments: tuple[str, ...]) -> None:
+        self.remembered.append((destination_id, segments))
+        self.remembered_id = destination_id
+        if destination_id is not None:
+            key = (self.workspace_label, destination_id)
+            self.remembered_selections[key] = segments
+
+    def workspaces(self) -> list[WorkspaceChoice]:
+        return [WorkspaceChoice(self.workspace_label, True)] + [
+            WorkspaceChoice(p) for p in self.known_workspaces if p != self.workspace_label
+        ]
+
+    def switch_workspace(self, path: str) -> str:
+        self.switched.append(path)
+        if not path.startswith("/"):
+            raise BackendError(f"{path}: not a workspace folder (no segments.toml)")
+        self.workspace_label = path
+        return path
 
     def destinations(self) -> list[DestinationRow]:
         return list(self.destinations_data)
@@ -568,6 +597,9 @@ class FakeBackend:
         return {("high_value",): 1240, ("newsletter_de",): 388}.get(names, 1500)
 
     def saved_selection(self, destination_id: int) -> tuple[str, ...]:
+        remembered = self.remembered_selections.get((self.workspace_label, destination_id))
+        if remembered is not None:
+            return remembered
         return self.saved_selections.get(destination_id, ())
 
     def columns(self) -> list[Column]:

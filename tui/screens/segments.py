@@ -57,6 +57,7 @@ class SegmentsScreen(SegsyncScreen):
         self.segments: list[Segment] = []
         self.counts: dict[str, SegmentCount] = {}
         self.union: int | None = None
+        self.union_for: tuple[str, ...] = ()  # the selection the union line is about
 
     def compose_body(self) -> ComposeResult:
         yield RowTable(id="segments", cursor_type="row", zebra_stripes=True)
@@ -72,6 +73,8 @@ class SegmentsScreen(SegsyncScreen):
     def on_screen_resume(self) -> None:
         if self.segments:
             self._fill()
+            if self.segsync.selection != self.union_for:  # restored or changed elsewhere
+                self._selection_changed()
 
     # -- workers -----------------------------------------------------------------
 
@@ -206,6 +209,7 @@ class SegmentsScreen(SegsyncScreen):
 
     def _selection_changed(self) -> None:
         self.union = None
+        self.union_for = self.segsync.selection
         self._show_union()
         if self.segsync.selection:
             self._count_union(self.segsync.selection)
