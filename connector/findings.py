@@ -23,6 +23,7 @@ FindingKind = Literal[
     "cap",  # the destination's volume cap
     "max_adds",  # the destination's most adds per run
     "removals",  # the removal guardrail (mirror mode)
+    "drift",  # what the plan was computed from changed since: apply would refuse it
 ]
 
 

@@ -282,18 +282,18 @@ class Preflight:
         self,
         destination: Destination,
         request: ExportRequest,
-        counts: dict[str, int] | None,
+        plan: PlanRecord | None,
         factory: Callable[..., SendGridClient] = SendGridClient,
     ) -> list[Finding]:
         """Every check an export of ``request`` makes before its first request,
         as findings instead of the first refusal: the same steps `ExportEngine`
         runs (mapping, consent choice, segments and columns, data-privacy
-        acknowledgment, key, list, custom fields, cap and guardrails over the
-        plan's ``counts``), so a preview can say "ready" only when an export
-        would start. Warnings (a recorded no-consent-filter choice, a custom
-        field whose type rejects the column's values) are findings too, not
-        blocking. Blocking calls run on threads; SendGrid is asked as an
-        export asks it."""
+        acknowledgment, key, list, custom fields; with the stored ``plan`` to
+        apply, its drift, cap and guardrails), so a preview can say "ready"
+        only when an export would start. Warnings (a recorded no-consent-filter
+        choice, a custom field whose type rejects the column's values) are
+        findings too, not blocking. Blocking calls run on threads; SendGrid is
+        asked as an export asks it."""
         from connector.consent import consent_filter_refusal
 
         found: list[Finding] = []
@@ -349,11 +349,42 @@ class Preflight:
                 found.append(_finding(_account_kind(exc), exc))
             finally:
                 await client.aclose()
-        if counts is not None:
-            rail = guardrail_violation(counts, destination, list_contacts, request.allow_removals)
-            if rail is not None:
-                found.append(rail)
+        if plan is not None:
+            found += await self._plan_findings(plan, destination, saved, request, list_contacts)
         return found
+
+    async def _plan_findings(
+        self,
+        plan: PlanRecord,
+        destination: Destination,
+        mapping: FieldMapping | None,
+        request: ExportRequest,
+        list_contacts: int | None,
+    ) -> list[Finding]:
+        """What `apply` checks of the stored plan: that nothing it was computed
+        from changed (drift), then the cap and guardrails over its counts."""
+        out: list[Finding] = []
+        if mapping is not None and self.workspace is not None:
+            try:
+                now = await asyncio.to_thread(self.basis_now, destination, mapping, request)
+            except ExportRefused as exc:
+                out.append(_finding("destination", exc))
+            else:
+                changed = basis_changes(plan.basis, now)
+                if changed:
+                    out.append(
+                        Finding(
+                            "drift",
+                            f"plan {plan.id} is out of date: {'; '.join(changed)}",
+                            f"Plan {plan.id} is out of date: {'; '.join(changed)}. Review a "
+                            "fresh plan before applying it.",
+                        )
+                    )
+        counts = {k: int(v) for k, v in plan.counts.items() if isinstance(v, int | float)}
+        rail = guardrail_violation(counts, destination, list_contacts, request.allow_removals)
+        if rail is not None:
+            out.append(rail)
+        return out
 
     async def _field_findings(
         self, client: SendGridClient, destination: Destination, mapping: FieldMapping

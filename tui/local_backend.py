@@ -452,8 +452,8 @@ class LocalBackend:
 
     def preflight(self, settings: ExportSettings) -> list[Finding]:
         """The export's own checks (connector.preflight), run without sending:
-        with ``plan_id``, the cap and guardrails are checked over that stored
-        plan's counts, with the plan's segments and mode, as `apply` would."""
+        with ``plan_id``, that stored plan's drift, cap and guardrails too, with
+        the plan's segments and mode, as `apply` would check them."""
         from connector.engine import ExportRequest
         from connector.preflight import Preflight, run_mode
         from store.history import PlanNotFound
@@ -467,13 +467,12 @@ class LocalBackend:
             incremental=settings.incremental,
             allow_removals=settings.allow_removals,
         )
-        counts: dict[str, int] | None = None
+        plan = None
         if settings.plan_id is not None:
             try:
                 plan = history.get_plan(settings.plan_id)
             except PlanNotFound as error:
                 raise BackendError(str(error)) from None
-            counts = {k: int(v) for k, v in plan.counts.items() if isinstance(v, int | float)}
             request = replace(
                 request,
                 segments=tuple(plan.segments),
@@ -481,7 +480,7 @@ class LocalBackend:
                 incremental=plan.incremental,
             )
         checks = Preflight(self._ws(), history, self._keystore(), self._state_dir())
-        return asyncio.run(checks.findings(dest, request, counts))
+        return asyncio.run(checks.findings(dest, request, plan))
 
     def create_custom_fields(self, destination_id: int) -> tuple[str, ...]:
         """Create the saved mapping's custom fields the account lacks, typed from

@@ -4,6 +4,7 @@ against the emulator, before anything is sent; and its fixes."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -128,3 +129,13 @@ def test_guardrail_violation_names_removals_and_the_allowance_lifts_it() -> None
     assert found is not None and found.kind == "removals" and found.amount == 400
     assert "over the limit of 200" in found.title
     assert guardrail_violation(counts, dest, 2_000, 400) is None  # type: ignore[arg-type]
+
+
+def test_a_plan_whose_basis_changed_is_out_of_date(export_env) -> None:  # noqa: F811
+    backend, dest_id = _backend(export_env)
+    settings = _plan(backend, dest_id)
+    saved = backend.mapping(dest_id)
+    backend.save_mapping(dest_id, replace(saved, reserved={**saved.reserved, "city": "country"}))
+    [drift] = backend.preflight(settings)
+    assert drift.kind == "drift" and drift.blocking
+    assert "the field mapping changed since the plan" in drift.title

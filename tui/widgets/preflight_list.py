@@ -27,6 +27,7 @@ FIXES: dict[str, str] = {
     "cap": "c raises the cap",
     "max_adds": "2 to narrow the segments",
     "removals": "a allows them for this run (asks first)",
+    "drift": "r plans again",
 }
 """What to press, per kind of finding (the keys of the Preview or the screen keys)."""
 
