@@ -177,3 +177,21 @@ async def test_without_a_saved_mapping_the_preview_says_so(make_app, backend) ->
         await open_preview(pilot)
         assert "no field mapping saved" in panel(app)
         assert "not ready" in status(app)
+
+
+async def test_a_fix_made_elsewhere_is_seen_when_back_on_preview(make_app, backend) -> None:
+    backend.account_findings = [
+        Finding("destination", "the API key was refused by SendGrid", "key refused")
+    ]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_preview(pilot)
+        assert "key was refused" in panel(app) and "1, then e edits" in panel(app)
+        backend.account_findings = []  # the key was replaced on Destinations
+        await pilot.press("1")
+        await settle(pilot)
+        dry = dry_runs(backend)
+        await pilot.press("4")
+        await settle(pilot)
+        assert panel(app) == "" and "ready" in status(app) and "not ready" not in status(app)
+        assert dry_runs(backend) == dry  # the plan still stands: only checked again

@@ -156,8 +156,10 @@ class PreviewScreen(SegsyncScreen):
     def _wanted(self) -> tuple[Any, ...]:
         app = self.segsync
         mapping = app.mapping or FieldMapping(email="")
+        destination = app.destination
         return (
-            app.destination.id if app.destination else None,
+            # what the plan was computed from: the list and its host, not the key or cap
+            (destination.id, destination.list_id, destination.base_url) if destination else None,
             app.selection,
             repr(mapping),
             app.mode_setting,
@@ -167,8 +169,13 @@ class PreviewScreen(SegsyncScreen):
     def on_screen_resume(self) -> None:
         if self._wanted() != self.previewed:
             self.action_refresh()
+        elif not self.running and not self.checking and self.findings is not None:
+            # the plan stands; what it would meet may not (a key, a cap or a
+            # field changed on another screen or outside): check again
+            self._check()
+            self._show_outcome()
         else:
-            self._show_status()
+            self._show_outcome()
 
     def _show_status(self, note: str = "") -> None:
         app = self.segsync
@@ -190,7 +197,7 @@ class PreviewScreen(SegsyncScreen):
         self.query_one(CountsTable).show({})
         self._clear_views()  # rows of the last plan (another destination, maybe) are stale
         if settings is None:
-            self._show_status("nothing to preview")
+            self._show_outcome()
             return
         self.running = True
         self.failure = None
@@ -257,6 +264,8 @@ class PreviewScreen(SegsyncScreen):
         problems = [f for f in self.findings or () if stops_x(f)]
         if self.running:
             self._show_status("planning…")
+        elif self.segsync.export_settings(dry_run=True, quiet=True) is None:
+            self._show_status("nothing to preview: pick a destination (1) and segments (2)")
         elif problems:
             many = "s" if len(problems) > 1 else ""
             self._show_status(f"{plan}not ready: {len(problems)} problem{many} below")
