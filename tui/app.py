@@ -142,6 +142,7 @@ class SegsyncApp(App[None]):
         self.remembered_destination: int | None = None
         self._selection: tuple[str, ...] = ()
         self.mapping: FieldMapping | None = None
+        self.mapping_row: str | None = None  # a row Mapping should show first (a fix)
         self.mode_setting: str = "upsert"
         self.incremental: bool = False
         self.export_runner: ExportRunner | None = None  # set while a real export runs

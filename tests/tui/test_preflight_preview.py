@@ -140,6 +140,8 @@ async def test_no_consent_choice_blocks_x_and_m_opens_mapping(make_app, backend)
         await pilot.press("m")
         await settle(pilot)
         assert isinstance(app.screen, MappingScreen)
+        detail = str(app.screen.query_one("#mapping-detail", Static).render())
+        assert detail.startswith("No consent column")  # the cursor is on the row to fix
 
 
 async def test_a_recorded_no_consent_filter_is_a_warning_and_still_ready(make_app, backend) -> None:
@@ -195,3 +197,20 @@ async def test_a_fix_made_elsewhere_is_seen_when_back_on_preview(make_app, backe
         await settle(pilot)
         assert panel(app) == "" and "ready" in status(app) and "not ready" not in status(app)
         assert dry_runs(backend) == dry  # the plan still stands: only checked again
+
+
+async def test_m_opens_mapping_on_the_row_of_a_visited_screen_too(make_app, backend) -> None:
+    backend.account_findings = [
+        Finding("field_types", "lifetime_value is a Date field", "", False, ("lifetime_value",))
+    ]
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "3")  # Mapping already loaded, cursor on email
+        await settle(pilot)
+        await pilot.press("2", "space", "4")
+        await settle(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+        detail = str(app.screen.query_one("#mapping-detail", Static).render())
+        assert detail.startswith("lifetime_value (custom)")

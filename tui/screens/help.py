@@ -17,6 +17,7 @@ GLOBAL_KEYS: tuple[tuple[str, str], ...] = (
     ("1-7", "switch screen (the numbered tabs at the top)"),
     ("ctrl+p", "command palette: every action by name"),
     ("? / F1", "this help"),
+    ("w", "switch workspace (one this state folder knows, or a folder you type)"),
     ("k", "dismiss the banner of failed syncs (acknowledges the failures)"),
     ("q / ctrl+q", "quit (asks first while an export runs)"),
 )

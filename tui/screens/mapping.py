@@ -115,6 +115,9 @@ class MappingScreen(SegsyncScreen):
             self.loaded_for = destination.id
             self.query_one(DataTable).loading = True
             self._load(destination.id)
+        else:
+            self._go_to_requested_row()
+            self._show_detail()
 
     # -- workers -----------------------------------------------------------------
 
@@ -263,8 +266,21 @@ class MappingScreen(SegsyncScreen):
             cells = (safe(label, style, no_wrap=True, overflow="ellipsis"), shown, *values)
             rows.append((key, cells))
         table.show_rows(COLUMNS, rows)
+        self._go_to_requested_row()
         self._show_status()
         self._show_detail()
+
+    def _go_to_requested_row(self) -> None:
+        """Another screen (Preview's m) asked for a row: the consent row, or a
+        custom field's; once the fields are loaded, the cursor goes there."""
+        wanted = self.segsync.mapping_row
+        if wanted is None or not self.columns:
+            return
+        self.segsync.mapping_row = None
+        key = CONSENT_ROW if wanted == "consent" else wanted
+        keys = [k for k, _label, _column in self._fields()]
+        if key in keys:
+            self.query_one(DataTable).move_cursor(row=keys.index(key))
 
     def _consent_choice_cell(self) -> Text:
         """No consent column: the recorded choice, or that one must be made."""

@@ -334,6 +334,13 @@ class PreviewScreen(SegsyncScreen):
         return True
 
     def action_fix_mapping(self) -> None:
+        """Open Mapping on the row to fix: the consent row for a consent
+        problem, the custom field's row for a type problem."""
+        finding = self._finding(*MAPPING_KINDS)
+        if finding is not None and finding.kind in ("consent_choice", "no_consent_filter"):
+            self.segsync.mapping_row = "consent"
+        elif finding is not None and finding.kind == "field_types" and finding.names:
+            self.segsync.mapping_row = f"custom:{finding.names[0]}"
         self.segsync.action_goto("mapping")
 
     def action_create_fields(self) -> None:
