@@ -14,6 +14,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -479,8 +480,12 @@ class LocalBackend:
                 mode=run_mode(plan.mode),
                 incremental=plan.incremental,
             )
+        from connector.client import SendGridClient
+
         checks = Preflight(self._ws(), history, self._keystore(), self._state_dir())
-        return asyncio.run(checks.findings(dest, request, plan))
+        # someone waits for the answer: retries give up after 30 s, as for other questions
+        factory = partial(SendGridClient, max_total_wait=30.0)
+        return asyncio.run(checks.findings(dest, request, plan, factory))
 
     def create_custom_fields(self, destination_id: int) -> tuple[str, ...]:
         """Create the saved mapping's custom fields the account lacks, typed from

@@ -131,3 +131,11 @@ def test_preview_not_ready(snap_compare, make_app, backend) -> None:
         Finding("field_types", "score is a Number field; column tier is VARCHAR", "", False),
     ]
     assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("enter", "2", "space", "4"))
+
+
+def test_mapping_sent_without_consent_filter(snap_compare, make_app, backend) -> None:
+    """The consent row and its detail when sending without a filter was chosen."""
+    from dataclasses import replace
+
+    backend.mappings[1] = replace(backend.mappings[1], consent_column=None, no_consent_filter=True)
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=keys("enter", "3", "end"))
