@@ -32,6 +32,11 @@ if TYPE_CHECKING:
     from store.workspace import Workspace
 
 
+NO_SEGMENTS = (
+    "No segments selected. Name at least one with --segment (see `segsync segments` for the list)."
+)
+
+
 class ExportRefused(Exception):
     """The export cannot start; nothing was sent. The message says why and what to do."""
 
@@ -148,10 +153,7 @@ class Preflight:
                 f"Run `segsync map {destination.name} email=COLUMN ...` first."
             )
         if not request.segments:
-            raise ExportRefused(
-                "No segments selected. Name at least one with --segment "
-                "(see `segsync segments` for the list)."
-            )
+            raise ExportRefused(NO_SEGMENTS)
         if not request.dry_run:
             from connector.consent import consent_filter_refusal
 
@@ -303,12 +305,11 @@ class Preflight:
         except ExportRefused as exc:
             if saved is None:
                 found.append(_finding("mapping", exc))
-            elif not request.segments:
-                found.append(_finding("segments", exc))
-            else:
+            elif request.segments:
                 found.append(_finding("consent_choice", exc))
-        if saved is not None and not request.segments:  # the consent rule still applies
-            refusal = consent_filter_refusal(saved, destination.name)
+        if not request.segments:  # checked after the mapping: found either way
+            found.append(_finding("segments", ExportRefused(NO_SEGMENTS)))
+            refusal = consent_filter_refusal(saved, destination.name) if saved else None
             if refusal is not None:
                 found.append(_finding("consent_choice", ExportRefused(refusal)))
         if saved is not None and saved.no_consent_filter and not saved.consent_column:

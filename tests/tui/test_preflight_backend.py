@@ -109,7 +109,7 @@ def test_no_mapping_no_segments_no_privacy_acknowledgment(export_env) -> None:  
         api_key_env="DEST_KEY", key_storage="env",
     )  # fmt: skip
     found = backend.preflight(ExportSettings(bare.id, ()))
-    assert kinds(found) == ["mapping", "privacy"]
+    assert kinds(found) == ["mapping", "segments", "privacy"]
     backend.save_mapping(bare.id, FieldMapping(email="email", consent_column="email_opt_in"))
     assert kinds(backend.preflight(ExportSettings(bare.id, ()))) == ["segments", "privacy"]
 
