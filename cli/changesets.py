@@ -119,14 +119,13 @@ def _history(args: argparse.Namespace) -> Any:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from cli.export import preview_warnings
+    from cli.export import findings_json, plan_findings
     from cli.progress import EventPrinter, build_engine, run_engine
     from connector import events as ev
     from connector.engine import ExportRequest
 
     args.batch_size, args.concurrency = 30_000, 4
     engine = build_engine(args)
-    warnings = preview_warnings(engine, args.destination)
     request = ExportRequest(
         destination=args.destination,
         segments=split_names(args.segments),
@@ -143,9 +142,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError("planning ended without a plan", 1)
     record = engine.history.get_plan(preview.plan_id)
     if args.json:
-        print_json({**plan_json(record, preview), "warnings": warnings})
+        found = plan_findings(engine, request, record.id)
+        print_json({**plan_json(record, preview), **findings_json(found)})
     else:
         print_plan_summary(record, preview.removals_sample)
+        plan_findings(engine, request, record.id)
     return EXIT_OK
 
 

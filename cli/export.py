@@ -143,7 +143,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     elif args.destination is None:
         raise CliError("name the destination: `segsync export DEST --segment NAME`")
     engine = build_engine(args)
-    warnings = preview_warnings(engine, args.destination) if args.dry_run else None
     request = ExportRequest(
         destination=args.destination,
         segments=split_names(args.segments),
@@ -155,28 +154,60 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     previews: list[ev.PreviewReady] = []
     finished, plan_id = run_export(engine, request, args.json, previews)
+    found = plan_findings(engine, request, plan_id) if args.dry_run else None
     if args.json:
-        print_summary(finished, plan_id, previews[0] if previews else None, warnings)
+        print_summary(
+            finished,
+            plan_id,
+            previews[0] if previews else None,
+            findings_json(found) if found is not None else None,
+        )
     return EXIT_BY_STATUS.get(finished.status, 1)
 
 
-def preview_warnings(engine: Any, destination: str) -> list[str]:
-    """What would stop or change the real export, said before a dry run
-    (the same check the TUI's preview makes: `connector.services.export_warnings`)."""
+def plan_findings(engine: Any, request: Any, plan_id: int | None) -> list[Any]:
+    """What an export of the plan just made would meet before its first request
+    (`Preflight.findings`, the same checks as the TUI's preview and the export
+    itself: mapping, consent choice, key, list, custom fields and their types,
+    cap, guardrails), each said on stderr: "would refuse" blocks, "warning"
+    does not. A preview is "ready" only when nothing blocks."""
+    import asyncio
+    import dataclasses
+
     from cli.common import retry_printer
-    from connector.services import export_warnings
+    from connector.preflight import Preflight
     from store.history import NotFound
 
+    if plan_id is None:
+        return []
     try:
-        dest = engine.history.get_destination(destination)
+        dest = engine.history.get_destination(request.destination)
     except NotFound:
-        return []  # the engine says so, in its words
-    found = export_warnings(
-        engine.keys,
-        dest,
-        engine.history.get_mapping(dest.id),
-        on_retry=retry_printer("checking custom fields"),
-    )
-    for warning in found:
-        say(f"warning: {warning}")
-    return found
+        return []  # the engine said so, in its words
+    record = engine.history.get_plan(plan_id)
+    pre = Preflight(engine.workspace, engine.history, engine.keys, engine.state_dir)
+    printer = retry_printer("checking the account")
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        from connector.client import SendGridClient
+
+        kwargs["on_retry"] = printer
+        return SendGridClient(*args, **kwargs)
+
+    export = dataclasses.replace(request, dry_run=False)  # what applying it would meet
+    found = asyncio.run(pre.findings(dest, export, record, factory=factory))
+    for finding in found:
+        say(("would refuse: " if finding.blocking else "warning: ") + finding.message)
+    return list(found)
+
+
+def findings_json(found: list[Any]) -> dict[str, Any]:
+    """The findings for --json: messages, whether each blocks, and "ready"."""
+    return {
+        "warnings": [f.message for f in found],
+        "findings": [
+            {"kind": f.kind, "title": f.title, "message": f.message, "blocking": f.blocking}
+            for f in found
+        ],
+        "ready": not any(f.blocking for f in found),
+    }

@@ -248,7 +248,7 @@ def print_summary(
     finished: ev.RunFinished,
     plan_id: int,
     preview: ev.PreviewReady | None = None,
-    warnings: list[str] | None = None,
+    findings: dict[str, Any] | None = None,
 ) -> None:
     data: dict[str, Any] = {
         "run": finished.run_id or None,
@@ -269,8 +269,8 @@ def print_summary(
         body = preview.first_body or ""
         data["first_body_cut"] = body.endswith(" …")
         data["first_body"] = body.removesuffix(" …")
-    if warnings is not None:
-        data["warnings"] = list(warnings)
+    if findings is not None:  # a preview: what an export of its plan would meet
+        data.update(findings)
     print_json(data)
 
 

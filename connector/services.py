@@ -40,7 +40,6 @@ __all__ = [
     "account_lists",
     "consent_filter_refusal",
     "destination_json",
-    "export_warnings",
     "field_type_for",
     "merge_mapping",
     "save_destination",
@@ -374,32 +373,3 @@ def _ensure_fields(
 
 
 # -- before an export ------------------------------------------------------------------
-
-
-def export_warnings(
-    keys: Any,
-    dest: Any,
-    mapping: FieldMapping | None,
-    on_retry: OnRetry | None = None,
-) -> list[str]:
-    """What a preview must say because the real export would be refused or
-    differ: no consent choice made, custom fields missing on the account. A
-    dry run goes on regardless; the export itself refuses (connector.preflight)."""
-    if mapping is None:
-        return [
-            f"{dest.name!r} has no field mapping yet: `segsync map {dest.name} email=COLUMN ...`"
-        ]
-    out: list[str] = []
-    refusal = consent_filter_refusal(mapping, dest.name)
-    if refusal is not None:
-        out.append(refusal)
-    if mapping.custom:
-        try:
-            fields = account_custom_fields(_key(keys, dest), dest.base_url, on_retry)
-        except (SendGridError, LookupError):
-            return out  # the preview itself says the account could not be asked
-        names = {name.lower() for name, _type in fields}
-        missing = [n for n in mapping.custom if n.lower() not in names]
-        if missing:
-            out.append(str(MissingCustomFields(dest.name, missing)))
-    return out

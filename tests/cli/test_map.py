@@ -77,8 +77,9 @@ def test_a_dry_run_warns_of_a_missing_custom_field(export_env, capsys) -> None:
     )
     code, data, err = cli_json(capsys, "export", "news", "--segment", "germany", "--dry-run")
     assert code == 0, err
-    assert any("'tier'" in w and "--create-fields" in w for w in data["warnings"])
-    assert "warning:" in err
+    assert any("tier" in w and "--create-fields" in w for w in data["warnings"])
+    assert data["ready"] is False  # an export would be refused
+    assert "would refuse:" in err
 
 
 def test_suggest_is_the_same_suggestion_as_the_app(export_env, capsys) -> None:

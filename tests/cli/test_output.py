@@ -63,7 +63,22 @@ def test_dry_run_preview_is_json_on_stdout_with_cuts_marked(export_env, capsys) 
     assert data["sample_contacts"] and data["sample_contacts"][0]["email"]
     assert len(data["first_body"]) > 1500 and data["first_body"].startswith('{"list_ids"')
     assert data["first_body_cut"] is True and not data["first_body"].endswith("…")
-    assert data["warnings"] == []
+    assert data["warnings"] == [] and data["ready"] is True
+
+
+def test_a_plan_says_what_its_export_would_be_refused_for(export_env, capsys) -> None:
+    """A preview once said "ready" and the export then failed on the cap: a
+    plan names each check an export of it would fail, before anything is sent."""
+    assert cli(capsys, "destinations", "set-cap", "news", "10")[0] == 0
+    code, data, err = cli_json(capsys, "plan", "news", "--segment", "germany")
+    assert code == 0, err
+    assert data["ready"] is False
+    caps = [f for f in data["findings"] if f["kind"] == "cap"]
+    assert caps and caps[0]["blocking"] and "set-cap" in caps[0]["message"]
+    assert "would refuse:" in err
+    assert cli(capsys, "destinations", "set-cap", "news", "100000")[0] == 0
+    code, data, err = cli_json(capsys, "plan", "news", "--segment", "germany")
+    assert code == 0 and data["ready"] is True and data["findings"] == []
 
 
 def test_invalid_rows_do_not_make_an_export_partial(export_env, capsys) -> None:
