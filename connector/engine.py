@@ -283,14 +283,26 @@ class ExportEngine:
         changed = basis_changes(stored.basis, now)
         if not changed:
             return stored
+        await self._supersede_or_refuse(stored, destination, request, "; ".join(changed), emit)
+        return None
+
+    async def _supersede_or_refuse(
+        self,
+        stored: PlanRecord,
+        destination: Destination,
+        request: ExportRequest,
+        why: str,
+        emit: Callable[[ev.Event], None],
+    ) -> None:
+        """A stored plan that no longer holds: refused, naming ``why``; or, with
+        ``replan``, marked superseded so that the caller plans afresh."""
         if not request.replan or stored.kind == "undo":
             raise ExportRefused(
-                f"Plan {stored.id} is out of date: {'; '.join(changed)}. Review a fresh "
-                f"plan (`segsync plan {destination.name} ...`) or apply with --replan."
+                f"Plan {stored.id} is out of date: {why}. Review a fresh plan "
+                f"(`segsync plan {destination.name} ...`) or apply with --replan."
             )
-        emit(ev.Warning(0, f"plan {stored.id} is out of date, planned again: {'; '.join(changed)}"))
+        emit(ev.Warning(0, f"plan {stored.id} is out of date, planned again: {why}"))
         await asyncio.to_thread(self.history.mark_plan, stored.id, "superseded")
-        return None
 
     async def _interrupt_on_cancel(self, cancel: asyncio.Event) -> None:
         """On cancel: interrupt DuckDB work in flight and abandon retry waits, so
@@ -382,19 +394,13 @@ class ExportEngine:
             )
         if extra:
             differ.append(f"{extra:,} more would be sent now")
-        what = f"plan {stored.id}: {' and '.join(differ)}"
+        what = " and ".join(differ)
         if previous is not None:
             raise ExportRefused(
-                f"Cannot resume run {previous.id}: {what}; nothing was sent. Export "
-                "again (--incremental sends only who is missing or changed)."
+                f"Cannot resume run {previous.id}: plan {stored.id}: {what}; nothing was "
+                "sent. Export again (--incremental sends only who is missing or changed)."
             )
-        if not request.replan:
-            raise ExportRefused(
-                f"Plan {stored.id} is out of date ({what}). Review a fresh plan "
-                f"(`segsync plan {destination.name} ...`) or apply with --replan."
-            )
-        emit(ev.Warning(0, f"plan {stored.id} is out of date, planned again: {what}"))
-        await asyncio.to_thread(self.history.mark_plan, stored.id, "superseded")
+        await self._supersede_or_refuse(stored, destination, request, what, emit)
         return None
 
     async def _forgotten(
