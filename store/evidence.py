@@ -96,6 +96,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat()
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
     """The evidence of run ``run_id`` as plain JSON-ready data (raises NotFound)."""
     from store.operator import current_operator
@@ -107,10 +111,13 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
     mapping = dict(config.get("mapping") or {})
     column = mapping.get("consent_column")
     counts = dict(run.counts or {})
-    consent_at = dest.consent_at
-    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
-    if consent_at is not None and consent_at.tzinfo is None:
-        consent_at = consent_at.replace(tzinfo=UTC)
+    started = _utc(run.started_at)
+    approvals = history.consent_approvals(dest.id)
+    # The approval in force when the run started: the latest given before it.
+    # None before it (an export is refused without one, so only a run from an
+    # older segsync that kept the latest only): the first given after, flagged.
+    before = [a for a in approvals if _utc(a.approved_at) <= started]
+    approval = before[-1] if before else (approvals[0] if approvals else None)
     people = people_digest(people_file(state, run.id))
     basis = _plan_basis(history, run.plan_id)
     return {
@@ -131,12 +138,11 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
             "removed_at": _iso(dest.removed_at),
         },
         "consent": {
-            "approved_by": dest.consent_by,
-            "approved_at": _iso(consent_at),
-            "wording": dest.consent_text,
-            # History keeps the latest approval only: one made after the run
-            # replaced whatever was on record when the run started.
-            "approved_after_run_started": bool(consent_at and consent_at > started),
+            "approved_by": approval.approved_by if approval else None,
+            "approved_at": _iso(approval.approved_at) if approval else None,
+            "wording": approval.wording if approval else None,
+            "approved_after_run_started": bool(approval and not before),
+            "approvals_since": sum(1 for a in approvals if _utc(a.approved_at) > started),
         },
         "operator": run.operator,
         "host": run.host,
@@ -224,8 +230,13 @@ def render_markdown(evidence: dict[str, Any]) -> str:
     ]
     if consent["approved_after_run_started"]:
         lines.append(
-            "- Note: this approval was recorded after the run started; segsync keeps the "
-            "latest approval only, so the one in force when the run started was replaced."
+            "- Note: no approval is on record from before the run started (a run of an "
+            "older segsync, which kept the latest approval only): this is the first after."
+        )
+    elif consent["approvals_since"]:
+        lines.append(
+            f"- The wording was approved again {consent['approvals_since']} time(s) after "
+            "the run started; this is the approval in force when it started."
         )
     lines += ["", "Wording:", ""]
     wording = consent["wording"]

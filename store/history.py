@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from store.history_migrations import SchemaError, prepare_schema
 from store.history_models import (
+    ConsentApprovalTable,
     DestinationMappingTable,
     DestinationSegmentsTable,
     DestinationTable,
@@ -48,6 +49,7 @@ from store.limits import DEFAULT_CAP
 from store.operator import current_operator
 from store.records import (
     Batch,
+    ConsentApproval,
     Destination,
     FieldMapping,
     RejectedRecord,
@@ -83,6 +85,7 @@ REJECTION_SOURCES = ("plan", "sendgrid")
 
 _T = table_of(DestinationTable)
 _MAP = table_of(DestinationMappingTable)
+_APPROVALS = table_of(ConsentApprovalTable)
 _SEG = table_of(DestinationSegmentsTable)
 _RUN = table_of(RunTable)
 _BATCH = table_of(RunBatchTable)
@@ -307,13 +310,34 @@ class History(PlansMixin, SyncsMixin):
         if not who.strip() or not wording.strip():
             raise HistoryError("consent needs who gave it and the wording they agreed to")
         self.get_destination(destination_id)
+        now = _now()
         with self._write() as conn:
             conn.execute(
                 update(_T)
                 .where(_T.c.id == destination_id)
-                .values(consent_by=who, consent_at=_now(), consent_text=wording)
+                .values(consent_by=who, consent_at=now, consent_text=wording)
+            )
+            conn.execute(
+                insert(_APPROVALS).values(
+                    destination_id=destination_id,
+                    approved_by=who,
+                    approved_at=now,
+                    wording=wording,
+                )
             )
         return self.get_destination(destination_id)
+
+    def consent_approvals(self, destination_id: int) -> list[ConsentApproval]:
+        """Every acknowledgment given for the destination, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(_APPROVALS)
+                .where(_APPROVALS.c.destination_id == destination_id)
+                .order_by(_APPROVALS.c.approved_at, _APPROVALS.c.id)
+            ).all()
+        return [
+            ConsentApproval(r.destination_id, r.approved_by, r.approved_at, r.wording) for r in rows
+        ]
 
     def set_mapping(self, destination_id: int, mapping: FieldMapping | Mapping[str, Any]) -> None:
         """Save a destination's mapping (a ``FieldMapping`` or a dict of its fields)."""

@@ -18,6 +18,8 @@ Version history:
    ``run.plan_id``/``kind``/``undo_of`` and the destination's guardrails.
 4. scheduled syncs: the ``sync`` table (saved syncs and their last run) and
    ``sync_event`` (runs, skips and hooks of each sync).
+5. consent approvals kept: ``consent_approval``, one row per acknowledgment
+   (the destination's own columns held only the latest); filled from them.
 """
 
 from __future__ import annotations
@@ -70,10 +72,20 @@ def _v4_syncs(conn: Connection) -> None:
     history_models.table_of(history_models.SyncEventTable).create(conn)
 
 
+def _v5_consent_approvals(conn: Connection) -> None:
+    history_models.table_of(history_models.ConsentApprovalTable).create(conn)
+    conn.exec_driver_sql(
+        "INSERT INTO consent_approval (destination_id, approved_by, approved_at, wording) "
+        "SELECT id, consent_by, consent_at, consent_text FROM destination "
+        "WHERE consent_at IS NOT NULL AND consent_by IS NOT NULL AND consent_text IS NOT NULL"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "resume and SendGrid-side rejections", _v2_resume_and_sources),
     Migration(3, "changesets, run kinds and guardrails", _v3_changesets),
     Migration(4, "scheduled syncs and their events", _v4_syncs),
+    Migration(5, "consent approvals kept, not overwritten", _v5_consent_approvals),
 )
 
 

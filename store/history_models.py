@@ -259,3 +259,17 @@ class SyncEventTable(SQLModel, table=True):
     message: str | None = None
     alert: bool = False  # a failure someone must hear about
     acknowledged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ConsentApprovalTable(SQLModel, table=True):
+    """Every data-privacy acknowledgment given for a destination (schema v5):
+    who, when and the wording. The destination row holds the latest; these
+    rows keep the earlier ones, so a run's evidence names the approval that
+    was in force when the run started, not one recorded after it."""
+
+    __tablename__: ClassVar[str] = "consent_approval"
+    id: int | None = Field(default=None, primary_key=True)
+    destination_id: int = Field(foreign_key="destination.id", index=True)
+    approved_by: str
+    approved_at: datetime = Field(sa_type=UTCDateTime)
+    wording: str

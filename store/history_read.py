@@ -33,7 +33,7 @@ from typing import Any
 
 from store.records import Run
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The history schema this segsync writes: the last step of
 ``store.history_migrations.MIGRATIONS`` (a test checks they agree)."""
 

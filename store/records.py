@@ -226,6 +226,16 @@ class SyncAlert:
     event: SyncEvent
 
 
+@dataclass(frozen=True)
+class ConsentApproval:
+    """One data-privacy acknowledgment for a destination: who, when, the words."""
+
+    destination_id: int
+    approved_by: str
+    approved_at: datetime
+    wording: str
+
+
 class Person(NamedTuple):
     """One row of a run's people record (``store.people``): who, and what happened.
 

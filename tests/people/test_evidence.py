@@ -33,6 +33,28 @@ def digest(emails: set[str]) -> str:
     return hashlib.sha256("\n".join(sorted(emails)).encode()).hexdigest()
 
 
+def test_evidence_names_the_approval_in_force_when_the_run_started(export_env, capsys):
+    """A later approval (new wording) used to overwrite the one a run was made
+    under: the run's evidence then showed words nobody had approved at the time."""
+    code, out = cli(capsys, "export", "news", "--segment", SEGMENT, "--json")
+    assert code == 0
+    run_id = orjson.loads(out)["run"]
+    with History(history_path(export_env.state_dir)) as history:
+        dest = history.get_destination("news")
+        history.record_consent(dest.id, "someone-else", "Newer words, approved later.")
+
+    code, out = cli(capsys, "runs", "evidence", str(run_id), "--json")
+    assert code == 0
+    consent = orjson.loads(out)["consent"]
+    assert consent["wording"] == CONSENT_STATEMENT
+    assert consent["approved_by"] == current_operator()
+    assert consent["approved_after_run_started"] is False
+    assert consent["approvals_since"] == 1
+    code, markdown = cli(capsys, "runs", "evidence", str(run_id))
+    assert "approved again 1 time(s) after the run started" in markdown
+    assert "Newer words" not in markdown
+
+
 def test_evidence_names_consent_operator_rule_and_a_digest_an_auditor_can_recompute(
     export_env, capsys
 ):

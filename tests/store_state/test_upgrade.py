@@ -84,6 +84,12 @@ def test_v1_file_keeps_its_runs_and_gains_the_new_columns(tmp_path: Path) -> Non
         assert mapping.consent_column == "email_opt_in"
         assert history.get_segments(1) == ("high_value", "newsletter_fr")
         assert history.get_destination("newsletter").consent_by == "ana"
+        # Version 5 keeps every approval; the one on record became the first.
+        approvals = history.consent_approvals(1)
+        assert [(a.approved_by, a.wording) for a in approvals] == [
+            ("ana", history.get_destination(1).consent_text)
+        ]
+        assert approvals[0].approved_at == history.get_destination(1).consent_at
 
         # The columns version 2 added work on the upgraded file.
         resumed = history.start_run(1, ["high_value"], resumed_from=3)
