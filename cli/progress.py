@@ -125,6 +125,8 @@ class EventPrinter:
         match event:
             case ev.RunStarted():
                 kind = "dry-run" if event.dry_run else event.mode
+                if event.undo_of is not None:
+                    kind = f"undo of run {event.undo_of}"
                 resumed = " (resumed)" if event.resumed else ""
                 self._line(
                     f"run {event.run_id}{resumed}: {kind} to {visible(event.destination)} "

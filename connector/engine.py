@@ -686,6 +686,7 @@ class ExportEngine:
                 request.mode,
                 False,
                 resumed=previous is not None,
+                undo_of=plan.undo_of if plan.kind == "undo" else None,
             )
         )
         changeset = Changeset(changeset_file(self.state_dir, plan.id))

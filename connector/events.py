@@ -30,6 +30,7 @@ class RunStarted(Event):
     mode: str
     dry_run: bool
     resumed: bool = False
+    undo_of: int | None = None  # an undo run: the run whose changes it takes back
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,11 @@ def test_undo_round_trip_restores_the_list_and_undo_of_undo_redoes_it(export_env
     undo_run = history.get_run(undone["run"])
     assert (undo_run.kind, undo_run.undo_of) == ("undo", run["run"])
 
-    code, redone = cli_json(capsys, "undo", str(undone["run"]), "--yes")
-    assert code == 0, redone
+    capsys.readouterr()
+    code = run_cli(main, "undo", str(undone["run"]), "--yes")
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert f"undo of run {undone['run']} to news" in err  # not "upsert"
     assert members(export_env) == after_run
 
 

@@ -249,7 +249,7 @@ def preview_events(run_id: int, settings: ExportSettings) -> list[Event]:
     ]
 
 
-def export_events(run_id: int, settings: ExportSettings) -> list[Event]:
+def export_events(run_id: int, settings: ExportSettings, undo_of: int | None = None) -> list[Event]:
     counts = dict(PLAN_COUNTS, sent=1340, created=1000, updated=338, errored=2)
     return [
         RunStarted(
@@ -259,6 +259,7 @@ def export_events(run_id: int, settings: ExportSettings) -> list[Event]:
             settings.mode,
             False,
             resumed=settings.resume_run is not None,
+            undo_of=undo_of,
         ),
         PhaseStarted(run_id, "planning"),
         PlanReady(run_id, PLAN_COUNTS, 2),
@@ -464,6 +465,7 @@ class FakeBackend:
     )
     saved_selections: dict[int, tuple[str, ...]] = field(default_factory=dict)
     exports: list[ExportSettings] = field(default_factory=list)
+    undone: dict[int, int] = field(default_factory=dict)  # undo plan id -> run it undoes
     plans_read: list[int] = field(default_factory=list)
     explained: list[str] = field(default_factory=list)
     plan_removals: int = 0  # how many people the stored plan would remove
@@ -642,7 +644,8 @@ class FakeBackend:
         elif settings.dry_run:
             events = preview_events(run_id, settings)
         else:
-            events = export_events(run_id, settings)
+            undo_of = self.undone.get(settings.plan_id) if settings.plan_id else None
+            events = export_events(run_id, settings, undo_of)
         for event in events:
             if self.gate is not None and isinstance(event, BatchSent):
                 while not self.gate.is_set() and not cancel.is_set():
@@ -853,6 +856,7 @@ class FakeBackend:
 
     def undo_plan(self, run_id: int) -> PlanReview:
         counts = {"to_add": 1, "to_remove": 1, "to_update": 0, "updated_not_restored": 1}
+        self.undone[PLAN_ID + 1] = run_id
         return PlanReview(
             stored_plan(PLAN_ID + 1, "undo", counts, undo_of=run_id), ("anna@example.com",)
         )

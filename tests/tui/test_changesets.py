@@ -108,6 +108,8 @@ async def test_run_detail_lists_the_people_and_undoes_the_run(make_app, backend:
         await settle(pilot)
         assert isinstance(app.screen, ExportScreen)
         assert backend.exports[-1].plan_id == PLAN_ID + 1
+        await settle(pilot)
+        assert "undo of run 6" in screen_text(app)  # the run line said "upsert"
 
 
 async def test_slash_in_history_explains_a_person(make_app, backend: FakeBackend):

@@ -184,9 +184,10 @@ class ExportScreen(SegsyncScreen):
         event = message.event
         if isinstance(event, RunStarted):
             self.run_id = event.run_id
+            what = event.mode if event.undo_of is None else f"undo of run {event.undo_of}"
             text = Text.assemble(
                 (f"Run {event.run_id}", "bold"),
-                safe(f" · {event.destination} · {', '.join(event.segments)} · {event.mode}"),
+                safe(f" · {event.destination} · {', '.join(event.segments)} · {what}"),
                 " · resumed" if event.resumed else "",
             )
             self.query_one("#run-line", Static).update(text)
