@@ -40,6 +40,7 @@ from tui.messages import (
     PlanToConfirm,
     RememberedLoaded,
     SelectionRestored,
+    SyncRunsChanged,
     WorkspaceSwitched,
 )
 from tui.screens.base import describe_error
@@ -148,6 +149,7 @@ class SegsyncApp(App[None]):
         self.export_runner: ExportRunner | None = None  # set while a real export runs
         self.quitting = False  # the user chose to quit: exit once the export ends
         self.quit_question: ConfirmScreen | None = None  # "quit while exporting?" if open
+        self.syncs_running: tuple[str, ...] = ()  # run-now syncs in progress (names)
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
@@ -577,6 +579,18 @@ class SegsyncApp(App[None]):
             self.quit_question.dismiss(None)
             self.notify("The export has ended; q quits now.")
 
+    def on_sync_runs_changed(self, message: SyncRunsChanged) -> None:
+        """The Syncs screen says which run-now syncs still run; a quit waiting
+        for them happens once none does and no export runs either."""
+        self.syncs_running = message.running
+        if message.running or self.export_runner is not None:
+            return
+        if self.quitting:
+            self.exit()
+        elif self.quit_question is not None:
+            self.quit_question.dismiss(None)
+            self.notify("The sync has ended; q quits now.")
+
     async def action_quit_key(self) -> None:
         await self.action_quit()
 
@@ -586,27 +600,34 @@ class SegsyncApp(App[None]):
         recorded as cancelled and can be resumed) and exit once it has ended.
         ctrl+q pressed again while waiting exits at once."""
         runner = self.export_runner
-        if runner is None or self.quitting:
+        if (runner is None and not self.syncs_running) or self.quitting:
             self.exit()
             return
 
         def answered(yes: bool | None) -> None:
             self.quit_question = None
-            if yes and self.export_runner is runner:
+            if yes and (self.export_runner is not None or self.syncs_running):
                 self.quitting = True
-                self.notify("Cancelling the export, then quitting…", timeout=30)
-                self._cancel_for_quit(runner)
+                what = "export" if self.export_runner is not None else "sync"
+                self.notify(f"Cancelling the {what}, then quitting…", timeout=30)
+                self._cancel_for_quit(self.export_runner)
                 # the engine lets requests in flight finish; do not wait forever
                 self.set_timer(QUIT_GRACE_SECONDS, self.exit)
             elif yes:
                 self.exit()
 
-        self.quit_question = ConfirmScreen(
-            "An export is running. Quit anyway? It is cancelled first: batches "
-            "already sent stay on the list and the run can be resumed from history.",
-            yes="Cancel and quit",
-            no="Keep going",
-        )
+        if runner is not None:
+            question = (
+                "An export is running. Quit anyway? It is cancelled first: batches "
+                "already sent stay on the list and the run can be resumed from history."
+            )
+        else:
+            question = (
+                f"A sync is running ({', '.join(self.syncs_running)}). Quit anyway? It is "
+                "cancelled first: batches already sent stay on the list and its next run "
+                "resumes it."
+            )
+        self.quit_question = ConfirmScreen(question, yes="Cancel and quit", no="Keep going")
         self.push_screen(self.quit_question, answered)
 
     @work(
@@ -614,10 +635,12 @@ class SegsyncApp(App[None]):
         exclusive=True,
         exit_on_error=False,
         group="quit",
-        description="cancel the export before quitting",
+        description="cancel the export and syncs before quitting",
     )
-    def _cancel_for_quit(self, runner: ExportRunner) -> None:
-        runner.cancel()
+    def _cancel_for_quit(self, runner: ExportRunner | None) -> None:
+        if runner is not None:
+            runner.cancel()
+        self.backend.cancel_sync_runs()
 
     def action_goto(self, mode: str) -> None:
         if self.current_mode != mode:

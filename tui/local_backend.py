@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from connector.engine import EngineSettings
     from connector.events import Event
     from connector.findings import Finding
+    from connector.syncs import SyncRunner
     from store.history import History
     from store.remembered import Remembered
     from store.secrets import KeyStore
@@ -76,6 +77,9 @@ class LocalBackend:
         self._keys: KeyStore | None = None
         self._state: Path | None = None
         self._remembered: Remembered | None = None
+        # Syncs run with run_sync_now, still running: cancel_sync_runs stops them.
+        self._sync_lock = threading.Lock()
+        self._sync_runners: set[SyncRunner] = set()
 
     @property
     def workspace_label(self) -> str:
@@ -654,6 +658,12 @@ class LocalBackend:
         history = self._hist()
         edit_sync(history, history.get_sync(sync_id), utc_now(), paused=paused)
 
+    def cancel_sync_runs(self) -> None:
+        with self._sync_lock:
+            runners = list(self._sync_runners)
+        for runner in runners:
+            runner.cancel()
+
     def run_sync_now(self, sync_id: int) -> str:
         from connector.syncs import SyncBusy, SyncRunner
 
@@ -662,10 +672,15 @@ class LocalBackend:
         runner = SyncRunner(
             history, self._state_dir(), keys=self._keystore(), settings=self._engine_settings
         )
+        with self._sync_lock:
+            self._sync_runners.add(runner)
         try:
             attempt = runner.run_now(history.get_sync(sync_id))
         except SyncBusy as error:
             raise BackendError(str(error)) from None
+        finally:
+            with self._sync_lock:
+                self._sync_runners.discard(runner)
         run = f" (run {attempt.run_id})" if attempt.run_id else ""
         return f"{attempt.sync}: {attempt.result}{run}" + (
             f": {attempt.message}" if attempt.message else ""

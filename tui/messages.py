@@ -281,6 +281,17 @@ class ExportStateChanged(Message):
         self.runner = runner
 
 
+class SyncRunsChanged(Message):
+    """The syncs run from the Syncs screen that are still running (their names).
+    Posted by that screen and handled by the app, which asks before quitting
+    while any runs: quitting would otherwise wait, on a blank screen, for the
+    export inside it to finish."""
+
+    def __init__(self, running: tuple[str, ...]) -> None:
+        super().__init__()
+        self.running = running
+
+
 class ConsentGivenForExport(Message):
     """Consent was just recorded on the way to an export: ask to confirm it next."""
 

@@ -483,6 +483,7 @@ class FakeBackend:
     syncs_run: list[int] = field(default_factory=list)
     sync_gate: threading.Event | None = None  # run_sync_now waits for it
     sync_result: str = "succeeded"  # what the next run_sync_now ends with
+    sync_cancels: int = 0  # calls of cancel_sync_runs
     # what the account and the plan would refuse (cap, fields, guardrails...):
     # a test scripts them; mapping, segments and privacy are derived below
     account_findings: list[Finding] = field(default_factory=list)
@@ -811,6 +812,13 @@ class FakeBackend:
         self.syncs_data = [
             replace(s, paused=paused) if s.id == sync_id else s for s in self.syncs_data
         ]
+
+    def cancel_sync_runs(self) -> None:
+        """Like the real runner: a run in progress ends cancelled, at once."""
+        self.sync_cancels += 1
+        self.sync_result = "cancelled"
+        if self.sync_gate is not None:
+            self.sync_gate.set()
 
     def run_sync_now(self, sync_id: int) -> str:
         """Blocks until `sync_gate` is set (when given), like a real run does

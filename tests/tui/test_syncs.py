@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from tests.tui.conftest import SIZE, settle
 from tests.tui.fakes import FakeBackend, sync_alert
 from tests.tui.rendered import raw_controls, screen_text
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.destinations import DestinationsScreen
 from tui.screens.run_detail import RunDetailScreen
 from tui.screens.sync_form import SyncFormScreen
@@ -242,6 +243,35 @@ async def test_run_now_shows_running_then_the_result(make_app, backend: FakeBack
         assert cells(table, 1)[3:5] == ["succeeded", "21"]
         assert "Sync hourly_de: hourly_de: succeeded (run 21)" in notes.text()
         assert notes.shown[-1].severity == "information"
+
+
+async def test_q_while_a_sync_runs_asks_then_cancels_it_and_quits(
+    make_app, backend: FakeBackend
+) -> None:
+    """Quitting during a run-now used to leave a blank terminal until the
+    export inside it finished (its worker thread is joined at exit)."""
+    backend.sync_gate = threading.Event()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("7")
+        await settle(pilot)
+        await pilot.press("down", "r")
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "sync is running (hourly_de)" in app.screen.question
+        await pilot.press("n")  # keep going
+        assert app.is_running and backend.sync_cancels == 0
+        await pilot.press("q", "y")
+        await app.workers.wait_for_complete()
+        for _ in range(20):
+            if not app.is_running:
+                break
+            await pilot.pause()
+        assert not app.is_running
+    assert backend.sync_cancels == 1 and backend.syncs_run == [2]
 
 
 async def test_a_failed_run_now_is_an_error(make_app, backend: FakeBackend) -> None:

@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from connector.models import SyncStatus
-from tui.messages import BackendFailed
+from tui.messages import BackendFailed, SyncRunsChanged
 from tui.screens.base import SegsyncScreen, describe_error
 from tui.screens.sync_form import SyncFormScreen
 from tui.widgets import formatting
@@ -136,7 +136,7 @@ class SyncsScreen(SegsyncScreen):
     def __init__(self) -> None:
         super().__init__()
         self.syncs: list[SyncStatus] = []
-        self.running: set[int] = set()  # ids of syncs run from here, until they end
+        self.running: dict[int, str] = {}  # id -> name of syncs run from here, until they end
         self.loaded = False
 
     def compose_body(self) -> ComposeResult:
@@ -325,7 +325,8 @@ class SyncsScreen(SegsyncScreen):
         if sync.running or sync.id in self.running:
             self.notify(f"{sync.name} is running already.", severity="warning")
             return
-        self.running.add(sync.id)
+        self.running[sync.id] = sync.name
+        self.post_message(SyncRunsChanged(tuple(self.running.values())))  # bubbles to the app
         self._fill()
         self._run_now(sync)
 
@@ -345,7 +346,8 @@ class SyncsScreen(SegsyncScreen):
         self.post_message(SyncRan(sync.id, sync.name, line, error, syncs or self.syncs))
 
     def on_sync_ran(self, message: SyncRan) -> None:
-        self.running.discard(message.sync_id)
+        self.running.pop(message.sync_id, None)
+        self.post_message(SyncRunsChanged(tuple(self.running.values())))
         if message.error is not None:
             self.notify(
                 message.error,
