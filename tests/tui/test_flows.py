@@ -401,3 +401,24 @@ async def test_a_failed_dry_run_says_so_in_the_preview(make_app, backend) -> Non
         status = text_of(app.screen.query_one("#preview-status", Static))
         assert "the dry-run failed" in status
         assert "ready" not in status
+
+
+async def test_looking_at_the_mapping_does_not_plan_the_preview_again(
+    make_app, backend: FakeBackend
+) -> None:
+    """The first visit to Mapping read the saved mapping the plan was already
+    made from, and coming back to Preview planned everything a second time."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "2", "space", "4")
+        await settle(pilot)
+        assert [e.dry_run for e in backend.exports] == [True]
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        assert [e.dry_run for e in backend.exports] == [True]
+        await pilot.press("i")  # a real change still plans again
+        await settle(pilot)
+        assert [e.dry_run for e in backend.exports] == [True, True]

@@ -15,7 +15,6 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from connector.events import PlanReady, PreviewReady, RunFinished
 from connector.events import Warning as EngineWarning
 from connector.findings import Finding
-from store.records import FieldMapping
 from tui.backend import ExportSettings
 from tui.messages import (
     CapRaised,
@@ -155,19 +154,32 @@ class PreviewScreen(SegsyncScreen):
 
     def _wanted(self) -> tuple[Any, ...]:
         app = self.segsync
-        mapping = app.mapping or FieldMapping(email="")
         destination = app.destination
         return (
             # what the plan was computed from: the list and its host, not the key or cap
             (destination.id, destination.list_id, destination.base_url) if destination else None,
             app.selection,
-            repr(mapping),
+            # None: not read on this screen's side yet, so the saved one
+            repr(app.mapping) if app.mapping is not None else None,
             app.mode_setting,
             app.incremental,
         )
 
+    def _stale(self) -> bool:
+        """Whether the plan on screen was made from other choices than now.
+
+        A plan made before the Mapping screen read the saved mapping was made
+        from that saved mapping: reading it later is no change (it planned
+        everything twice on a first visit to Mapping). Were it edited and saved
+        since, the plan's drift check says so, with r to plan again.
+        """
+        wanted, previewed = self._wanted(), self.previewed
+        if previewed is not None and previewed[2] is None:
+            wanted = (*wanted[:2], None, *wanted[3:])
+        return wanted != previewed
+
     def on_screen_resume(self) -> None:
-        if self._wanted() != self.previewed:
+        if self._stale():
             self.action_refresh()
         elif not self.running and not self.checking and self.findings is not None:
             # the plan stands; what it would meet may not (a key, a cap or a
@@ -513,7 +525,7 @@ class PreviewScreen(SegsyncScreen):
         settings = self.segsync.export_settings(dry_run=False)
         if settings is None:
             return
-        if self._wanted() != self.previewed or self.failure is not None:
+        if self._stale() or self.failure is not None:
             self.notify("Plan again first (r): the choices changed since this preview.")
             return
         problems = [f for f in self.findings or () if stops_x(f)]
