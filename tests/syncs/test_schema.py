@@ -14,6 +14,7 @@ def test_a_v3_history_gains_syncs_and_keeps_its_destinations(tmp_path):
     with History(db) as history:
         history.add_destination("news", base_url="http://127.0.0.1:9", list_id="L")
     conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE consent_approval")  # version 5's
     conn.execute("DROP TABLE sync_event")
     conn.execute("DROP TABLE sync")
     conn.execute("UPDATE schema_meta SET version = 3")
@@ -30,5 +31,5 @@ def test_a_v3_history_gains_syncs_and_keeps_its_destinations(tmp_path):
         )  # fmt: skip
         assert history.get_sync("nightly") == sync
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT version FROM schema_meta").fetchone() == (SCHEMA_VERSION,) == (4,)
+    assert conn.execute("SELECT version FROM schema_meta").fetchone() == (SCHEMA_VERSION,) == (5,)
     conn.close()
