@@ -8,6 +8,7 @@ Each message carries exactly what its handler needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -443,6 +444,10 @@ class ExportRunner:
         self._post(ExportEnded(cancelled=self._cancel_requested))
 
     def cancel(self) -> None:
+        """Ask the run to stop, from any thread. A run that has already ended
+        (it saw the request as it started, or finished on its own) has closed
+        its loop: there is nothing left to stop, and that is not an error."""
         self._cancel_requested = True
         if self._ready.wait(timeout=5) and self._loop is not None and self._cancel is not None:
-            self._loop.call_soon_threadsafe(self._cancel.set)
+            with contextlib.suppress(RuntimeError):  # "Event loop is closed"
+                self._loop.call_soon_threadsafe(self._cancel.set)
