@@ -296,20 +296,25 @@ def client_factory(what: str) -> Callable[..., Any]:
 
 
 def build_engine(args: argparse.Namespace) -> Any:
-    from connector.engine import EngineSettings, ExportEngine
-    from store.history import History
+    """The engine of an export command. Its history opens on a thread
+    (`store.history_deferred`) before the engine's own modules load, so the
+    SQLAlchemy import overlaps them, the account checks and the planning."""
+    from store.history_deferred import open_deferred
     from store.paths import history_path
-    from store.secrets import KeyStore
 
     if not 1 <= args.batch_size <= 30_000:
         raise CliError("--batch-size must be between 1 and 30,000")
     if not 1 <= args.concurrency <= 16:
         raise CliError("--concurrency must be between 1 and 16")
     state = resolve_state_dir(args)
+    history = open_deferred(history_path(state))
+    from connector.engine import EngineSettings, ExportEngine
+    from store.secrets import KeyStore
+
     return ExportEngine(
         settings=EngineSettings(concurrency=args.concurrency, max_contacts=args.batch_size),
         workspace=open_workspace(args),
-        history=History(history_path(state)),
+        history=history,
         keys=KeyStore(state),
         state_dir=state,
         client_factory=client_factory("export"),

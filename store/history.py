@@ -43,7 +43,12 @@ from store.history_models import (
     table_of,
 )
 from store.history_plans import PlanNotFound, PlansMixin
-from store.history_read import RUN_STATUSES, SCHEMA_VERSION, run_process_alive
+from store.history_read import (
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    mapping_from_json,
+    run_process_alive,
+)
 from store.history_syncs import SyncsMixin
 from store.limits import DEFAULT_CAP
 from store.operator import current_operator
@@ -355,15 +360,7 @@ class History(PlansMixin, SyncsMixin):
             data = conn.execute(
                 select(_MAP.c.mapping).where(_MAP.c.destination_id == destination_id)
             ).scalar()
-        if data is None:
-            return None
-        return FieldMapping(
-            email=data["email"],
-            reserved=dict(data["reserved"]),
-            custom=dict(data["custom"]),
-            consent_column=data.get("consent_column"),
-            no_consent_filter=bool(data.get("no_consent_filter", False)),
-        )
+        return None if data is None else mapping_from_json(data)
 
     def set_segments(self, destination_id: int, names: Sequence[str]) -> None:
         """Save the destination's segment selection (order kept, repeats dropped)."""

@@ -1,16 +1,18 @@
-"""The run list of the history database, read with the standard library's sqlite3.
+"""The run list and a destination's settings, read with the standard library's sqlite3.
 
 `segsync runs` only lists runs, yet opening ``store.history`` for that imports
 SQLAlchemy, SQLModel and pydantic (~0.45 s with bytecode cached), several times
 what the listing itself costs. `RunReader` reads the same rows with plain SQL on
 a read-only connection and returns the same `store.records.Run` records, so
-the command answers in a fraction of that.
+the command answers in a fraction of that. An export reads its destination,
+mapping and saved segments the same way (``store.history_deferred``) while
+``History`` opens on another thread.
 
 The tables are defined once, by the SQLModel classes of ``store.history_models``;
-this module only names columns of ``run`` and ``destination``, and
+this module only names columns of ``run``, ``destination``,
+``destination_mapping`` and ``destination_segments``, and
 tests/store_state/test_history_read.py fails if they drift apart (the columns
-read here against the SQLModel metadata, and the rows against
-``History.list_runs``).
+read here against the SQLModel metadata, and the rows against ``History``'s).
 
 A reader never creates, upgrades or repairs anything. Opening ``History`` does
 that (creates the file, upgrades an older schema, marks runs of dead processes
@@ -31,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from store.records import Run
+from store.records import Destination, FieldMapping, Run
 
 SCHEMA_VERSION = 5
 """The history schema this segsync writes: the last step of
@@ -48,6 +50,9 @@ RUN_COLUMNS = tuple(f.name for f in fields(Run))
 _JSON_COLUMNS = frozenset({"segments", "config", "counts"})
 _BOOL_COLUMNS = frozenset({"incremental", "dry_run"})
 _TIME_COLUMNS = frozenset({"started_at", "ended_at"})
+DESTINATION_COLUMNS = tuple(f.name for f in fields(Destination))
+"""The ``destination`` columns a `Destination` is made of, in selection order."""
+_DESTINATION_TIMES = frozenset({"consent_at", "created_at", "removed_at"})
 
 
 def _process_start(pid: int) -> datetime | None:
@@ -102,6 +107,24 @@ def _run(row: tuple[Any, ...]) -> Run:
     return Run(**values)
 
 
+def _destination(row: tuple[Any, ...]) -> Destination:
+    values = dict(zip(DESTINATION_COLUMNS, row, strict=True))
+    for name in _DESTINATION_TIMES:
+        values[name] = _utc(values[name])
+    return Destination(**values)
+
+
+def mapping_from_json(data: dict[str, Any]) -> FieldMapping:
+    """A mapping as stored (``store.history.mapping_json``) made a `FieldMapping`."""
+    return FieldMapping(
+        email=data["email"],
+        reserved=dict(data["reserved"]),
+        custom=dict(data["custom"]),
+        consent_column=data.get("consent_column"),
+        no_consent_filter=bool(data.get("no_consent_filter", False)),
+    )
+
+
 def run_json(run: Run) -> dict[str, Any]:
     """A run as `runs --json` prints it (the TUI's history shows the same fields)."""
     return {
@@ -140,9 +163,10 @@ class RunReader:
     def __init__(self, db_path: Path) -> None:
         # mode=ro: a reader cannot write, even by mistake; WAL lets it read while
         # an export writes. The timeout matches History's (a checkpoint may hold
-        # the file for a moment).
+        # the file for a moment). Any thread may use it (an export reads from
+        # worker threads), one at a time: the caller serialises.
         uri = f"{Path(db_path).absolute().as_uri()}?mode=ro"
-        self._conn = sqlite3.connect(uri, uri=True, timeout=30)
+        self._conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
 
     def close(self) -> None:
         self._conn.close()
@@ -164,6 +188,36 @@ class RunReader:
                 "SELECT 1 FROM destination WHERE id = ?", (int(name),)
             ).fetchone()
         return found is not None
+
+    def destination(self, name_or_id: str | int) -> Destination | None:
+        """As ``History.get_destination``: an active destination by name, or any
+        (removed too) by id; None where History would raise NotFound."""
+        select = f"SELECT {', '.join(DESTINATION_COLUMNS)} FROM destination"
+        row = None
+        if isinstance(name_or_id, str):
+            row = self._conn.execute(
+                f"{select} WHERE name = ? AND removed_at IS NULL", (name_or_id,)
+            ).fetchone()
+            if row is None and name_or_id.isdigit():
+                name_or_id = int(name_or_id)
+        if isinstance(name_or_id, int):
+            row = self._conn.execute(f"{select} WHERE id = ?", (name_or_id,)).fetchone()
+        return None if row is None else _destination(row)
+
+    def mapping(self, destination_id: int) -> FieldMapping | None:
+        """As ``History.get_mapping``: the saved mapping, or None."""
+        row = self._conn.execute(
+            "SELECT mapping FROM destination_mapping WHERE destination_id = ?", (destination_id,)
+        ).fetchone()
+        return None if row is None else mapping_from_json(json.loads(row[0]))
+
+    def segments(self, destination_id: int) -> tuple[str, ...]:
+        """As ``History.get_segments``: the saved selection, in order."""
+        row = self._conn.execute(
+            "SELECT segments FROM destination_segments WHERE destination_id = ?",
+            (destination_id,),
+        ).fetchone()
+        return tuple(json.loads(row[0]) or ()) if row is not None else ()
 
     def list_runs(
         self, destination: str | None = None, status: str | None = None, limit: int | None = 200

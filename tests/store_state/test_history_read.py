@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from store.history import History
+from store.history import History, NotFound
 from store.history_migrations import MIGRATIONS
 from store.history_models import DestinationTable, RunTable, SchemaMetaTable, table_of
 from store.history_read import (
+    DESTINATION_COLUMNS,
     RUN_COLUMNS,
     SCHEMA_VERSION,
     RunReader,
     open_run_reader,
     run_json,
 )
+from store.records import FieldMapping
 
 
 @pytest.fixture
@@ -147,3 +149,38 @@ def test_a_damaged_file_is_left_to_history_to_report(tmp_path: Path) -> None:
     db.write_bytes(b"not a database, not at all" * 100)
     os.chmod(db, 0o600)
     assert open_run_reader(db) is None
+
+
+def test_a_destination_its_mapping_and_segments_read_as_history_reads_them(
+    history: History,
+) -> None:
+    ids = fill(history)
+    a = history.get_destination("renamed")
+    history.record_consent(a.id, "ops@example.com", "We may send these people email.")
+    history.update_destination(a.id, max_removals=5, max_removal_share=0.25, cap=7)
+    history.set_mapping(
+        a.id,
+        FieldMapping(
+            email="mail",
+            reserved={"first_name": "given"},
+            custom={"tier": "loyalty"},
+            consent_column=None,
+            no_consent_filter=True,
+        ),
+    )
+    history.set_segments(a.id, ["vip", "de"])
+    with RunReader(history.path) as reader:
+        for ref in ("renamed", str(a.id), a.id, "2", 2):  # by name, by id, removed by id
+            assert reader.destination(ref) == history.get_destination(ref)
+        for missing in ("a", "b", "99"):  # former name, removed by name, no such id
+            assert reader.destination(missing) is None
+            with pytest.raises(NotFound):
+                history.get_destination(missing)
+        for dest_id in (a.id, 2):  # with and without a mapping and segments
+            assert reader.mapping(dest_id) == history.get_mapping(dest_id)
+            assert reader.segments(dest_id) == history.get_segments(dest_id)
+    assert ids  # the runs are there too: the reader is not confused by them
+
+
+def test_the_columns_of_a_destination_are_the_sqlmodel_columns() -> None:
+    assert set(DESTINATION_COLUMNS) == columns(DestinationTable)

@@ -1,0 +1,102 @@
+"""The history, opened on a thread of its own while a command starts its work.
+
+Opening ``History`` imports SQLAlchemy, SQLModel and pydantic: ~0.6 s of one
+core with bytecode cached, before an export could read even its destination.
+Yet an export needs the history's writing side only once it has planned (to
+store the plan and open its run); before that it reads three small things:
+the destination, its mapping and its saved segments. `DeferredHistory` reads
+those with the standard library's sqlite3 (`store.history_read`) and opens
+``History`` on a thread meanwhile, so the import runs while the export checks
+the account over the network and DuckDB plans (both leave the interpreter
+free). Everything else waits for ``History`` and is answered by it.
+
+When ``History`` has something to do on opening (create the file, upgrade
+the schema, mark runs of dead processes interrupted, tighten lax files;
+`open_run_reader` says so), nothing is read before it has done it: every
+call waits for it, as if it had been opened in the foreground.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from store.history_read import RunReader, open_run_reader
+from store.records import Destination, FieldMapping
+
+if TYPE_CHECKING:
+    from store.history import History
+
+_NO_READER = object()
+
+
+class DeferredHistory:
+    """``History`` opening on a thread, with its first reads answered at once.
+
+    Use `open_deferred`, which returns it typed as the ``History`` it stands
+    for: any attribute other than the three read here is the opened
+    ``History``'s (waiting for it the first time).
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = Path(db_path)
+        self._reader: RunReader | None = open_run_reader(self.path)
+        self._reading = threading.Lock()  # one sqlite3 call at a time, from any thread
+        self._opened: History | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._open, name="segsync-history-open")
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            from store.history import History
+
+            self._opened = History(self.path)
+        except BaseException as exc:  # raised where it is first needed
+            self._error = exc
+
+    def opened(self) -> History:
+        """The ``History``, once it is open (its opening error, if it failed)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._opened is not None
+        with self._reading:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+        return self._opened
+
+    def _read(self, name: str, *args: Any) -> Any:
+        """The reader's answer, or `_NO_READER` once ``History`` answers instead."""
+        with self._reading:
+            if self._reader is None:
+                return _NO_READER
+            return getattr(self._reader, name)(*args)
+
+    def get_destination(self, name_or_id: str | int) -> Destination:
+        found = self._read("destination", name_or_id)
+        if found is _NO_READER or found is None:  # None: History raises its NotFound
+            return self.opened().get_destination(name_or_id)
+        return cast("Destination", found)
+
+    def get_mapping(self, destination_id: int) -> FieldMapping | None:
+        found = self._read("mapping", destination_id)
+        if found is _NO_READER:
+            return self.opened().get_mapping(destination_id)
+        return cast("FieldMapping | None", found)
+
+    def get_segments(self, destination_id: int) -> tuple[str, ...]:
+        found = self._read("segments", destination_id)
+        if found is _NO_READER:
+            return self.opened().get_segments(destination_id)
+        return cast("tuple[str, ...]", found)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.opened(), name)
+
+
+def open_deferred(db_path: Path) -> History:
+    """The history at ``db_path``, opening on a thread (`DeferredHistory`)."""
+    return cast("History", DeferredHistory(db_path))
