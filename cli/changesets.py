@@ -122,11 +122,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from cli.export import findings_json, plan_findings
     from cli.progress import EventPrinter, build_engine, run_engine
     from connector import events as ev
+    from connector.engine import ExportRequest
 
     args.batch_size, args.concurrency = 30_000, 4
     engine = build_engine(args)
-    from connector.engine import ExportRequest  # loaded by build_engine, after the history
-
     request = ExportRequest(
         destination=args.destination,
         segments=split_names(args.segments),

@@ -136,14 +136,13 @@ def _resume_target(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from cli.progress import EXIT_BY_STATUS, build_engine, print_summary, run_export
     from connector import events as ev
+    from connector.engine import ExportRequest
 
     if args.resume is not None:
         _resume_target(args)
     elif args.destination is None:
         raise CliError("name the destination: `segsync export DEST --segment NAME`")
     engine = build_engine(args)
-    from connector.engine import ExportRequest  # loaded by build_engine, after the history
-
     request = ExportRequest(
         destination=args.destination,
         segments=split_names(args.segments),

@@ -36,6 +36,7 @@ from cli.common import (
     silence_stdout,
 )
 from connector import events as ev
+from store.history_deferred import start_opening
 from store.safe_text import visible
 
 # The exit code of each way a run ends. Rows the plan left out (invalid_email,
@@ -219,6 +220,8 @@ async def run_engine(engine: Any, request: Any, printer: EventPrinter | None) ->
     loop.add_signal_handler(signal.SIGTERM, cancel.set)
     kept: list[ev.Event] = []
     async for event in engine.run(request, cancel):
+        if isinstance(event, ev.PhaseStarted) and event.phase == "planning":
+            start_opening(engine.history)  # DuckDB plans: the interpreter is free
         if printer is not None:
             printer.handle(event)
         if isinstance(event, ev.PlanReady | ev.PreviewReady | ev.RunFinished):
@@ -297,24 +300,22 @@ def client_factory(what: str) -> Callable[..., Any]:
 
 def build_engine(args: argparse.Namespace) -> Any:
     """The engine of an export command. Its history opens on a thread
-    (`store.history_deferred`) before the engine's own modules load, so the
-    SQLAlchemy import overlaps them, the account checks and the planning."""
+    (`store.history_deferred`), started by `run_engine` when planning starts:
+    the SQLAlchemy import then overlaps DuckDB's planning."""
+    from connector.engine import EngineSettings, ExportEngine
     from store.history_deferred import open_deferred
     from store.paths import history_path
+    from store.secrets import KeyStore
 
     if not 1 <= args.batch_size <= 30_000:
         raise CliError("--batch-size must be between 1 and 30,000")
     if not 1 <= args.concurrency <= 16:
         raise CliError("--concurrency must be between 1 and 16")
     state = resolve_state_dir(args)
-    history = open_deferred(history_path(state))
-    from connector.engine import EngineSettings, ExportEngine
-    from store.secrets import KeyStore
-
     return ExportEngine(
         settings=EngineSettings(concurrency=args.concurrency, max_contacts=args.batch_size),
         workspace=open_workspace(args),
-        history=history,
+        history=open_deferred(history_path(state)),
         keys=KeyStore(state),
         state_dir=state,
         client_factory=client_factory("export"),

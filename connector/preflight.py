@@ -88,8 +88,6 @@ class Preflight:
     ) -> tuple[ExportRequest, RunDetail | None, PlanRecord | None]:
         """The request completed from a stored plan, a resumed run or the saved
         segments; returns (request, run being resumed or None, plan or None)."""
-        from store.history import PlanNotFound
-
         if request.resume_run is not None:
             previous = self._resumable(request.resume_run, destination)
             request = replace(
@@ -102,6 +100,8 @@ class Preflight:
             stored = self.history.get_plan(previous.plan_id) if previous.plan_id else None
             return request, previous, stored
         if request.plan_id is not None:
+            from store.history import PlanNotFound  # (SQLAlchemy: not for a plain export)
+
             try:
                 stored = self.history.get_plan(request.plan_id)
             except PlanNotFound as exc:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.exc import DatabaseError
 
 from store.history import History, NotFound
-from store.history_deferred import DeferredHistory, open_deferred
+from store.history_deferred import DeferredHistory, open_deferred, start_opening
 from store.history_read import SCHEMA_VERSION
 from store.records import FieldMapping
 
@@ -95,3 +95,15 @@ def test_the_engine_loads_without_the_history_layer() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_opening_starts_when_asked_and_only_once(db: Path) -> None:
+    deferred = DeferredHistory(db)
+    assert deferred.get_destination("news").name == "news"  # read without opening
+    assert deferred._opened is None and deferred._thread.ident is None
+    start_opening(deferred)
+    start_opening(deferred)  # a second planning phase (apply): nothing more
+    opened = deferred.opened()
+    assert deferred.opened() is opened
+    start_opening(opened)  # an open History: nothing to do
+    opened.close()
