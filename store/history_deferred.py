@@ -58,9 +58,23 @@ class DeferredHistory:
         self._starting = threading.Lock()
 
     def start(self) -> None:
-        """Start opening ``History`` (once; later calls do nothing)."""
+        """Start opening ``History`` (once; later calls do nothing).
+
+        The sqlite3 reader is closed first: it must never be open while
+        ``History`` connects. SQLite shares one wal-index (-shm) per file among
+        a process's connections; opened by the read-only reader, it can be a
+        private copy in memory, and ``History``'s writes through it were lost
+        to other processes (an export that ended ``succeeded`` was found
+        ``interrupted``, its confirmed batches unrecorded: seen under load in
+        tests/reliability and tests/engine/test_resume.py). Every read after
+        this one waits for ``History``.
+        """
         with self._starting:
             if self._thread.ident is None:
+                with self._reading:
+                    if self._reader is not None:
+                        self._reader.close()
+                        self._reader = None
                 self._thread.start()
 
     def _open(self) -> None:
@@ -78,10 +92,6 @@ class DeferredHistory:
         if self._error is not None:
             raise self._error
         assert self._opened is not None
-        with self._reading:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
         return self._opened
 
     def _read(self, name: str, *args: Any) -> Any:

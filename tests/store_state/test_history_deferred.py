@@ -107,3 +107,26 @@ def test_opening_starts_when_asked_and_only_once(db: Path) -> None:
     assert deferred.opened() is opened
     start_opening(opened)  # an open History: nothing to do
     opened.close()
+
+
+def test_the_reader_is_closed_before_history_connects(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a read-only sqlite3 connection and History's in one process at once:
+    SQLite shares the file's wal-index among them, and with it opened by the
+    reader History's writes were lost to other processes (an export that
+    ended `succeeded` was found `interrupted`; under load, in
+    tests/reliability/test_hostile.py and tests/engine/test_resume.py)."""
+    deferred = DeferredHistory(db)
+    readers_open: list[bool] = []
+    opening = History.__init__
+
+    def watched(self: History, db_path: Path) -> None:
+        readers_open.append(deferred._reader is not None)
+        opening(self, db_path)
+
+    monkeypatch.setattr(History, "__init__", watched)
+    assert deferred.get_destination("news").name == "news"  # the reader is open now
+    start_opening(deferred)
+    deferred.opened().close()
+    assert readers_open == [False]
