@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
-import httpx
 import orjson
 
 from connector.errors import (
@@ -49,6 +48,7 @@ from connector.errors import (
     UnexpectedAnswer,
 )
 from connector.hosts import EU_URL, GLOBAL_URL
+from connector.httpx_import import httpx
 from connector.models import ContactList, CustomField, ImportJob, Membership, Removal
 from connector.retry import (
     RateGate,
