@@ -351,8 +351,13 @@ class ExportEngine:
         now, nothing is sent: a refusal that says how many, or (``replan``, when
         applying a plan) None, and the caller plans afresh.
         """
-        with Changeset(changeset_file(self.state_dir, stored.id)) as changes:
+        # Opened on a thread too (a file check and a DuckDB connection): the
+        # TUI's event loop runs this engine.
+        changes = await asyncio.to_thread(Changeset, changeset_file(self.state_dir, stored.id))
+        try:
             planned = await asyncio.to_thread(changes.to_send)
+        finally:
+            changes.close()
         if not len(planned):  # removals only: nothing to build
             return Sender(None, planned)
         assert mapping is not None
