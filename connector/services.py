@@ -238,19 +238,13 @@ def merge_mapping(
     ``no_consent_filter``; asking for ``no_consent_filter`` drops the column.
     """
     base = None if replace_all else current
+    if suggested is not None:
+        base = base.filled_from(suggested) if base is not None else suggested
     email = base.email if base is not None else ""
     reserved = dict(base.reserved) if base is not None else {}
     custom = dict(base.custom) if base is not None else {}
     consent = base.consent_column if base is not None else None
     waived = base.no_consent_filter if base is not None else False
-    if suggested is not None:
-        email = email or suggested.email
-        for fld, col in suggested.reserved.items():
-            reserved.setdefault(fld, col)
-        for fld, col in suggested.custom.items():
-            custom.setdefault(fld, col)
-        if consent is None and not waived:
-            consent = suggested.consent_column
     for fld in unset:
         name = fld.strip()
         if name == "email":

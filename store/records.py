@@ -58,6 +58,27 @@ class FieldMapping:
     consent_column: str | None = None
     no_consent_filter: bool = False
 
+    def filled_from(self, suggested: FieldMapping) -> FieldMapping:
+        """This mapping with only its gaps filled from ``suggested``: what
+        `segsync map --suggest` and the Mapping screen's `u` save. A chosen
+        column is never replaced, and a recorded choice to send without a
+        consent filter is kept (the suggested consent column is taken only
+        when there is neither)."""
+        consent = self.consent_column
+        if consent is None and not self.no_consent_filter:
+            consent = suggested.consent_column
+
+        def gaps(own: dict[str, str], more: dict[str, str]) -> dict[str, str]:
+            return {**own, **{f: c for f, c in more.items() if f not in own}}
+
+        return FieldMapping(
+            email=self.email or suggested.email,
+            reserved=gaps(self.reserved, suggested.reserved),
+            custom=gaps(self.custom, suggested.custom),
+            consent_column=consent,
+            no_consent_filter=self.no_consent_filter,
+        )
+
 
 @dataclass(frozen=True)
 class Destination:

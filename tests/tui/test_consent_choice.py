@@ -166,3 +166,29 @@ def test_local_backend_keeps_the_recorded_choice(local) -> None:
     assert history.get_mapping(dest.id).no_consent_filter
     saved = backend.saved_mapping(dest.id)
     assert saved is not None and saved.no_consent_filter
+
+
+async def test_u_fills_only_the_gaps_and_keeps_the_no_consent_choice(make_app, backend) -> None:
+    """`u` suggests as `segsync map --suggest` does: a column the user chose and
+    a recorded choice to send without a consent filter stay (it used to save a
+    fresh suggestion over them, dropping both)."""
+    backend.save_mapping(
+        1,
+        FieldMapping(
+            email="email",
+            reserved={"first_name": "last_name"},  # an odd choice, but the user's
+            custom={},
+            consent_column=None,
+            no_consent_filter=True,
+        ),
+    )
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_consent_row(pilot)
+        await pilot.press("u")
+        await settle(pilot)
+        saved = backend.mappings[1]
+        assert saved.reserved["first_name"] == "last_name"  # kept
+        assert saved.reserved["country"] == "country"  # a gap, filled
+        assert saved.consent_column is None and saved.no_consent_filter
+        assert "everyone" in consent_cells(app)[1]

@@ -64,7 +64,8 @@ class MappingScreen(SegsyncScreen):
             "u",
             "suggest",
             "Suggest",
-            tooltip="map columns to fields by their names (saved at once)",
+            tooltip="map the unmapped fields to columns by their names (what is mapped "
+            "stays; saved at once)",
         ),
         Binding(
             "n",
@@ -178,7 +179,11 @@ class MappingScreen(SegsyncScreen):
     )
     def _suggest(self, destination_id: int) -> None:
         def suggest_and_save() -> FieldMapping:
-            mapping = self.backend.suggested_mapping(destination_id)
+            # As `segsync map --suggest`: only unmapped fields take a suggested
+            # column; what the user chose (a no-consent-filter choice too) stays.
+            suggested = self.backend.suggested_mapping(destination_id)
+            saved = self.backend.saved_mapping(destination_id)
+            mapping = saved.filled_from(suggested) if saved is not None else suggested
             self.backend.save_mapping(destination_id, mapping)
             return mapping
 
