@@ -6,7 +6,10 @@ loading httpx; the command line records the same words.
 
 from __future__ import annotations
 
-from store.records import FieldMapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the dialog needs only the words, not the records
+    from store.records import FieldMapping
 
 CONSENT_STATEMENT = (
     "I confirm that the people in the segments I export to this destination have agreed "

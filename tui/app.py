@@ -1,8 +1,10 @@
 """The segsync terminal app: seven screens switched by number keys.
 
 Startup is kept light on purpose: this module and the screens import only
-Textual and plain dataclasses. DuckDB, SQLModel, pyarrow and httpx are
-imported by the backend inside worker threads, after the first paint.
+Textual and what the first screen draws. DuckDB, SQLModel, pyarrow and httpx
+are imported by the backend inside worker threads, after the first paint, and
+so are the records (`store.records`, `connector.events`): the modules here
+name them for type checking only (see `tui.messages`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
@@ -24,7 +26,6 @@ from textual.screen import ModalScreen, Screen
 from textual.worker import Worker, WorkerState
 
 from connector.consent import CONSENT_STATEMENT
-from store.records import Destination, FieldMapping, SyncAlert
 from store.safe_text import visible
 from tui.backend import (
     Backend,
@@ -35,7 +36,6 @@ from tui.messages import (
     BackendFailed,
     ConsentGivenForExport,
     ExportApproved,
-    ExportRunner,
     ExportStateChanged,
     PlanToConfirm,
     RememberedLoaded,
@@ -50,6 +50,10 @@ from tui.screens.destinations import DestinationsScreen
 from tui.widgets.formatting import safe_content
 from tui.widgets.screen_tabs import SCREENS
 from tui.widgets.sync_banner import ACKNOWLEDGE_KEY, SyncAlertsAcknowledged, SyncAlertsLoaded
+
+if TYPE_CHECKING:  # records only arrive from workers, after the first paint
+    from store.records import Destination, FieldMapping, SyncAlert
+    from tui.relay import ExportRunner
 
 
 def _lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:

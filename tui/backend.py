@@ -29,25 +29,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from connector.models import Check, ContactList, SyncStatus
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
-from store.records import (
-    Column,
-    Destination,
-    FieldMapping,
-    Person,
-    PlanRecord,
-    RejectedRecord,
-    Run,
-    RunDetail,
-    Segment,
-    SegmentCount,
-    SyncAlert,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the records come from the backend; naming them builds none
     from connector.events import Event
     from connector.findings import Finding
+    from connector.models import Check, ContactList, SyncStatus
+    from store.records import (
+        Column,
+        Destination,
+        FieldMapping,
+        Person,
+        PlanRecord,
+        RejectedRecord,
+        Run,
+        RunDetail,
+        Segment,
+        SegmentCount,
+        SyncAlert,
+    )
 
 RESERVED_FIELDS: tuple[str, ...] = (
     "first_name",

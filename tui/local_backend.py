@@ -18,20 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from connector.models import Check, ContactList, SyncStatus
-from store.records import (
-    Column,
-    Destination,
-    FieldMapping,
-    Person,
-    PlanRecord,
-    RejectedRecord,
-    Run,
-    RunDetail,
-    Segment,
-    SegmentCount,
-    SyncAlert,
-)
 from tui.backend import (
     BackendError,
     DestinationForm,
@@ -47,8 +33,22 @@ if TYPE_CHECKING:
     from connector.engine import EngineSettings
     from connector.events import Event
     from connector.findings import Finding
+    from connector.models import Check, ContactList, SyncStatus
     from connector.syncs import SyncRunner
     from store.history import History
+    from store.records import (
+        Column,
+        Destination,
+        FieldMapping,
+        Person,
+        PlanRecord,
+        RejectedRecord,
+        Run,
+        RunDetail,
+        Segment,
+        SegmentCount,
+        SyncAlert,
+    )
     from store.remembered import Remembered
     from store.secrets import KeyStore
     from store.workspace import Workspace

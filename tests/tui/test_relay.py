@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from textual.app import App
 
 from connector.events import BatchSent, Event, PhaseStarted, RunFinished, RunStarted
-from tui.messages import EngineEvent, ExportEnded, ExportProgress, ExportRunner, relay_events
+from tui.messages import EngineEvent, ExportEnded, ExportProgress
+from tui.relay import ExportRunner, relay_events
 
 
 async def stream(events: list[Event]) -> AsyncIterator[Event]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -13,7 +13,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from connector.hosts import GLOBAL_URL
-from connector.models import ContactList
 from store.limits import DEFAULT_CAP
 from store.safe_text import visible
 from tui.backend import Backend, DestinationForm, DestinationRow
@@ -21,6 +20,9 @@ from tui.messages import AccountListsLoaded, BackendFailed, ConnectionChecked, D
 from tui.screens.base import describe_error
 from tui.widgets.check_lines import CheckLines
 from tui.widgets.formatting import safe
+
+if TYPE_CHECKING:
+    from connector.models import ContactList
 
 NEW_LIST = "\x00new-list"
 

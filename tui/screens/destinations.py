@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -12,8 +12,6 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from connector.consent import CONSENT_STATEMENT
-from store.records import Destination
-from tui.backend import DestinationRow
 from tui.messages import (
     BackendFailed,
     ConsentRecorded,
@@ -28,6 +26,10 @@ from tui.screens.destination_form import DestinationFormScreen
 from tui.widgets import formatting
 from tui.widgets.formatting import safe
 from tui.widgets.row_table import Column, RowTable
+
+if TYPE_CHECKING:
+    from store.records import Destination
+    from tui.backend import DestinationRow
 
 COLUMNS = (
     Column("Name", "name", 14, grow=1),

@@ -29,9 +29,9 @@ from tui.messages import (
     EngineEvent,
     ExportEnded,
     ExportProgress,
-    ExportRunner,
     ExportStateChanged,
 )
+from tui.relay import ExportRunner
 from tui.screens.base import SegsyncScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.event_log import EventLog

@@ -21,9 +21,9 @@ from tui.messages import (
     CustomFieldsCreated,
     EngineEvent,
     ExportEnded,
-    ExportRunner,
     PreflightChecked,
 )
+from tui.relay import ExportRunner
 from tui.screens.base import SegsyncScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.pickers import PathPrompt

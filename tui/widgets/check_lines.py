@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual.widgets import Static
 
-from connector.models import Check
 from tui.widgets.formatting import safe
+
+if TYPE_CHECKING:
+    from connector.models import Check
 
 
 def render_checks(checks: list[Check]) -> Text:

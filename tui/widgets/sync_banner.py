@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -18,9 +19,11 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Static
 
-from store.records import SyncAlert
 from tui.widgets.formatting import safe_content
 from tui.widgets.screen_tabs import SCREENS
+
+if TYPE_CHECKING:
+    from store.records import SyncAlert
 
 ACKNOWLEDGE_KEY = "k"
 """Acknowledges the failures the banner names (`syncs alerts --ack` on the command line).
