@@ -11,12 +11,16 @@ one small catalog query, never a read of the table.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from store.postgres_source import PostgresConfigError, PostgresSource
+if TYPE_CHECKING:
+    from store.postgres_source import PostgresSource
+
+# The Postgres module (its dataclasses, hashlib, urllib) and hashlib are imported
+# only by the functions that need them: the app's header calls configured_source
+# before its first paint, and most workspaces are files.
 
 
 def configured_source(workspace: str | Path) -> Path | PostgresSource:
@@ -29,6 +33,8 @@ def configured_source(workspace: str | Path) -> Path | PostgresSource:
     config = tomllib.loads((root / "segments.toml").read_text(encoding="utf-8"))
     profiles = config["profiles"]
     if isinstance(profiles, dict) and "postgres" in profiles:
+        from store.postgres_source import PostgresConfigError, PostgresSource
+
         try:
             return PostgresSource.from_config(profiles)
         except PostgresConfigError as err:
@@ -39,6 +45,8 @@ def configured_source(workspace: str | Path) -> Path | PostgresSource:
 def source_fingerprint(source: Path | PostgresSource) -> dict[str, Any]:
     """``{path, size, mtime_ns}`` of the source file, or ``{path, missing: true}``;
     for Postgres, its statistics counters (``{path: label, changes, stats}``)."""
+    from store.postgres_source import PostgresSource
+
     if isinstance(source, PostgresSource):
         return source.fingerprint()
     path = Path(source)
@@ -68,6 +76,8 @@ def refresh_fingerprint(source: Path | PostgresSource) -> dict[str, Any]:
     ``incomplete`` and a caller waits rather than export half a refresh.
     A Postgres source is its statistics counters (see ``source_fingerprint``).
     """
+    from store.postgres_source import PostgresSource
+
     if isinstance(source, PostgresSource):
         return source.fingerprint()
     path = Path(source)
@@ -98,11 +108,15 @@ def _parquet_footer(path: Path) -> dict[str, Any]:
             return {"incomplete": True}
         handle.seek(size - 8 - length)
         footer = handle.read(length)
-    return {"footer": hashlib.sha256(footer).hexdigest()}
+    from hashlib import sha256
+
+    return {"footer": sha256(footer).hexdigest()}
 
 
 def _duckdb_checkpoint(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
+    from hashlib import sha256
+
+    digest = sha256()
     with path.open("rb") as handle:
         for offset in _DUCKDB_HEADERS:
             handle.seek(offset)

@@ -88,13 +88,12 @@ class LocalBackend:
         path = self._root()
         name = path.name or str(path)
         from store.fingerprint import configured_source
-        from store.postgres_source import PostgresSource
 
         try:
             source = configured_source(path)
         except Exception:  # no or broken segments.toml: opening it will say why
             return name
-        return f"{name} · {source.label}" if isinstance(source, PostgresSource) else name
+        return name if isinstance(source, Path) else f"{name} · {source.label}"
 
     # -- lazily opened stores ------------------------------------------------
 
