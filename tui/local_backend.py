@@ -300,13 +300,25 @@ class LocalBackend:
 
     def remember(self, destination_id: int | None, segments: tuple[str, ...]) -> None:
         """The destination in use and the segments picked for it, in this
-        workspace, for the next launch (an owner-only file in the state folder)."""
+        workspace, for the next launch (an owner-only file in the state folder).
+        A folder that does not open as a workspace is not listed among the
+        recent ones (the destination is still remembered)."""
         from store.remembered import save
 
         root = str(self._root().absolute())
         state = self._state_dir()
+        try:
+            self._ws()
+            opened = True
+        except BackendError:
+            opened = False
         with self._lock:
-            memory = self._memory().choose(root, destination_id, segments)
+            if opened:
+                memory = self._memory().choose(root, destination_id, segments)
+            else:
+                memory = self._memory()
+                if destination_id is not None:
+                    memory = replace(memory, destination_id=destination_id)
             if memory != self._remembered:
                 save(state, memory)
             self._remembered = memory

@@ -157,3 +157,22 @@ def test_the_local_backend_remembers_per_state_folder(tmp_path, monkeypatch) -> 
     assert again.saved_selection(dest.id) == ("germany",)
     monkeypatch.chdir(second)  # a workspace: it wins over the one used last
     assert LocalBackend(workspace=None, state_dir=state).workspace_label == "second"
+
+
+def test_a_folder_that_is_not_a_workspace_is_not_listed_among_the_recent(tmp_path) -> None:
+    from store.remembered import load
+    from tui.local_backend import LocalBackend
+
+    good = _workspace(tmp_path / "good", "germany")
+    state = tmp_path / "state"
+    backend = LocalBackend(workspace=good, state_dir=state)
+    dest = backend._hist().add_destination("news", base_url="http://127.0.0.1:9", list_id="l")
+    backend.remember(dest.id, ("germany",))
+    broken = tmp_path / "broken"  # no segments.toml: the app says so and goes on
+    broken.mkdir()
+    other = LocalBackend(workspace=broken, state_dir=state)
+    other.remember(dest.id, ())
+    memory = load(state)
+    assert memory.workspaces == (str(good),)  # it used to come first
+    assert memory.destination_id == dest.id
+    assert memory.selection(str(good), dest.id) == ("germany",)
