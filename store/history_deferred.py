@@ -61,13 +61,14 @@ class DeferredHistory:
         """Start opening ``History`` (once; later calls do nothing).
 
         The sqlite3 reader is closed first: it must never be open while
-        ``History`` connects. SQLite shares one wal-index (-shm) per file among
-        a process's connections; opened by the read-only reader, it can be a
-        private copy in memory, and ``History``'s writes through it were lost
-        to other processes (an export that ended ``succeeded`` was found
-        ``interrupted``, its confirmed batches unrecorded: seen under load in
-        tests/reliability and tests/engine/test_resume.py). Every read after
-        this one waits for ``History``.
+        ``History`` connects. With both open in one process, ``History``'s
+        writes were lost to other processes under load (an export that ended
+        ``succeeded`` was found ``interrupted``, its confirmed batches
+        unrecorded: tests/reliability/test_hostile.py, 3 runs in 4, and
+        tests/engine/test_resume.py); with the reader closed first, 6 in 6.
+        The likely cause, not confirmed: SQLite shares one wal-index (-shm)
+        per file among a process's connections, and the read-only one set it
+        up. Every read after this one waits for ``History``.
         """
         with self._starting:
             if self._thread.ident is None:
