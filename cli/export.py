@@ -122,8 +122,11 @@ def _resume_target(args: argparse.Namespace) -> None:
     """
     from store.history import NotFound
 
+    # Closed before the engine opens its own (`store.history_deferred`: one
+    # process never holds this file through sqlite3 and History at once).
     try:
-        run = open_history(args).get_run(args.resume)
+        with open_history(args) as history:
+            run = history.get_run(args.resume)
     except NotFound as exc:
         raise CliError(f"{exc}. See `segsync runs`.") from None
     if args.destination is None:
