@@ -351,9 +351,7 @@ class ExportEngine:
         now, nothing is sent: a refusal that says how many, or (``replan``, when
         applying a plan) None, and the caller plans afresh.
         """
-        # Opened on a thread too (a file check and a DuckDB connection): the
-        # TUI's event loop runs this engine.
-        changes = await asyncio.to_thread(Changeset, changeset_file(self.state_dir, stored.id))
+        changes = await self._open_changeset(stored)
         try:
             planned = await asyncio.to_thread(changes.to_send)
         finally:
@@ -668,6 +666,7 @@ class ExportEngine:
         assert client is not None
         started = time.monotonic()
         counts: dict[str, int] = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
+        changeset = await self._open_changeset(plan)  # before a run exists to end
         opening = asyncio.ensure_future(
             asyncio.to_thread(self._open_run, request, destination, mapping, plan, previous, counts)
         )
@@ -681,7 +680,14 @@ class ExportEngine:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
-            run_id = await opening
+            try:
+                run_id = await opening
+            except BaseException:
+                changeset.close()
+                raise
+        except BaseException:
+            changeset.close()
+            raise
         run_id_box[0] = run_id
         emit(
             ev.RunStarted(
@@ -694,7 +700,6 @@ class ExportEngine:
                 undo_of=plan.undo_of if plan.kind == "undo" else None,
             )
         )
-        changeset = Changeset(changeset_file(self.state_dir, plan.id))
         state = UploadState(
             run_id=run_id, list_id=list_id_of(destination), to_send=counts["to_send"]
         )
@@ -769,6 +774,16 @@ class ExportEngine:
                 await asyncio.shield(recording)
             finally:
                 changeset.close()
+
+    async def _open_changeset(self, plan: PlanRecord) -> Changeset:
+        """The plan's changeset, opened on a thread (a file check and a DuckDB
+        connection; the TUI's event loop runs this engine). A missing file (pruned
+        by hand, a state folder copied without it) refuses the export: nothing
+        is sent and no run is opened."""
+        try:
+            return await asyncio.to_thread(Changeset, changeset_file(self.state_dir, plan.id))
+        except FileNotFoundError as exc:
+            raise ExportRefused(str(exc)) from None
 
     def _open_run(
         self,
