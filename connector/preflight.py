@@ -20,6 +20,7 @@ from connector.client import RetryNotice, SendGridClient
 from connector.errors import NetworkError, SendGridError, SendGridUnavailable
 from connector.findings import Finding
 from store.fingerprint import source_fingerprint
+from store.history_read import mapping_json
 from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
 from store.records import FieldMapping
 
@@ -486,7 +487,6 @@ class Preflight:
     ) -> dict[str, Any]:
         """What a plan made now would be computed from (an undo plan, made from a
         run's record rather than the profiles, has no workspace or mapping)."""
-        from store.history import mapping_json  # SQLAlchemy: loaded by now (history_deferred)
         from store.ledger import read_info
 
         info = read_info(ledger_file(self.state_dir, destination.base_url, list_id_of(destination)))
@@ -508,8 +508,6 @@ class Preflight:
     def config_snapshot(
         self, request: ExportRequest, destination: Destination, mapping: FieldMapping | None
     ) -> dict[str, Any]:
-        from store.history import mapping_json
-
         return {
             "workspace": str(self.workspace.root) if self.workspace is not None else None,
             "destination": destination.name,

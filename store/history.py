@@ -46,7 +46,9 @@ from store.history_plans import PlanNotFound, PlansMixin
 from store.history_read import (
     RUN_STATUSES,
     SCHEMA_VERSION,
+    HistoryError,
     mapping_from_json,
+    mapping_json,
     run_process_alive,
 )
 from store.history_syncs import SyncsMixin
@@ -104,10 +106,6 @@ _REJECTED_PAGE = (
     " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
 )
 _REJECTED_CHUNK = 50_000
-
-
-class HistoryError(Exception):
-    """A history operation was refused; the message says why."""
 
 
 class NotFound(HistoryError, LookupError):
@@ -718,20 +716,3 @@ def _check_destination_values(values: Mapping[str, Any]) -> None:
     share = values.get("max_removal_share")
     if share is not None and not (isinstance(share, int | float) and 0 <= share <= 1):
         raise HistoryError(f"max_removal_share must be between 0 and 1, not {share!r}")
-
-
-def mapping_json(mapping: Any) -> dict[str, Any]:
-    """The stored JSON shape of a mapping, from a FieldMapping or a plain dict."""
-    get = mapping.get if isinstance(mapping, Mapping) else lambda k, d=None: getattr(mapping, k, d)
-    email = get("email")
-    if not email:
-        raise HistoryError("a mapping needs the profile column that holds the email")
-    data: dict[str, Any] = {
-        "email": email,
-        "reserved": dict(get("reserved") or {}),
-        "custom": dict(get("custom") or {}),
-        "consent_column": get("consent_column"),
-    }
-    if get("no_consent_filter"):  # only when chosen: older mappings (and plan bases) unchanged
-        data["no_consent_filter"] = True
-    return data

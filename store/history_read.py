@@ -28,6 +28,7 @@ import os
 import socket
 import sqlite3
 import stat
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +44,12 @@ SCHEMA_VERSION = 5
 RUN_STATUSES = (
     "running", "succeeded", "partial", "failed", "cancelled", "interrupted", "refused", "dry_run",
 )  # fmt: skip
+
+
+class HistoryError(Exception):
+    """A history operation was refused; the message says why. (Defined here,
+    with the stored mapping's shape, so that code reading or writing that shape
+    needs no SQLAlchemy; ``store.history`` exports it.)"""
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(Run))
@@ -114,8 +121,25 @@ def _destination(row: tuple[Any, ...]) -> Destination:
     return Destination(**values)
 
 
+def mapping_json(mapping: Any) -> dict[str, Any]:
+    """The stored JSON shape of a mapping, from a FieldMapping or a plain dict."""
+    get = mapping.get if isinstance(mapping, Mapping) else lambda k, d=None: getattr(mapping, k, d)
+    email = get("email")
+    if not email:
+        raise HistoryError("a mapping needs the profile column that holds the email")
+    data: dict[str, Any] = {
+        "email": email,
+        "reserved": dict(get("reserved") or {}),
+        "custom": dict(get("custom") or {}),
+        "consent_column": get("consent_column"),
+    }
+    if get("no_consent_filter"):  # only when chosen: older mappings (and plan bases) unchanged
+        data["no_consent_filter"] = True
+    return data
+
+
 def mapping_from_json(data: dict[str, Any]) -> FieldMapping:
-    """A mapping as stored (``store.history.mapping_json``) made a `FieldMapping`."""
+    """A mapping as stored (`mapping_json`) made a `FieldMapping`."""
     return FieldMapping(
         email=data["email"],
         reserved=dict(data["reserved"]),
