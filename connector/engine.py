@@ -667,24 +667,10 @@ class ExportEngine:
         started = time.monotonic()
         counts: dict[str, int] = {**plan.counts, **dict.fromkeys(OUTCOMES, 0)}
         changeset = await self._open_changeset(plan)  # before a run exists to end
-        opening = asyncio.ensure_future(
-            asyncio.to_thread(self._open_run, request, destination, mapping, plan, previous, counts)
-        )
         try:
-            run_id = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            # The run's row is being written on a thread and cannot be stopped
-            # half way: let it finish, and stop the run the way the cancel
-            # button does, so it is recorded as cancelled rather than left running.
-            cancel.set()
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            try:
-                run_id = await opening
-            except BaseException:
-                changeset.close()
-                raise
+            run_id = await self._start_run(
+                cancel, self._open_run, request, destination, mapping, plan, previous, counts
+            )
         except BaseException:
             changeset.close()
             raise
@@ -774,6 +760,22 @@ class ExportEngine:
                 await asyncio.shield(recording)
             finally:
                 changeset.close()
+
+    @staticmethod
+    async def _start_run(cancel: asyncio.Event, open_run: Callable[..., int], *args: object) -> int:
+        """``open_run(*args)`` on a thread: the run's row. A cancel arriving
+        meanwhile cannot stop it half way: it is let finish, and the run is
+        stopped the way the cancel button does, so it is recorded as cancelled
+        rather than left running."""
+        opening = asyncio.ensure_future(asyncio.to_thread(open_run, *args))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            cancel.set()
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return await opening
 
     async def _open_changeset(self, plan: PlanRecord) -> Changeset:
         """The plan's changeset, opened on a thread (a file check and a DuckDB
