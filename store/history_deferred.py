@@ -13,11 +13,12 @@ free).
 The thread starts when the command says (`start_opening`: the export's
 command line starts it when the engine starts planning), or at the first
 call that needs ``History``. Not sooner: Python code on two threads only
-takes turns on the interpreter lock. Started with the command, the import
-doubled the engine's own (0.5 -> 1.0 s); started at the first read, it
-slowed the account checks as much as it saved; started with planning, the
-export of 100,000 profiles began planning 0.44 s sooner (medians of 5
-alternating pairs against the history opened first).
+takes turns on the interpreter lock. Started with the command, the engine's
+own imports took ~1.0 s beside it instead of ~0.5 s; started at the first
+read, it slowed the account checks as much as it saved; started with
+planning, an export of 100,000 profiles starts planning ~0.5 s sooner and
+ends ~0.2 s sooner (5 alternating pairs against the history opened first;
+docs/benchmarks.md "Round three").
 
 When ``History`` has something to do on opening (create the file, upgrade
 the schema, mark runs of dead processes interrupted, tighten lax files;
