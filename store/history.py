@@ -42,11 +42,15 @@ from store.history_models import (
     inserted_id,
     table_of,
 )
-from store.history_plans import PlanNotFound, PlansMixin
+from store.history_plans import PlansMixin
 from store.history_read import (
+    REJECTED_PAGE,
     RUN_STATUSES,
     SCHEMA_VERSION,
     HistoryError,
+    NotFound,
+    PlanNotFound,
+    destination_not_found,
     mapping_from_json,
     mapping_json,
     run_process_alive,
@@ -101,15 +105,7 @@ _REJ = table_of(RejectedRowTable)
 _REJECTED_INSERT = (
     "INSERT INTO rejected_row (run_id, seq, key, email, reason, source) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_REJECTED_PAGE = (
-    "SELECT id, seq, key, email, reason, source FROM rejected_row"
-    " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
-)
 _REJECTED_CHUNK = 50_000
-
-
-class NotFound(HistoryError, LookupError):
-    """No destination or run by that name or id."""
 
 
 class DestinationExists(HistoryError):
@@ -265,8 +261,7 @@ class History(PlansMixin, SyncsMixin):
             if isinstance(name_or_id, int):
                 row = conn.execute(select(_T).where(_T.c.id == name_or_id)).first()
         if row is None:
-            what = f"id {name_or_id}" if isinstance(name_or_id, int) else repr(name_or_id)
-            raise NotFound(f"no destination {what}")
+            raise destination_not_found(name_or_id)
         return _row(Destination, row)
 
     def list_destinations(self, include_removed: bool = False) -> list[Destination]:
@@ -682,7 +677,7 @@ class History(PlansMixin, SyncsMixin):
         while left is None or left > 0:
             page = 5_000 if left is None else min(5_000, left)
             with self._read() as conn:
-                rows = conn.exec_driver_sql(_REJECTED_PAGE, (run_id, last_id, page)).fetchall()
+                rows = conn.exec_driver_sql(REJECTED_PAGE, (run_id, last_id, page)).fetchall()
             if not rows:
                 return
             for _row_id, *values in rows:

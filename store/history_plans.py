@@ -17,15 +17,12 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from store.history_models import PlanTable, inserted_id, table_of
+from store.history_read import plan_not_found
 from store.operator import current_operator
 from store.records import PlanRecord
 
 PLAN_STATUSES = ("ready", "applied", "superseded")
 _PLAN = table_of(PlanTable)
-
-
-class PlanNotFound(LookupError):
-    """No plan with that id (pruned, or never made)."""
 
 
 def _plan(row: Any) -> PlanRecord:
@@ -85,7 +82,7 @@ class PlansMixin:
         with self._read() as conn:
             row = conn.execute(select(_PLAN).where(_PLAN.c.id == plan_id)).first()
         if row is None:
-            raise PlanNotFound(f"no plan {plan_id} (see `segsync plans`)")
+            raise plan_not_found(plan_id)
         return _plan(row)
 
     def list_plans(self, destination_id: int | None = None, limit: int = 50) -> list[PlanRecord]:

@@ -1,18 +1,22 @@
-"""The run list and a destination's settings, read with the standard library's sqlite3.
+"""Runs, plans and destinations, read with the standard library's sqlite3.
 
-`segsync runs` only lists runs, yet opening ``store.history`` for that imports
-SQLAlchemy, SQLModel and pydantic (~0.45 s with bytecode cached), several times
-what the listing itself costs. `RunReader` reads the same rows with plain SQL on
-a read-only connection and returns the same `store.records.Run` records, so
-the command answers in a fraction of that. An export reads its destination,
-mapping and saved segments the same way (``store.history_deferred``) while
-``History`` opens on another thread.
+The commands that review the record (`segsync runs`, `runs show`, `runs
+rejected`, `runs evidence`, `plans`, `plans show`, `destinations`, `where`)
+only read, yet opening ``store.history`` imports SQLAlchemy, SQLModel and
+pydantic (~0.5 s with bytecode cached), several times what the reading itself
+costs. `RunReader`
+reads the same rows with plain SQL on a read-only connection and returns the
+same `store.records` records, raising the same `NotFound` and `PlanNotFound`,
+so those commands answer in a fraction of that. An export reads its
+destination, mapping and saved segments the same way
+(``store.history_deferred``) while ``History`` opens on another thread.
 
 The tables are defined once, by the SQLModel classes of ``store.history_models``;
-this module only names columns of ``run``, ``destination``,
-``destination_mapping`` and ``destination_segments``, and
-tests/store_state/test_history_read.py fails if they drift apart (the columns
-read here against the SQLModel metadata, and the rows against ``History``'s).
+this module only names columns of ``run``, ``run_batch``, ``rejected_row``,
+``plan``, ``destination``, ``consent_approval``, ``destination_mapping`` and
+``destination_segments``, and tests/store_state/test_history_read.py fails if
+they drift apart (the columns read here against the SQLModel metadata, and the
+records against ``History``'s).
 
 A reader never creates, upgrades or repairs anything. Opening ``History`` does
 that (creates the file, upgrades an older schema, marks runs of dead processes
@@ -28,13 +32,22 @@ import os
 import socket
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from store.records import Destination, FieldMapping, Run
+from store.records import (
+    Batch,
+    ConsentApproval,
+    Destination,
+    FieldMapping,
+    PlanRecord,
+    RejectedRecord,
+    Run,
+    RunDetail,
+)
 
 SCHEMA_VERSION = 5
 """The history schema this segsync writes: the last step of
@@ -52,14 +65,40 @@ class HistoryError(Exception):
     needs no SQLAlchemy; ``store.history`` exports it.)"""
 
 
+class NotFound(HistoryError, LookupError):
+    """No destination or run by that name or id."""
+
+
+class PlanNotFound(LookupError):
+    """No plan with that id (pruned, or never made)."""
+
+
+def destination_not_found(name_or_id: str | int) -> NotFound:
+    """The error for a destination that is not there (History's wording too)."""
+    what = f"id {name_or_id}" if isinstance(name_or_id, int) else repr(name_or_id)
+    return NotFound(f"no destination {what}")
+
+
+def plan_not_found(plan_id: int) -> PlanNotFound:
+    return PlanNotFound(f"no plan {plan_id} (see `segsync plans`)")
+
+
+# The columns each record is made of, in the order they are selected.
 RUN_COLUMNS = tuple(f.name for f in fields(Run))
-"""The ``run`` columns a `Run` is made of, in the order they are selected."""
-_JSON_COLUMNS = frozenset({"segments", "config", "counts"})
-_BOOL_COLUMNS = frozenset({"incremental", "dry_run"})
-_TIME_COLUMNS = frozenset({"started_at", "ended_at"})
 DESTINATION_COLUMNS = tuple(f.name for f in fields(Destination))
-"""The ``destination`` columns a `Destination` is made of, in selection order."""
-_DESTINATION_TIMES = frozenset({"consent_at", "created_at", "removed_at"})
+BATCH_COLUMNS = tuple(f.name for f in fields(Batch))
+PLAN_COLUMNS = tuple(f.name for f in fields(PlanRecord))
+# How columns are stored, by name (no name means two things across the tables).
+_JSON_COLUMNS = frozenset({"segments", "config", "counts", "basis"})
+_BOOL_COLUMNS = frozenset({"incremental", "dry_run"})
+_TIME_COLUMNS = frozenset(
+    {"started_at", "ended_at", "sent_at", "finished_at", "created_at", "consent_at", "removed_at"}
+)
+REJECTED_PAGE = (
+    "SELECT id, seq, key, email, reason, source FROM rejected_row"
+    " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
+)
+"""A page of a run's rejected rows after row id ``?`` (History reads them so too)."""
 
 
 def _process_start(pid: int) -> datetime | None:
@@ -100,25 +139,28 @@ def _utc(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _run(row: tuple[Any, ...]) -> Run:
+def _values(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row as the record's field values, typed as the SQLModel columns give them."""
     values: dict[str, Any] = {}
-    for name, value in zip(RUN_COLUMNS, row, strict=True):
+    for name, value in zip(columns, row, strict=True):
         if name in _JSON_COLUMNS:
             value = json.loads(value)
+            if name == "segments":
+                value = tuple(value)
         elif name in _BOOL_COLUMNS:
             value = bool(value)
         elif name in _TIME_COLUMNS:
             value = _utc(value)
         values[name] = value
-    values["segments"] = tuple(values["segments"])
-    return Run(**values)
+    return values
+
+
+def _run(row: tuple[Any, ...]) -> Run:
+    return Run(**_values(RUN_COLUMNS, row))
 
 
 def _destination(row: tuple[Any, ...]) -> Destination:
-    values = dict(zip(DESTINATION_COLUMNS, row, strict=True))
-    for name in _DESTINATION_TIMES:
-        values[name] = _utc(values[name])
-    return Destination(**values)
+    return Destination(**_values(DESTINATION_COLUMNS, row))
 
 
 def mapping_json(mapping: Any) -> dict[str, Any]:
@@ -169,6 +211,22 @@ def run_json(run: Run) -> dict[str, Any]:
         "host": run.host,
         "started_at": run.started_at.isoformat(),
         "ended_at": None if run.ended_at is None else run.ended_at.isoformat(),
+    }
+
+
+def destination_json(dest: Destination) -> dict[str, Any]:
+    """A destination as `destinations list/show --json` print it; never the key."""
+    return {
+        "id": dest.id,
+        "name": dest.name,
+        "list_id": dest.list_id,
+        "list_name": dest.list_name,
+        "base_url": dest.base_url,
+        "key_storage": dest.key_storage,
+        "api_key_env": dest.api_key_env,
+        "cap": dest.cap,
+        "consent_by": dest.consent_by,
+        "consent_at": None if dest.consent_at is None else dest.consent_at.isoformat(),
     }
 
 
@@ -228,6 +286,35 @@ class RunReader:
             row = self._conn.execute(f"{select} WHERE id = ?", (name_or_id,)).fetchone()
         return None if row is None else _destination(row)
 
+    def get_destination(self, name_or_id: str | int) -> Destination:
+        """As ``History.get_destination``, raising the same `NotFound`."""
+        found = self.destination(name_or_id)
+        if found is None:
+            if isinstance(name_or_id, str) and name_or_id.isdigit():
+                name_or_id = int(name_or_id)
+            raise destination_not_found(name_or_id)
+        return found
+
+    def list_destinations(self, include_removed: bool = False) -> list[Destination]:
+        """As ``History.list_destinations``: by name, then id."""
+        where = "" if include_removed else " WHERE removed_at IS NULL"
+        rows = self._conn.execute(
+            f"SELECT {', '.join(DESTINATION_COLUMNS)} FROM destination{where} ORDER BY name, id"
+        )
+        return [_destination(row) for row in rows]
+
+    def consent_approvals(self, destination_id: int) -> list[ConsentApproval]:
+        """As ``History.consent_approvals``: every acknowledgment, oldest first."""
+        rows = self._conn.execute(
+            "SELECT destination_id, approved_by, approved_at, wording FROM consent_approval "
+            "WHERE destination_id = ? ORDER BY approved_at, id",
+            (destination_id,),
+        )
+        return [
+            ConsentApproval(d, by, datetime.fromisoformat(at).replace(tzinfo=UTC), wording)
+            for d, by, at, wording in rows
+        ]
+
     def mapping(self, destination_id: int) -> FieldMapping | None:
         """As ``History.get_mapping``: the saved mapping, or None."""
         row = self._conn.execute(
@@ -267,6 +354,53 @@ class RunReader:
             sql += " LIMIT ?"
             params.append(limit)
         return [_run(row) for row in self._conn.execute(sql, params)]
+
+    def get_run(self, run_id: int) -> RunDetail:
+        """As ``History.get_run``: the run with its batches (by seq) and its
+        number of rejected rows; `NotFound` when there is none."""
+        row = self._conn.execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM run WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        batches = tuple(
+            Batch(**_values(BATCH_COLUMNS, b))
+            for b in self._conn.execute(
+                f"SELECT {', '.join(BATCH_COLUMNS)} FROM run_batch WHERE run_id = ? ORDER BY seq",
+                (run_id,),
+            )
+        )
+        (rejected,) = self._conn.execute(
+            "SELECT count(*) FROM rejected_row WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return RunDetail(**_values(RUN_COLUMNS, row), batches=batches, rejected=rejected)
+
+    def rejected_rows(self, run_id: int) -> Iterator[RejectedRecord]:
+        """As ``History.rejected_rows``: a run's rejected rows in the order recorded."""
+        last_id = 0
+        while rows := self._conn.execute(REJECTED_PAGE, (run_id, last_id, 5_000)).fetchall():
+            for _row_id, *values in rows:
+                yield RejectedRecord(run_id, *values)
+            last_id = rows[-1][0]
+
+    def get_plan(self, plan_id: int) -> PlanRecord:
+        """As ``History.get_plan``, raising the same `PlanNotFound`."""
+        row = self._conn.execute(
+            f"SELECT {', '.join(PLAN_COLUMNS)} FROM plan WHERE id = ?", (plan_id,)
+        ).fetchone()
+        if row is None:
+            raise plan_not_found(plan_id)
+        return PlanRecord(**_values(PLAN_COLUMNS, row))
+
+    def list_plans(self, destination_id: int | None = None, limit: int = 50) -> list[PlanRecord]:
+        """As ``History.list_plans``: newest first."""
+        sql = f"SELECT {', '.join(PLAN_COLUMNS)} FROM plan"
+        params: tuple[int, ...] = (limit,)
+        if destination_id is not None:
+            sql += " WHERE destination_id = ?"
+            params = (destination_id, limit)
+        rows = self._conn.execute(sql + " ORDER BY id DESC LIMIT ?", params)
+        return [PlanRecord(**_values(PLAN_COLUMNS, row)) for row in rows]
 
     def needs_upkeep(self) -> bool:
         """True when opening ``History`` would change something first: another

@@ -24,17 +24,19 @@ import csv
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from store.atomic import write_atomic
-from store.changeset import Changeset
 from store.paths import _private_dir
 from store.records import Person
 from store.workspace import quote_literal
+
+if TYPE_CHECKING:  # reading a run's record needs no planning code
+    from store.changeset import Changeset
 
 PEOPLE_OPS = (
     "added", "updated", "rejected_by_sendgrid", "rejected", "removed", "remove_failed",

@@ -1,7 +1,8 @@
-"""The run list read with sqlite3 (`store.history_read`) is the run list History reads.
+"""What `store.history_read` reads with sqlite3 is what History reads.
 
-`segsync runs` lists runs through `RunReader` so it need not import SQLAlchemy;
-the tables stay defined once, by the SQLModel classes. These tests fail when
+The review commands (`runs`, `runs show`, `plans`, `destinations`, ...) read
+through `RunReader` so they need not import SQLAlchemy; the tables stay
+defined once, by the SQLModel classes. These tests fail when
 the two drift apart: a column renamed or added on one side, a type read
 differently, a filter that selects other rows.
 """
@@ -15,11 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from store.history import History, NotFound
+from store.history import History, NotFound, PlanNotFound
 from store.history_migrations import MIGRATIONS
-from store.history_models import DestinationTable, RunTable, SchemaMetaTable, table_of
+from store.history_models import (
+    DestinationTable,
+    PlanTable,
+    RunBatchTable,
+    RunTable,
+    SchemaMetaTable,
+    table_of,
+)
 from store.history_read import (
+    BATCH_COLUMNS,
     DESTINATION_COLUMNS,
+    PLAN_COLUMNS,
     RUN_COLUMNS,
     SCHEMA_VERSION,
     RunReader,
@@ -41,6 +51,8 @@ def columns(model: type) -> set[str]:
 
 def test_the_columns_read_are_the_sqlmodel_columns() -> None:
     assert set(RUN_COLUMNS) == columns(RunTable)  # a Run is exactly a row of `run`
+    assert set(BATCH_COLUMNS) == columns(RunBatchTable) - {"id"}
+    assert set(PLAN_COLUMNS) == columns(PlanTable)
     assert {"id", "name", "removed_at"} <= columns(DestinationTable)
     assert {"id", "version"} == columns(SchemaMetaTable)
     assert MIGRATIONS[-1].version == SCHEMA_VERSION
@@ -157,6 +169,7 @@ def test_a_destination_its_mapping_and_segments_read_as_history_reads_them(
     ids = fill(history)
     a = history.get_destination("renamed")
     history.record_consent(a.id, "ops@example.com", "We may send these people email.")
+    history.record_consent(a.id, "lead@example.com", "Second wording.")
     history.update_destination(a.id, max_removals=5, max_removal_share=0.25, cap=7)
     history.set_mapping(
         a.id,
@@ -176,11 +189,89 @@ def test_a_destination_its_mapping_and_segments_read_as_history_reads_them(
             assert reader.destination(missing) is None
             with pytest.raises(NotFound):
                 history.get_destination(missing)
-        for dest_id in (a.id, 2):  # with and without a mapping and segments
+        for dest_id in (a.id, 2):  # with and without a mapping, segments, approvals
             assert reader.mapping(dest_id) == history.get_mapping(dest_id)
             assert reader.segments(dest_id) == history.get_segments(dest_id)
+            assert reader.consent_approvals(dest_id) == history.consent_approvals(dest_id)
+        assert [c.wording for c in reader.consent_approvals(a.id)] == [
+            "We may send these people email.",
+            "Second wording.",
+        ]
     assert ids  # the runs are there too: the reader is not confused by them
 
 
 def test_the_columns_of_a_destination_are_the_sqlmodel_columns() -> None:
     assert set(DESTINATION_COLUMNS) == columns(DestinationTable)
+
+
+def test_a_run_its_batches_and_rejected_rows_read_as_history_reads_them(
+    history: History,
+) -> None:
+    ids = fill(history)
+    run = ids["ok"]
+    history.add_batch(run, 0, 3, 900, "a@example.com", "c@example.com")
+    history.mark_batch_sent(run, 0, "job-0")
+    history.mark_batch_finished(run, 0, "errored", 1, 1, 1)
+    history.add_batch(run, 1, 2, 600, "d@example.com", "e@example.com")  # never sent
+    history.add_rejected(
+        run,
+        [(None, "k1", "Bad@Example", "invalid_email: not a valid email address", "plan"),
+         (0, None, "c@example.com", "invalid mailbox", "sendgrid")],
+    )  # fmt: skip
+    with RunReader(history.path) as reader:
+        for run_id in ids.values():  # finished, running, with and without batches
+            assert reader.get_run(run_id) == history.get_run(run_id)
+        detail = reader.get_run(run)
+        assert [b.status for b in detail.batches] == ["errored", "prepared"]
+        assert detail.batches[0].sent_at is not None and detail.batches[0].sent_at.tzinfo
+        assert detail.rejected == 2
+        assert list(reader.rejected_rows(run)) == list(history.rejected_rows(run))
+        assert list(reader.rejected_rows(ids["dry"])) == []
+        with pytest.raises(NotFound, match="no run 99"):
+            reader.get_run(99)
+
+
+def test_plans_read_as_history_reads_them(history: History) -> None:
+    from datetime import UTC, datetime
+
+    fill(history)
+    a = history.get_destination("renamed")
+    made = [
+        history.add_plan(
+            destination_id=dest_id, destination_name=name, segments=["s", "t"], mode=mode,
+            incremental=mode == "upsert", counts={"to_add": n}, basis={"mapping": {"x": n}},
+            created_at=datetime(2026, 11, 1 + n, tzinfo=UTC),
+        )
+        for n, (dest_id, name, mode) in enumerate(
+            [(a.id, "renamed", "upsert"), (2, "b", "mirror"), (a.id, "renamed", "mirror")]
+        )
+    ]  # fmt: skip
+    history.mark_plan(made[0], "applied", run_id=1)
+    with RunReader(history.path) as reader:
+        for plan_id in made:
+            assert reader.get_plan(plan_id) == history.get_plan(plan_id)
+        for dest_id in (None, a.id, 2, 99):
+            for limit in (50, 1):
+                assert reader.list_plans(dest_id, limit) == history.list_plans(dest_id, limit)
+        with pytest.raises(PlanNotFound) as missing:
+            reader.get_plan(99)
+    with pytest.raises(PlanNotFound) as history_missing:
+        history.get_plan(99)
+    assert str(missing.value) == str(history_missing.value)
+
+
+def test_destinations_listed_and_missing_as_history_says(history: History) -> None:
+    fill(history)
+    history.add_destination("0-first", base_url="https://api.sendgrid.com", list_id="3")
+    with RunReader(history.path) as reader:
+        for removed in (False, True):
+            listed = reader.list_destinations(include_removed=removed)
+            assert listed == history.list_destinations(include_removed=removed)
+        assert [d.name for d in reader.list_destinations()] == ["0-first", "renamed"]
+        for missing in ("a", "b", "99", 99):
+            with pytest.raises(NotFound) as ours:
+                reader.get_destination(missing)
+            with pytest.raises(NotFound) as theirs:
+                history.get_destination(missing)
+            assert str(ours.value) == str(theirs.value)
+        assert reader.get_destination("renamed") == history.get_destination("renamed")
