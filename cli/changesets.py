@@ -14,7 +14,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cli.common import EXIT_OK, EXIT_USAGE, CliError, print_json, resolve_state_dir, split_names
+from cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    print_json,
+    read_history,
+    resolve_state_dir,
+    split_names,
+)
 from cli.export import add_mode_options, add_segment_option
 from store.safe_text import visible
 
@@ -203,7 +211,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from cli.progress import EXIT_BY_STATUS, build_engine, print_summary, run_export
     from connector.engine import ExportRequest
     from store.changeset import Changeset, changeset_file
-    from store.history import PlanNotFound
+    from store.history_read import PlanNotFound
 
     engine = build_engine(args)
     try:
@@ -248,11 +256,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_plans(args: argparse.Namespace) -> int:
-    history = _history(args)
-    destination_id = None
-    if args.destination is not None:
-        destination_id = history.get_destination(args.destination).id
-    plans = history.list_plans(destination_id)
+    with read_history(args) as history:
+        destination_id = None
+        if args.destination is not None:
+            destination_id = history.get_destination(args.destination).id
+        plans = history.list_plans(destination_id)
     if args.json:
         print_json([plan_json(p) for p in plans])
         return EXIT_OK
@@ -270,13 +278,13 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
 
 def cmd_plans_show(args: argparse.Namespace) -> int:
-    from store.history import PlanNotFound
+    from store.history_read import PlanNotFound
 
-    history = _history(args)
-    try:
-        record = history.get_plan(args.plan)
-    except PlanNotFound as exc:
-        raise CliError(str(exc)) from None
+    with read_history(args) as history:
+        try:
+            record = history.get_plan(args.plan)
+        except PlanNotFound as exc:
+            raise CliError(str(exc)) from None
     if args.json:
         print_json(plan_json(record))
         return EXIT_OK

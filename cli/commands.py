@@ -20,6 +20,7 @@ from cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CliError,
+    history_reader,
     open_workspace,
     print_json,
     resolve_state_dir,
@@ -185,10 +186,9 @@ def cmd_where(args: argparse.Namespace) -> int:
     }
     ledgers: dict[str, str] = {}
     if history_path(state).is_file():  # only an existing history: `where` creates nothing
-        from store.history import History
         from store.ledger import ledger_file
 
-        with History(history_path(state)) as history:
+        with history_reader(history_path(state)) as history:
             for dest in history.list_destinations():
                 if dest.list_id:
                     ledgers[dest.name] = str(ledger_file(state, dest.base_url, dest.list_id))

@@ -18,7 +18,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from store.history_read import RunReader
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,6 +88,30 @@ def open_history(args: argparse.Namespace) -> Any:
     from store.paths import history_path
 
     return History(history_path(resolve_state_dir(args)))
+
+
+def read_history(args: argparse.Namespace) -> RunReader:
+    """The history of the state folder the arguments name, for a command that
+    only reads it (`history_reader`)."""
+    from store.paths import history_path
+
+    return history_reader(history_path(resolve_state_dir(args)))
+
+
+def history_reader(path: Path) -> RunReader:
+    """The history at ``path`` read without SQLAlchemy (`store.history_read`):
+    the same records and errors as History's, in a fraction of its start-up.
+    When the file is new, older or has runs of dead processes to mark, History
+    opens it once first and does that, as it would for any command."""
+    from store.history_read import RunReader, open_run_reader
+
+    reader = open_run_reader(path)
+    if reader is None:
+        from store.history import History
+
+        History(path).close()
+        reader = RunReader(path)
+    return reader
 
 
 def print_json(data: Any) -> None:

@@ -23,10 +23,12 @@ from cli.common import (
     CliError,
     open_workspace,
     print_json,
+    read_history,
     resolve_state_dir,
     retry_printer,
     say,
 )
+from store.history_read import destination_json
 from store.limits import DEFAULT_CAP
 from store.safe_text import visible
 
@@ -241,7 +243,7 @@ def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _destination(history: Any, name: str) -> Any:
-    from store.history import NotFound
+    from store.history_read import NotFound
 
     try:
         return history.get_destination(name)
@@ -249,16 +251,9 @@ def _destination(history: Any, name: str) -> Any:
         raise CliError(f"{exc}. See `segsync destinations list`.") from exc
 
 
-def destination_dict(dest: Any) -> dict[str, Any]:
-    """What `show`/`list` print; the key itself is never part of it."""
-    from connector.services import destination_json
-
-    return destination_json(dest)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    history, _keys = _stores(args)
-    rows = [destination_dict(d) for d in history.list_destinations()]
+    with read_history(args) as history:
+        rows = [destination_json(d) for d in history.list_destinations()]
     if getattr(args, "json", False):
         print_json(rows)
         return EXIT_OK
@@ -274,10 +269,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    history, keys = _stores(args)
-    dest = _destination(history, args.name)
-    data = destination_dict(dest)
-    data["api_key"] = _masked_key(keys, dest)
+    from store.secrets import KeyStore
+
+    with read_history(args) as history:
+        dest = _destination(history, args.name)
+    data = destination_json(dest)
+    data["api_key"] = _masked_key(KeyStore(resolve_state_dir(args)), dest)
     if args.json:
         print_json(data)
     else:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.common import EXIT_CODES_HELP, CliError, open_history, say, split_names
+from cli.common import EXIT_CODES_HELP, CliError, read_history, say, split_names
 
 EXPORT_EPILOG = f"""\
 examples:
@@ -120,12 +120,12 @@ def _resume_target(args: argparse.Namespace) -> None:
     An explicit --workspace still wins (and the plan's drift check says if it
     is not the one the run was planned from).
     """
-    from store.history import NotFound
+    from store.history_read import NotFound
 
-    # Closed before the engine opens its own (`store.history_deferred`: one
+    # Closed before the engine opens History (`store.history_deferred`: one
     # process never holds this file through sqlite3 and History at once).
     try:
-        with open_history(args) as history:
+        with read_history(args) as history:
             run = history.get_run(args.resume)
     except NotFound as exc:
         raise CliError(f"{exc}. See `segsync runs`.") from None
@@ -179,7 +179,7 @@ def plan_findings(engine: Any, request: Any, plan_id: int | None) -> list[Any]:
 
     from cli.common import retry_printer
     from connector.preflight import Preflight
-    from store.history import NotFound
+    from store.history_read import NotFound
 
     if plan_id is None:
         return []

@@ -395,8 +395,8 @@ def _report_interrupt(exc: BaseException) -> int:
 # itself; a module not loaded yet cannot have raised its error, so nothing
 # is imported to classify one (an error in `--help` stays cheap).
 USER_ERRORS: tuple[tuple[str, str, int], ...] = (
-    ("store.history", "HistoryError", EXIT_USAGE),  # NotFound, DestinationExists
-    ("store.history_plans", "PlanNotFound", EXIT_USAGE),
+    ("store.history_read", "HistoryError", EXIT_USAGE),  # NotFound, DestinationExists
+    ("store.history_read", "PlanNotFound", EXIT_USAGE),
     ("store.history_syncs", "SyncError", EXIT_USAGE),
     ("store.workspace", "WorkspaceError", EXIT_USAGE),  # PredicateError
     ("store.postgres_source", "SourceLost", EXIT_FAILED),  # connection lost mid-read

@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cli.common import EXIT_OK, CliError, open_history, print_json, resolve_state_dir, say
-from store.history_read import RUN_STATUSES, RunReader, open_run_reader, run_json
+from cli.common import (
+    EXIT_OK,
+    CliError,
+    open_history,
+    print_json,
+    read_history,
+    resolve_state_dir,
+    say,
+)
+from store.history_read import RUN_STATUSES, NotFound, RunReader, run_json
 from store.safe_text import visible
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -170,25 +178,12 @@ def _list_options(parser: argparse.ArgumentParser, *, suppress: bool = False) ->
 def cmd_evidence(args: argparse.Namespace) -> int:
     from cli.forget import cmd_evidence as evidence
 
-    return evidence(args, open_history(args))
-
-
-def _run_reader(args: argparse.Namespace) -> RunReader:
-    """The history's runs, read without SQLAlchemy (`store.history_read`). When
-    the file is new, older or has runs of dead processes to mark, History opens
-    it once first and does that, as it would for any command."""
-    from store.paths import history_path
-
-    path = history_path(resolve_state_dir(args))
-    reader = open_run_reader(path)
-    if reader is None:
-        open_history(args).close()
-        reader = RunReader(path)
-    return reader
+    with read_history(args) as history:
+        return evidence(args, history)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with _run_reader(args) as history:
+    with read_history(args) as history:
         return _list(args, history)
 
 
@@ -245,8 +240,6 @@ def _outcome(counts: dict[str, Any]) -> str:
 
 
 def _get_run(history: Any, run_id: int) -> Any:
-    from store.history import NotFound
-
     try:
         return history.get_run(run_id)
     except NotFound as exc:
@@ -288,8 +281,8 @@ def _people(args: argparse.Namespace, run: Any) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    history = open_history(args)
-    run = _get_run(history, args.run)
+    with read_history(args) as history:
+        run = _get_run(history, args.run)
     if args.people:
         return _people(args, run)
     data = run_json(run)
@@ -342,12 +335,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_rejected(args: argparse.Namespace) -> int:
     from store.rejected_csv import write_rejected_csv
 
-    history = open_history(args)
-    _get_run(history, args.run)
-    try:
-        written = write_rejected_csv(history.rejected_rows(args.run), args.csv)
-    except OSError as exc:
-        raise CliError(f"cannot write {args.csv}: {exc.strerror}") from exc
+    with read_history(args) as history:
+        _get_run(history, args.run)
+        try:
+            written = write_rejected_csv(history.rejected_rows(args.run), args.csv)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.csv}: {exc.strerror}") from exc
     print(f"wrote {written:,} rejected rows to {args.csv}")
     return EXIT_OK
 

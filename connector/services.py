@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 from connector.client import GLOBAL_URL, RetryNotice, SendGridClient
@@ -39,7 +38,6 @@ __all__ = [
     "account_custom_fields",
     "account_lists",
     "consent_filter_refusal",
-    "destination_json",
     "field_type_for",
     "merge_mapping",
     "save_destination",
@@ -156,30 +154,6 @@ def save_destination(
     if agreed_by is not None:
         dest = history.record_consent(dest.id, agreed_by, CONSENT_STATEMENT)
     return dest, found
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def destination_json(dest: Any, key_hint: str | None = None) -> dict[str, Any]:
-    """A destination as `destinations list/show --json` print it; never the key
-    (``key_hint`` is the masked form, `SG.ab…3xYz`, when the caller has one)."""
-    data: dict[str, Any] = {
-        "id": dest.id,
-        "name": dest.name,
-        "list_id": dest.list_id,
-        "list_name": dest.list_name,
-        "base_url": dest.base_url,
-        "key_storage": dest.key_storage,
-        "api_key_env": dest.api_key_env,
-        "cap": dest.cap,
-        "consent_by": dest.consent_by,
-        "consent_at": _iso(dest.consent_at),
-    }
-    if key_hint is not None:
-        data["api_key"] = key_hint
-    return data
 
 
 # -- mapping ----------------------------------------------------------------------

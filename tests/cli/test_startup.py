@@ -1,8 +1,10 @@
 """What a command imports before it answers (no times asserted: the benchmark,
 `python -m tests.bench --startup-only`, measures those).
 
-`segsync runs` lists runs without SQLAlchemy (`store.history_read`), and a
-command loads only its own module's parsers (`cli.main.COMMANDS`).
+The commands that only read the history (`runs`, `runs show`, `runs rejected`,
+`runs evidence`, `plans`, `plans show`, `destinations`, `where`) read it without SQLAlchemy
+(`store.history_read`), and a command loads only its own module's parsers
+(`cli.main.COMMANDS`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from store.history import History
 
-HEAVY = {"sqlalchemy", "sqlmodel", "pydantic", "duckdb", "httpx", "pyarrow", "textual"}
+ORM = {"sqlalchemy", "sqlmodel", "pydantic"}
+HEAVY = ORM | {"duckdb", "httpx", "pyarrow", "textual"}
 CODE = """
 import json, sys
 from cli.main import main
@@ -67,3 +73,62 @@ def test_version_and_segments_load_no_other_commands() -> None:
     assert commands(modules) == set()
     _code, modules, _out = imports("segments", "--help")
     assert commands(modules) == {"cli.commands"}
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A state folder with a destination, a run with a batch and a rejected row, a plan."""
+    state = tmp_path_factory.mktemp("reviewed") / "state"
+    state.mkdir(mode=0o700)
+    with History(state / "history.db") as history:
+        dest = history.add_destination("news", base_url="https://api.sendgrid.com", list_id="l1")
+        run = history.start_run(dest.id, ["vip"])
+        history.add_batch(run, 0, 2, 512, "a@example.com", "b@example.com")
+        history.mark_batch_sent(run, 0, "job-zero")
+        history.mark_batch_finished(run, 0, "errored", 1, 0, 1)
+        history.add_rejected(run, [(0, "k2", "b@example.com", "invalid mailbox", "sendgrid")])
+        history.finish_run(run, "partial", counts={"to_send": 2, "sent": 2, "errored": 1})
+        history.add_plan(
+            destination_id=dest.id, destination_name="news", segments=["vip"], mode="upsert",
+            incremental=False, counts={"to_add": 7}, basis={}, created_at=datetime.now(UTC),
+        )  # fmt: skip
+    return state
+
+
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["runs", "show", "1"], "job-zero"),
+        (["runs", "show", "1", "--json"], '"job_id": "job-zero"'),
+        (["plans"], "+7"),
+        (["plans", "show", "1", "--json"], '"to_add": 7'),
+        (["destinations"], "news  list"),
+        (["destinations", "list", "--json"], '"list_id": "l1"'),
+        (["where"], "ledger of news"),
+        (["runs", "evidence", "1", "--json"], '"run": 1'),
+    ],
+)
+def test_reviewing_the_record_needs_no_sqlalchemy(
+    reviewed: Path, argv: list[str], shown: str
+) -> None:
+    code, modules, out = imports(*argv, "--state-dir", str(reviewed))
+    assert code == 0 and shown in out
+    assert top(modules) & ORM == set()
+
+
+def test_rejected_rows_and_a_missing_run_without_sqlalchemy(reviewed: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "rejected.csv"
+    code, modules, _out = imports("runs", "rejected", "1", "--csv", str(csv), "--state-dir",
+                                  str(reviewed))  # fmt: skip
+    assert code == 0 and "invalid mailbox" in csv.read_text()
+    assert top(modules) & ORM == set()
+    for argv in (["runs", "show", "9"], ["plans", "show", "9"], ["destinations", "show", "x"]):
+        done = subprocess.run(
+            [sys.executable, "-c", CODE, *argv, "--state-dir", str(reviewed)],
+            capture_output=True,
+            text=True,
+        )
+        report = json.loads(done.stderr.strip().splitlines()[-1])
+        assert report["code"] == 2, done.stderr  # a user error, not "unexpected ..."
+        assert "no " in done.stderr and "unexpected" not in done.stderr
+        assert top(set(report["modules"])) & ORM == set()
