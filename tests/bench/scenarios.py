@@ -44,7 +44,10 @@ from tests.bench.workloads import (
 PUT = "PUT /v3/marketing/contacts"
 HISTORY_RUNS = 200
 """Runs in the history `segsync runs` lists at start-up: its default page."""
-STARTUP_SCENARIOS = ("version", "runs", "segments", "tui_first_screen", "tui_bare")
+STARTUP_SCENARIOS = (
+    "version", "runs", "runs_show", "plans", "destinations", "segments", "tui_first_screen",
+    "tui_bare",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,10 @@ def targets(cfg: Config) -> list[report.Target]:
         report.Target("TUI first screen (headless)", "tui_first_screen", "first_screen", 0.30),
         report.Target("segsync --version", "version", "wall", 0.2),
         report.Target("segsync runs", "runs", "wall", 0.25),
+        # the other commands that review the record: the same bar as `runs`
+        report.Target("segsync runs show 1", "runs_show", "wall", 0.25),
+        report.Target("segsync plans", "plans", "wall", 0.25),
+        report.Target("segsync destinations", "destinations", "wall", 0.25),
         report.Target("segsync segments", "segments", "wall", 0.2),
     ]
 
@@ -317,7 +324,8 @@ class Bench:
 
     def startup(self) -> None:
         """Scenario 6: `segsync --version`, `segsync runs` over a history of
-        `HISTORY_RUNS` runs, `segsync segments` of the small workspace, and the
+        `HISTORY_RUNS` runs, `runs show 1`, `plans` and `destinations` there,
+        `segsync segments` of the small workspace, and the
         TUI's first screen, headless. Each command is the installed entry point,
         warmed once so its modules are in the bytecode cache."""
         segsync = str(Path(sys.executable).with_name("segsync"))
@@ -331,14 +339,17 @@ class Bench:
             env = self._env(state)
             self._export(emu, state)  # one real run, then copies of it
             seed_runs(state.path, HISTORY_RUNS - 1)
-            titles = {
-                "runs": f"segsync runs ({HISTORY_RUNS} runs in history)",
-                "segments": f"segsync segments ({self.cfg.small:,} profiles)",
+            commands = {
+                "runs": (["runs"], f"segsync runs ({HISTORY_RUNS} runs in history)"),
+                "runs_show": (["runs", "show", "1"], "segsync runs show 1 (a run with its batch)"),
+                "plans": (["plans"], "segsync plans"),
+                "destinations": (["destinations"], "segsync destinations"),
+                "segments": (["segments"], f"segsync segments ({self.cfg.small:,} profiles)"),
             }
-            for command, title in titles.items():
-                run_measured([segsync, command], env=env)  # warm-up
-                rows = [_sample_row(run_measured([segsync, command], env=env)) for _ in range(n)]
-                self._record(command, title, rows)
+            for name, (argv, title) in commands.items():
+                run_measured([segsync, *argv], env=env)  # warm-up
+                rows = [_sample_row(run_measured([segsync, *argv], env=env)) for _ in range(n)]
+                self._record(name, title, rows)
             if not self.cfg.include_tui:
                 return
             self._probe_tui(env)  # warm-up: Textual's own modules into the bytecode cache
