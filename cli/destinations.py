@@ -455,6 +455,23 @@ def _pairs(args: argparse.Namespace) -> dict[str, str]:
     return pairs
 
 
+def _show_mapping(args: argparse.Namespace) -> int:
+    """`segsync map DEST`: the saved mapping, read without SQLAlchemy."""
+    with read_history(args) as history:
+        dest = _destination(history, args.destination)
+        current = history.mapping(dest.id)
+    if current is None:
+        raise CliError(
+            f"{_q(dest.name)} has no mapping yet: `segsync map {visible(dest.name)} "
+            "email=COLUMN ...` or `--suggest`"
+        )
+    if args.json:
+        print_json(mapping_dict(current))
+    else:
+        _print_mapping(current, dest.name)
+    return EXIT_OK
+
+
 def mapping_dict(mapping: Any) -> dict[str, Any]:
     return {
         "email": mapping.email,
@@ -484,6 +501,17 @@ def _print_mapping(mapping: Any, dest_name: str) -> None:
 
 
 def cmd_map(args: argparse.Namespace) -> int:
+    pairs = _pairs(args)
+    changing = bool(
+        pairs
+        or args.unset
+        or args.replace
+        or args.suggest
+        or args.consent_column is not None
+        or args.no_consent_filter
+    )
+    if not changing and not args.create_fields:
+        return _show_mapping(args)
     from connector.errors import SendGridError
     from connector.services import (
         MissingCustomFields,
@@ -496,26 +524,6 @@ def cmd_map(args: argparse.Namespace) -> int:
     history, keys = _stores(args)
     dest = _destination(history, args.destination)
     current = history.get_mapping(dest.id)
-    pairs = _pairs(args)
-    changing = bool(
-        pairs
-        or args.unset
-        or args.replace
-        or args.suggest
-        or args.consent_column is not None
-        or args.no_consent_filter
-    )
-    if not changing and not args.create_fields:
-        if current is None:
-            raise CliError(
-                f"{_q(dest.name)} has no mapping yet: `segsync map {visible(dest.name)} "
-                "email=COLUMN ...` or `--suggest`"
-            )
-        if args.json:
-            print_json(mapping_dict(current))
-        else:
-            _print_mapping(current, dest.name)
-        return EXIT_OK
     ws = open_workspace(args)
     retry = retry_printer("checking custom fields")
     suggested = suggest_mapping_for(ws, keys, dest, on_retry=retry) if args.suggest else None

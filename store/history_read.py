@@ -1,8 +1,8 @@
 """Runs, plans and destinations, read with the standard library's sqlite3.
 
 The commands that review the record (`segsync runs`, `runs show`, `runs
-rejected`, `runs evidence`, `plans`, `plans show`, `destinations`, `where`)
-only read, yet opening ``store.history`` imports SQLAlchemy, SQLModel and
+rejected`, `runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`,
+`where`) only read, yet opening ``store.history`` imports SQLAlchemy, SQLModel and
 pydantic (~0.5 s with bytecode cached), several times what the reading itself
 costs. `RunReader`
 reads the same rows with plain SQL on a read-only connection and returns the

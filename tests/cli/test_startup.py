@@ -2,9 +2,9 @@
 `python -m tests.bench --startup-only`, measures those).
 
 The commands that only read the history (`runs`, `runs show`, `runs rejected`,
-`runs evidence`, `plans`, `plans show`, `destinations`, `where`) read it without SQLAlchemy
-(`store.history_read`), and a command loads only its own module's parsers
-(`cli.main.COMMANDS`).
+`runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`, `where`)
+read it without SQLAlchemy (`store.history_read`), and a command loads only
+its own module's parsers (`cli.main.COMMANDS`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from store.history import History
+from store.records import FieldMapping
 
 ORM = {"sqlalchemy", "sqlmodel", "pydantic"}
 HEAVY = ORM | {"duckdb", "httpx", "pyarrow", "textual"}
@@ -82,6 +83,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state.mkdir(mode=0o700)
     with History(state / "history.db") as history:
         dest = history.add_destination("news", base_url="https://api.sendgrid.com", list_id="l1")
+        history.set_mapping(dest.id, FieldMapping(email="mail", reserved={}, custom={"tier": "t"}))
         run = history.start_run(dest.id, ["vip"])
         history.add_batch(run, 0, 2, 512, "a@example.com", "b@example.com")
         history.mark_batch_sent(run, 0, "job-zero")
@@ -106,6 +108,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["destinations", "list", "--json"], '"list_id": "l1"'),
         (["where"], "ledger of news"),
         (["runs", "evidence", "1", "--json"], '"run": 1'),
+        (["map", "news"], "(custom field)"),
     ],
 )
 def test_reviewing_the_record_needs_no_sqlalchemy(
