@@ -2,13 +2,12 @@
 
 The commands that review the record (`segsync runs`, `runs show`, `runs
 rejected`, `runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`,
-`where`) only read, yet opening ``store.history`` imports SQLAlchemy, SQLModel and
-pydantic (~0.5 s with bytecode cached), several times what the reading itself
-costs. `RunReader`
-reads the same rows with plain SQL on a read-only connection and returns the
-same `store.records` records, raising the same `NotFound` and `PlanNotFound`,
-so those commands answer in a fraction of that. An export reads its
-destination, mapping and saved segments the same way
+`where`) only read, yet opening ``store.history`` imports SQLAlchemy, SQLModel
+and pydantic (~0.5 s with bytecode cached), several times what the reading
+itself costs. `RunReader` reads the same rows with plain SQL on a read-only
+connection and returns the same `store.records` records, raising the same
+`NotFound` and `PlanNotFound`, so those commands answer in a fraction of that.
+An export reads its destination, mapping and saved segments the same way
 (``store.history_deferred``) while ``History`` opens on another thread.
 
 The tables are defined once, by the SQLModel classes of ``store.history_models``;
