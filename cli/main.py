@@ -397,7 +397,7 @@ def _report_interrupt(exc: BaseException) -> int:
 USER_ERRORS: tuple[tuple[str, str, int], ...] = (
     ("store.history_read", "HistoryError", EXIT_USAGE),  # NotFound, DestinationExists
     ("store.history_read", "PlanNotFound", EXIT_USAGE),
-    ("store.history_syncs", "SyncError", EXIT_USAGE),
+    ("store.history_read", "SyncError", EXIT_USAGE),
     ("store.workspace", "WorkspaceError", EXIT_USAGE),  # PredicateError
     ("store.postgres_source", "SourceLost", EXIT_FAILED),  # connection lost mid-read
     ("store.plan", "MappingError", EXIT_USAGE),

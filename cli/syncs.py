@@ -28,6 +28,7 @@ from cli.common import (
     EXIT_OK,
     CliError,
     print_json,
+    read_history,
     resolve_state_dir,
     split_names,
     workspace_path,
@@ -387,8 +388,9 @@ def status_json(status: Any) -> dict[str, Any]:
 def _list(args: argparse.Namespace) -> int:
     from connector.syncs import sync_overview
 
-    history = _history(args)
-    rows = sync_overview(history, _now())
+    with read_history(args) as history:
+        rows = sync_overview(history, _now())
+        alerts = history.sync_alerts()
     as_json = getattr(args, "json", False)  # plain `segsync syncs` lists too
     if as_json:
         print_json([status_json(s) for s in rows])
@@ -409,7 +411,6 @@ def _list(args: argparse.Namespace) -> int:
             f"{flag} {visible(s.name):<16} {visible(s.destination):<14} {s.trigger:<28} "
             f"last {_when(s.last_attempt_at)} {result}{run}; {nxt}"
         )
-    alerts = history.sync_alerts()
     if alerts and not as_json:
         print(f"{len(alerts)} failure(s) not acknowledged: `segsync syncs alerts`")
     return EXIT_OK

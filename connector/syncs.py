@@ -57,7 +57,7 @@ from croniter import croniter
 
 from connector.models import SyncStatus
 from store.fingerprint import configured_source, refresh_fingerprint
-from store.history_syncs import SyncError, check_sync_name
+from store.history_read import SyncError, check_sync_name
 from store.postgres_source import PostgresSource
 from store.records import SyncRecord
 from store.safe_text import visible
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from connector.engine import EngineSettings, ExportEngine, ExportRequest
     from connector.events import Event, RunFinished
     from store.history import History
+    from store.history_read import RunReader
 
 __all__ = [
     "DEFAULT_HOOK_TIMEOUT",
@@ -1061,8 +1062,9 @@ def edit_sync(history: History, sync: SyncRecord, now: datetime, **changes: Any)
 # -- what the TUI and `syncs list` show ----------------------------------------------------------
 
 
-def sync_overview(history: History, now: datetime) -> list[SyncStatus]:
-    """Every active sync with its last run, result and next run, for a table."""
+def sync_overview(history: History | RunReader, now: datetime) -> list[SyncStatus]:
+    """Every active sync with its last run, result and next run, for a table
+    (`segsync syncs` reads it without SQLAlchemy: `store.history_read`)."""
     alerts: dict[int, int] = {}
     for alert in history.sync_alerts():
         alerts[alert.sync_id] = alerts.get(alert.sync_id, 0) + 1

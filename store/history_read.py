@@ -2,9 +2,9 @@
 
 The commands that review the record (`segsync runs`, `runs show`, `runs
 rejected`, `runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`,
-`where`) only read, yet opening ``store.history`` imports SQLAlchemy, SQLModel
-and pydantic (~0.5 s with bytecode cached), several times what the reading
-itself costs. `RunReader` reads the same rows with plain SQL on a read-only
+`syncs`, `where`) only read, yet opening ``store.history`` imports SQLAlchemy,
+SQLModel and pydantic (~0.5 s with bytecode cached), several times what the
+reading itself costs. `RunReader` reads the same rows with plain SQL on a read-only
 connection and returns the same `store.records` records, raising the same
 `NotFound` and `PlanNotFound`, so those commands answer in a fraction of that.
 An export reads its destination, mapping and saved segments the same way
@@ -12,10 +12,10 @@ An export reads its destination, mapping and saved segments the same way
 
 The tables are defined once, by the SQLModel classes of ``store.history_models``;
 this module only names columns of ``run``, ``run_batch``, ``rejected_row``,
-``plan``, ``destination``, ``consent_approval``, ``destination_mapping`` and
-``destination_segments``, and tests/store_state/test_history_read.py fails if
-they drift apart (the columns read here against the SQLModel metadata, and the
-records against ``History``'s).
+``plan``, ``destination``, ``consent_approval``, ``destination_mapping``,
+``destination_segments``, ``sync`` and ``sync_event``, and
+tests/store_state/test_history_read.py fails if they drift apart (the columns
+read here against the SQLModel metadata, and the records against ``History``'s).
 
 A reader never creates, upgrades or repairs anything. Opening ``History`` does
 that (creates the file, upgrades an older schema, marks runs of dead processes
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -46,6 +47,9 @@ from store.records import (
     RejectedRecord,
     Run,
     RunDetail,
+    SyncAlert,
+    SyncEvent,
+    SyncRecord,
 )
 
 SCHEMA_VERSION = 5
@@ -72,6 +76,33 @@ class PlanNotFound(LookupError):
     """No plan with that id (pruned, or never made)."""
 
 
+class SyncError(Exception):
+    """A sync operation was refused; the message says why."""
+
+
+class SyncNotFound(SyncError, LookupError):
+    """No active sync by that name or id."""
+
+
+class SyncExists(SyncError):
+    """An active sync already has that name."""
+
+
+# Names end up in banners, log lines and hook environments: keep them plain.
+SYNC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_sync_name(name: str) -> str:
+    """The name stripped, or SyncError saying what a name may hold."""
+    name = name.strip()
+    if not SYNC_NAME.fullmatch(name):
+        raise SyncError(
+            f"sync name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
 def destination_not_found(name_or_id: str | int) -> NotFound:
     """The error for a destination that is not there (History's wording too)."""
     what = f"id {name_or_id}" if isinstance(name_or_id, int) else repr(name_or_id)
@@ -87,12 +118,20 @@ RUN_COLUMNS = tuple(f.name for f in fields(Run))
 DESTINATION_COLUMNS = tuple(f.name for f in fields(Destination))
 BATCH_COLUMNS = tuple(f.name for f in fields(Batch))
 PLAN_COLUMNS = tuple(f.name for f in fields(PlanRecord))
+SYNC_COLUMNS = tuple(f.name for f in fields(SyncRecord))
+EVENT_COLUMNS = tuple(f.name for f in fields(SyncEvent))
 # How columns are stored, by name (no name means two things across the tables).
-_JSON_COLUMNS = frozenset({"segments", "config", "counts", "basis"})
-_BOOL_COLUMNS = frozenset({"incremental", "dry_run"})
-_TIME_COLUMNS = frozenset(
-    {"started_at", "ended_at", "sent_at", "finished_at", "created_at", "consent_at", "removed_at"}
+_JSON_COLUMNS = frozenset(
+    {"segments", "config", "counts", "basis", "success_fingerprint", "attempt_fingerprint"}
 )
+_BOOL_COLUMNS = frozenset({"incremental", "dry_run", "paused", "alert"})
+_TIME_COLUMNS = frozenset(
+    {
+        "started_at", "ended_at", "sent_at", "finished_at", "created_at", "updated_at",
+        "consent_at", "removed_at", "next_due_at", "last_attempt_at", "last_success_at",
+        "running_since", "at", "last_at", "acknowledged_at",
+    }
+)  # fmt: skip
 REJECTED_PAGE = (
     "SELECT id, seq, key, email, reason, source FROM rejected_row"
     " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
@@ -143,9 +182,10 @@ def _values(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for name, value in zip(columns, row, strict=True):
         if name in _JSON_COLUMNS:
-            value = json.loads(value)
-            if name == "segments":
-                value = tuple(value)
+            if value is not None:  # a fingerprint not taken yet
+                value = json.loads(value)
+                if name == "segments":
+                    value = tuple(value)
         elif name in _BOOL_COLUMNS:
             value = bool(value)
         elif name in _TIME_COLUMNS:
@@ -400,6 +440,29 @@ class RunReader:
             params = (destination_id, limit)
         rows = self._conn.execute(sql + " ORDER BY id DESC LIMIT ?", params)
         return [PlanRecord(**_values(PLAN_COLUMNS, row)) for row in rows]
+
+    def list_syncs(self, include_removed: bool = False) -> list[SyncRecord]:
+        """As ``History.list_syncs``: by name, then id."""
+        where = "" if include_removed else " WHERE removed_at IS NULL"
+        rows = self._conn.execute(
+            f"SELECT {', '.join(SYNC_COLUMNS)} FROM sync{where} ORDER BY name, id"
+        )
+        return [SyncRecord(**_values(SYNC_COLUMNS, row)) for row in rows]
+
+    def sync_alerts(self) -> list[SyncAlert]:
+        """As ``History.sync_alerts``: failures of active syncs nobody
+        acknowledged yet, newest first."""
+        columns = ", ".join(f"e.{c}" for c in EVENT_COLUMNS)
+        rows = self._conn.execute(
+            f"SELECT {columns}, s.name FROM sync_event e JOIN sync s ON s.id = e.sync_id "
+            "WHERE e.alert AND e.acknowledged_at IS NULL AND s.removed_at IS NULL "
+            "ORDER BY e.id DESC"
+        )
+        out = []
+        for *values, sync_name in rows:
+            event = SyncEvent(**_values(EVENT_COLUMNS, tuple(values)))
+            out.append(SyncAlert(event.sync_id, sync_name, event))
+        return out
 
     def needs_upkeep(self) -> bool:
         """True when opening ``History`` would change something first: another

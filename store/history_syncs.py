@@ -15,7 +15,6 @@ frozen dataclasses.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import fields
@@ -26,6 +25,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.history_models import SyncEventTable, SyncTable, inserted_id, table_of
+from store.history_read import SyncExists, SyncNotFound, check_sync_name
 from store.records import SyncAlert, SyncEvent, SyncRecord
 
 if TYPE_CHECKING:
@@ -36,9 +36,6 @@ _EVENT = table_of(SyncEventTable)
 
 TRIGGERS = ("every", "cron", "refresh")
 EVENT_KINDS = ("run", "skip", "hook")
-# Names end up in banners, log lines and hook environments: keep them plain.
-SYNC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
 CONFIG_FIELDS = frozenset(
     {
         "name", "destination_id", "workspace", "segments", "mode", "incremental", "trigger",
@@ -55,18 +52,6 @@ STATE_FIELDS = frozenset(
 )  # fmt: skip
 
 
-class SyncError(Exception):
-    """A sync operation was refused; the message says why."""
-
-
-class SyncNotFound(SyncError, LookupError):
-    """No active sync by that name or id."""
-
-
-class SyncExists(SyncError):
-    """An active sync already has that name."""
-
-
 _R = TypeVar("_R", bound="DataclassInstance")
 
 
@@ -75,17 +60,6 @@ def _record(cls: type[_R], row: Any) -> _R:
     if "segments" in values:
         values["segments"] = tuple(values["segments"])
     return cls(**values)
-
-
-def check_sync_name(name: str) -> str:
-    """The name stripped, or SyncError saying what a name may hold."""
-    name = name.strip()
-    if not SYNC_NAME.fullmatch(name):
-        raise SyncError(
-            f"sync name {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 class SyncsMixin:

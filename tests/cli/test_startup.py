@@ -2,8 +2,8 @@
 `python -m tests.bench --startup-only`, measures those).
 
 The commands that only read the history (`runs`, `runs show`, `runs rejected`,
-`runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`, `where`)
-read it without SQLAlchemy (`store.history_read`), and a command loads only
+`runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`, `syncs`,
+`where`) read it without SQLAlchemy (`store.history_read`), and a command loads only
 its own module's parsers (`cli.main.COMMANDS`).
 """
 
@@ -109,6 +109,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["where"], "ledger of news"),
         (["runs", "evidence", "1", "--json"], '"run": 1'),
         (["map", "news"], "(custom field)"),
+        (["syncs"], "no syncs yet"),
     ],
 )
 def test_reviewing_the_record_needs_no_sqlalchemy(

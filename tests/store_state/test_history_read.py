@@ -275,3 +275,46 @@ def test_destinations_listed_and_missing_as_history_says(history: History) -> No
                 history.get_destination(missing)
             assert str(ours.value) == str(theirs.value)
         assert reader.get_destination("renamed") == history.get_destination("renamed")
+
+
+def test_syncs_and_their_alerts_read_as_history_reads_them(history: History) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    fill(history)
+    t = datetime(2026, 11, 1, 8, tzinfo=UTC)
+    a = history.get_destination("renamed")
+    config = {"destination_id": a.id, "workspace": "/w", "segments": ["vip", "de"],
+              "mode": "upsert", "incremental": True}  # fmt: skip
+    daily = history.add_sync(created_at=t, name="daily", trigger="every", every_seconds=86400,
+                             next_due_at=t + timedelta(days=1), **config)  # fmt: skip
+    fresh = history.add_sync(created_at=t, name="fresh", trigger="refresh", paused=True,
+                             **{**config, "mode": "mirror", "incremental": False})  # fmt: skip
+    gone = history.add_sync(created_at=t, name="gone", trigger="cron", cron="0 6 * * *",
+                            timezone="Europe/Paris", **config)  # fmt: skip
+    history.set_sync_state(daily.id, last_attempt_at=t, last_result="failed", last_run_id=3,
+                           last_message="boom", running_pid=42, running_since=t,
+                           success_fingerprint={"path": "/w/p.parquet", "size": 9})  # fmt: skip
+    history.add_sync_event(daily.id, "run", "failed", t, run_id=3, message="boom", alert=True)
+    history.add_sync_event(daily.id, "skip", "busy", t + timedelta(minutes=1))
+    history.add_sync_event(fresh.id, "hook", "failed", t, message="exit 1", alert=True)
+    history.add_sync_event(gone.id, "run", "failed", t, alert=True)
+    history.remove_sync(gone.id, t)
+    history.acknowledge_sync_alerts(t, [fresh.id])
+    history.add_sync_event(fresh.id, "run", "failed", t + timedelta(hours=1), alert=True)
+    with RunReader(history.path) as reader:
+        for removed in (False, True):
+            assert reader.list_syncs(removed) == history.list_syncs(removed)
+        assert reader.sync_alerts() == history.sync_alerts()
+        assert [s.name for s in reader.list_syncs()] == ["daily", "fresh"]
+        assert [(x.sync_name, x.event.result) for x in reader.sync_alerts()] == [
+            ("fresh", "failed"),
+            ("daily", "failed"),
+        ]
+
+
+def test_the_columns_of_syncs_and_events_are_the_sqlmodel_columns() -> None:
+    from store.history_models import SyncEventTable, SyncTable
+    from store.history_read import EVENT_COLUMNS, SYNC_COLUMNS
+
+    assert set(SYNC_COLUMNS) == columns(SyncTable)
+    assert set(EVENT_COLUMNS) == columns(SyncEventTable)
