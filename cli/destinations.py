@@ -459,7 +459,7 @@ def _show_mapping(args: argparse.Namespace) -> int:
     """`segsync map DEST`: the saved mapping, read without SQLAlchemy."""
     with read_history(args) as history:
         dest = _destination(history, args.destination)
-        current = history.mapping(dest.id)
+        current = history.get_mapping(dest.id)
     if current is None:
         raise CliError(
             f"{_q(dest.name)} has no mapping yet: `segsync map {visible(dest.name)} "

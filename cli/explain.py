@@ -12,7 +12,15 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from cli.common import EXIT_OK, CliError, open_workspace, print_json, resolve_state_dir, split_names
+from cli.common import (
+    EXIT_OK,
+    CliError,
+    open_workspace,
+    print_json,
+    read_history,
+    resolve_state_dir,
+    split_names,
+)
 from store.safe_text import visible
 
 
@@ -71,21 +79,20 @@ def _default_segments(history: Any, destination: Any) -> tuple[str, ...]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from store.explain import ExplainError, explain
-    from store.history import History
-    from store.paths import history_path
 
     if (args.email is None) == (args.key is None):
         raise CliError("name one person: an EMAIL, or --key KEY")
     state = resolve_state_dir(args)
-    history = History(history_path(state))
-    destination = _destination(history, args.destination)
-    mapping = history.get_mapping(destination.id)
-    if mapping is None:
-        raise CliError(
-            f"{visible(destination.name)} has no field mapping yet "
-            f"(`segsync map {visible(destination.name)} ...`)"
-        )
-    segments = split_names(args.segments) or _default_segments(history, destination)
+    with read_history(args) as history:
+        destination = _destination(history, args.destination)
+        mapping = history.get_mapping(destination.id)
+        if mapping is None:
+            raise CliError(
+                f"{visible(destination.name)} has no field mapping yet "
+                f"(`segsync map {visible(destination.name)} ...`)"
+            )
+        segments = split_names(args.segments) or _default_segments(history, destination)
+        field_ids = history.latest_custom_field_ids(destination.id)
     try:
         answer = explain(
             open_workspace(args),
@@ -95,7 +102,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             segments=segments,
             email=args.email,
             key=args.key,
-            custom_field_ids=history.latest_custom_field_ids(destination.id),
+            custom_field_ids=field_ids,
         )
     except ExplainError as exc:
         raise CliError(str(exc)) from None

@@ -110,13 +110,13 @@ class DeferredHistory:
         return cast("Destination", found)
 
     def get_mapping(self, destination_id: int) -> FieldMapping | None:
-        found = self._read("mapping", destination_id)
+        found = self._read("get_mapping", destination_id)
         if found is _NO_READER:
             return self.opened().get_mapping(destination_id)
         return cast("FieldMapping | None", found)
 
     def get_segments(self, destination_id: int) -> tuple[str, ...]:
-        found = self._read("segments", destination_id)
+        found = self._read("get_segments", destination_id)
         if found is _NO_READER:
             return self.opened().get_segments(destination_id)
         return cast("tuple[str, ...]", found)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from store.history_models import PlanTable, inserted_id, table_of
-from store.history_read import plan_not_found
+from store.history_read import custom_field_ids, plan_not_found
 from store.operator import current_operator
 from store.records import PlanRecord
 
@@ -96,9 +96,7 @@ class PlansMixin:
     def latest_custom_field_ids(self, destination_id: int) -> dict[str, str]:
         """The SendGrid custom field ids the destination's newest plan used
         (ids differ per account; a plan looks them up, explain reuses them)."""
-        plans = self.list_plans(destination_id, limit=1)
-        ids = plans[0].basis.get("custom_field_ids") if plans else None
-        return {str(k): str(v) for k, v in (ids or {}).items()}
+        return custom_field_ids(self.list_plans(destination_id, limit=1))
 
     def mark_plan(self, plan_id: int, status: str, run_id: int | None = None) -> None:
         """A plan was applied (by run ``run_id``) or superseded by a newer one."""

@@ -253,6 +253,13 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
+def custom_field_ids(newest: list[PlanRecord]) -> dict[str, str]:
+    """The SendGrid custom field ids the newest plan (a list of at most one)
+    used: ids differ per account; a plan looks them up, explain reuses them."""
+    ids = newest[0].basis.get("custom_field_ids") if newest else None
+    return {str(k): str(v) for k, v in (ids or {}).items()}
+
+
 def destination_json(dest: Destination) -> dict[str, Any]:
     """A destination as `destinations list/show --json` print it; never the key."""
     return {
@@ -354,14 +361,14 @@ class RunReader:
             for d, by, at, wording in rows
         ]
 
-    def mapping(self, destination_id: int) -> FieldMapping | None:
+    def get_mapping(self, destination_id: int) -> FieldMapping | None:
         """As ``History.get_mapping``: the saved mapping, or None."""
         row = self._conn.execute(
             "SELECT mapping FROM destination_mapping WHERE destination_id = ?", (destination_id,)
         ).fetchone()
         return None if row is None else mapping_from_json(json.loads(row[0]))
 
-    def segments(self, destination_id: int) -> tuple[str, ...]:
+    def get_segments(self, destination_id: int) -> tuple[str, ...]:
         """As ``History.get_segments``: the saved selection, in order."""
         row = self._conn.execute(
             "SELECT segments FROM destination_segments WHERE destination_id = ?",
@@ -370,14 +377,20 @@ class RunReader:
         return tuple(json.loads(row[0]) or ()) if row is not None else ()
 
     def list_runs(
-        self, destination: str | None = None, status: str | None = None, limit: int | None = 200
+        self,
+        destination: str | int | None = None,
+        status: str | None = None,
+        limit: int | None = 200,
     ) -> list[Run]:
-        """As ``History.list_runs`` with a destination name: runs, newest first, of
-        the destination by its current name or the one it had at the time."""
+        """As ``History.list_runs``: runs, newest first, of the destination by id,
+        or by its current name or the one it had at the time."""
         sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM run"
         where: list[str] = []
         params: list[Any] = []
-        if destination is not None:
+        if isinstance(destination, int):
+            where.append("destination_id = ?")
+            params.append(destination)
+        elif destination is not None:
             where.append(
                 "(destination_name = ? OR destination_id IN "
                 "(SELECT id FROM destination WHERE name = ?))"
@@ -440,6 +453,10 @@ class RunReader:
             params = (destination_id, limit)
         rows = self._conn.execute(sql + " ORDER BY id DESC LIMIT ?", params)
         return [PlanRecord(**_values(PLAN_COLUMNS, row)) for row in rows]
+
+    def latest_custom_field_ids(self, destination_id: int) -> dict[str, str]:
+        """As ``History.latest_custom_field_ids``."""
+        return custom_field_ids(self.list_plans(destination_id, limit=1))
 
     def list_syncs(self, include_removed: bool = False) -> list[SyncRecord]:
         """As ``History.list_syncs``: by name, then id."""

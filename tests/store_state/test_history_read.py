@@ -92,6 +92,9 @@ def fill(history: History) -> dict[str, int]:
         {"destination": "b"},  # removed
         {"destination": "renamed", "status": "partial", "limit": 1},
         {"destination": "nobody"},
+        {"destination": 1},  # by id: every run of it, whatever its name was
+        {"destination": 2, "limit": 1},
+        {"destination": 99},
     ],
 )
 def test_runs_read_with_sqlite3_equal_runs_read_by_history(
@@ -190,8 +193,8 @@ def test_a_destination_its_mapping_and_segments_read_as_history_reads_them(
             with pytest.raises(NotFound):
                 history.get_destination(missing)
         for dest_id in (a.id, 2):  # with and without a mapping, segments, approvals
-            assert reader.mapping(dest_id) == history.get_mapping(dest_id)
-            assert reader.segments(dest_id) == history.get_segments(dest_id)
+            assert reader.get_mapping(dest_id) == history.get_mapping(dest_id)
+            assert reader.get_segments(dest_id) == history.get_segments(dest_id)
             assert reader.consent_approvals(dest_id) == history.consent_approvals(dest_id)
         assert [c.wording for c in reader.consent_approvals(a.id)] == [
             "We may send these people email.",
@@ -239,7 +242,8 @@ def test_plans_read_as_history_reads_them(history: History) -> None:
     made = [
         history.add_plan(
             destination_id=dest_id, destination_name=name, segments=["s", "t"], mode=mode,
-            incremental=mode == "upsert", counts={"to_add": n}, basis={"mapping": {"x": n}},
+            incremental=mode == "upsert", counts={"to_add": n},
+            basis={"mapping": {"x": n}, "custom_field_ids": {"tier": f"e{n}_T"}},
             created_at=datetime(2026, 11, 1 + n, tzinfo=UTC),
         )
         for n, (dest_id, name, mode) in enumerate(
@@ -253,6 +257,10 @@ def test_plans_read_as_history_reads_them(history: History) -> None:
         for dest_id in (None, a.id, 2, 99):
             for limit in (50, 1):
                 assert reader.list_plans(dest_id, limit) == history.list_plans(dest_id, limit)
+        for dest_id in (a.id, 2, 99):  # the newest plan's ids, or none
+            ids = reader.latest_custom_field_ids(dest_id)
+            assert ids == history.latest_custom_field_ids(dest_id)
+        assert reader.latest_custom_field_ids(a.id) == {"tier": "e2_T"}
         with pytest.raises(PlanNotFound) as missing:
             reader.get_plan(99)
     with pytest.raises(PlanNotFound) as history_missing:
