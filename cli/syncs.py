@@ -437,13 +437,15 @@ def sync_json(history: Any, sync: Any) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
-    history = _history(args)
-    sync = _sync(history, args.name)
-    data = sync_json(history, sync)
+    with read_history(args) as history:
+        sync = _sync(history, args.name)
+        data = sync_json(history, sync)
+        described = _describe(history, sync)
+        events = history.sync_events(sync.id)
     if args.json:
         print_json(data)
         return EXIT_OK
-    print(f"sync {visible(sync.name)}: {_describe(history, sync)}")
+    print(f"sync {visible(sync.name)}: {described}")
     for key in ("last_attempt_at", "last_success_at", "next_due_at"):
         print(f"  {key:<18} {_when(getattr(sync, key))}")
     run = (
@@ -458,7 +460,6 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  {'on_failure':<18} {visible(sync.on_failure)}")
     if sync.running_pid:
         print(f"  {'running':<18} process {sync.running_pid} since {_when(sync.running_since)}")
-    events = history.sync_events(sync.id)
     if events:
         print("  events (newest first):")
     for event in events:
@@ -565,13 +566,14 @@ def _failure_line(attempt: Any) -> str:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    history = _history(args)
-    alerts = history.sync_alerts()
     if args.ack is not None:
+        history = _history(args)
         ids = None if args.ack == "*" else [_sync(history, args.ack).id]
         done = history.acknowledge_sync_alerts(_now(), ids)
         print(f"acknowledged {done} failure(s)")
         return EXIT_OK
+    with read_history(args) as reader:
+        alerts = reader.sync_alerts()
     if args.json:
         print_json(
             [

@@ -1,14 +1,15 @@
-"""Runs, plans and destinations, read with the standard library's sqlite3.
+"""Runs, plans, destinations and syncs, read with the standard library's sqlite3.
 
 The commands that review the record (`segsync runs`, `runs show`, `runs
 rejected`, `runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`,
-`syncs`, `where`) only read, yet opening ``store.history`` imports SQLAlchemy,
-SQLModel and pydantic (~0.5 s with bytecode cached), several times what the
-reading itself costs. `RunReader` reads the same rows with plain SQL on a read-only
-connection and returns the same `store.records` records, raising the same
-`NotFound` and `PlanNotFound`, so those commands answer in a fraction of that.
-An export reads its destination, mapping and saved segments the same way
-(``store.history_deferred``) while ``History`` opens on another thread.
+`syncs`, `syncs show`, `syncs alerts`, `explain`, `where`) only read, yet
+opening ``store.history`` imports SQLAlchemy, SQLModel and pydantic (~0.5 s
+with bytecode cached), several times what the reading itself costs.
+`RunReader` reads the same rows with plain SQL on a read-only connection and
+returns the same `store.records` records, raising the same `NotFound`,
+`PlanNotFound` and `SyncNotFound`, so those commands answer in a fraction of
+that. An export reads its destination, mapping and saved segments the same
+way (``store.history_deferred``) while ``History`` opens on another thread.
 
 The tables are defined once, by the SQLModel classes of ``store.history_models``;
 this module only names columns of ``run``, ``run_batch``, ``rejected_row``,
@@ -86,6 +87,11 @@ class SyncNotFound(SyncError, LookupError):
 
 class SyncExists(SyncError):
     """An active sync already has that name."""
+
+
+def sync_not_found(name_or_id: str | int) -> SyncNotFound:
+    """The error for a sync that is not there (History's wording too)."""
+    return SyncNotFound(f"no sync {name_or_id!r} (see `segsync syncs list`)")
 
 
 # Names end up in banners, log lines and hook environments: keep them plain.
@@ -465,6 +471,25 @@ class RunReader:
             f"SELECT {', '.join(SYNC_COLUMNS)} FROM sync{where} ORDER BY name, id"
         )
         return [SyncRecord(**_values(SYNC_COLUMNS, row)) for row in rows]
+
+    def get_sync(self, name_or_id: str | int) -> SyncRecord:
+        """As ``History.get_sync``: an active sync by name, or any by id;
+        the same `SyncNotFound` when there is none."""
+        sql = f"SELECT {', '.join(SYNC_COLUMNS)} FROM sync WHERE "
+        sql += "name = ? AND removed_at IS NULL" if isinstance(name_or_id, str) else "id = ?"
+        row = self._conn.execute(sql, (name_or_id,)).fetchone()
+        if row is None:
+            raise sync_not_found(name_or_id)
+        return SyncRecord(**_values(SYNC_COLUMNS, row))
+
+    def sync_events(self, sync_id: int, limit: int = 20) -> list[SyncEvent]:
+        """As ``History.sync_events``: newest first."""
+        rows = self._conn.execute(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM sync_event WHERE sync_id = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (sync_id, limit),
+        )
+        return [SyncEvent(**_values(EVENT_COLUMNS, row)) for row in rows]
 
     def sync_alerts(self) -> list[SyncAlert]:
         """As ``History.sync_alerts``: failures of active syncs nobody

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.history_models import SyncEventTable, SyncTable, inserted_id, table_of
-from store.history_read import SyncExists, SyncNotFound, check_sync_name
+from store.history_read import SyncExists, check_sync_name, sync_not_found
 from store.records import SyncAlert, SyncEvent, SyncRecord
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class SyncsMixin:
         with self._read() as conn:
             row = conn.execute(query).first()
         if row is None:
-            raise SyncNotFound(f"no sync {name_or_id!r} (see `segsync syncs list`)")
+            raise sync_not_found(name_or_id)
         return _record(SyncRecord, row)
 
     def list_syncs(self, include_removed: bool = False) -> list[SyncRecord]:

@@ -3,8 +3,10 @@
 
 The commands that only read the history (`runs`, `runs show`, `runs rejected`,
 `runs evidence`, `plans`, `plans show`, `destinations`, `map DEST`, `syncs`,
-`where`) read it without SQLAlchemy (`store.history_read`), and a command loads only
-its own module's parsers (`cli.main.COMMANDS`).
+`syncs show`, `syncs alerts`, `where`; `explain` too, tested with its
+workspace, in tests/engine/test_explain.py) read it without SQLAlchemy
+(`store.history_read`), and a command loads only its own module's parsers
+(`cli.main.COMMANDS`).
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         history.mark_batch_finished(run, 0, "errored", 1, 0, 1)
         history.add_rejected(run, [(0, "k2", "b@example.com", "invalid mailbox", "sendgrid")])
         history.finish_run(run, "partial", counts={"to_send": 2, "sent": 2, "errored": 1})
+        history.add_sync(
+            created_at=datetime.now(UTC), name="nightly", destination_id=dest.id,
+            workspace="/w", segments=["vip"], mode="upsert", incremental=True,
+            trigger="every", every_seconds=86400,
+        )  # fmt: skip
+        history.add_sync_event(1, "run", "failed", datetime.now(UTC), message="boom", alert=True)
         history.add_plan(
             destination_id=dest.id, destination_name="news", segments=["vip"], mode="upsert",
             incremental=False, counts={"to_add": 7}, basis={}, created_at=datetime.now(UTC),
@@ -109,7 +117,9 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["where"], "ledger of news"),
         (["runs", "evidence", "1", "--json"], '"run": 1'),
         (["map", "news"], "(custom field)"),
-        (["syncs"], "no syncs yet"),
+        (["syncs"], "nightly"),
+        (["syncs", "show", "nightly"], "run failed !: boom"),
+        (["syncs", "alerts"], "nightly: run failed"),
     ],
 )
 def test_reviewing_the_record_needs_no_sqlalchemy(

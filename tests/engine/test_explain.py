@@ -134,3 +134,14 @@ def test_custom_fields_do_not_make_everyone_look_changed(export_env, capsys):
     answer = explain_json(capsys, email)
     assert answer["on_list"] is True
     assert answer["payload"] == "unchanged", answer["verdict"]
+
+
+def test_explain_reads_the_record_without_sqlalchemy(export_env, capsys):
+    """A fresh `segsync explain` reads the history with sqlite3 (store.history_read)."""
+    from tests.cli.test_startup import ORM, imports, top
+
+    run_cli(main, "export", "news", "--segment", "germany")
+    row = next(r for r in export_env.rows if r["email"] and "@" in r["email"])
+    code, modules, out = imports("explain", row["email"])
+    assert code == 0 and row["email"].strip().lower() in out
+    assert top(modules) & ORM == set()

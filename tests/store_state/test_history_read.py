@@ -288,6 +288,8 @@ def test_destinations_listed_and_missing_as_history_says(history: History) -> No
 def test_syncs_and_their_alerts_read_as_history_reads_them(history: History) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from store.history_read import SyncNotFound
+
     fill(history)
     t = datetime(2026, 11, 1, 8, tzinfo=UTC)
     a = history.get_destination("renamed")
@@ -313,6 +315,17 @@ def test_syncs_and_their_alerts_read_as_history_reads_them(history: History) -> 
         for removed in (False, True):
             assert reader.list_syncs(removed) == history.list_syncs(removed)
         assert reader.sync_alerts() == history.sync_alerts()
+        for ref in ("daily", "fresh", daily.id, gone.id):  # by name, by id (removed too)
+            assert reader.get_sync(ref) == history.get_sync(ref)
+        for missing in ("gone", "nobody", 99):
+            with pytest.raises(SyncNotFound) as ours:
+                reader.get_sync(missing)
+            with pytest.raises(SyncNotFound) as theirs:
+                history.get_sync(missing)
+            assert str(ours.value) == str(theirs.value)
+        for sync_id, limit in ((daily.id, 20), (fresh.id, 1), (99, 20)):
+            assert reader.sync_events(sync_id, limit) == history.sync_events(sync_id, limit)
+        assert reader.sync_events(daily.id)[0].count == 1
         assert [s.name for s in reader.list_syncs()] == ["daily", "fresh"]
         assert [(x.sync_name, x.event.result) for x in reader.sync_alerts()] == [
             ("fresh", "failed"),
