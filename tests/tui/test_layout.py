@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import DataTable, ProgressBar, TabbedContent
 
 from connector.events import BatchSent, Event, JobFinished, PreviewReady, RunFinished, RunStarted
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, settle, wait_until
 from tests.tui.fakes import (
     PLAN_COUNTS,
     FakeBackend,
@@ -211,5 +211,6 @@ async def test_export_job_ids_are_whole_when_there_is_room(make_app, backend: Fa
         assert job not in screen_text(app)  # 80 columns: cut, as designed
         await pilot.resize_terminal(*WIDE)
         await settle(pilot)
-        assert job in screen_text(app)
+        # waited for, not assumed after one settle: it failed once at load 3.5
+        await wait_until(pilot, lambda: job in screen_text(app))
         assert "completed" in screen_text(app)  # the status column stays whole beside it
