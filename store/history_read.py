@@ -415,22 +415,29 @@ class RunReader:
 
     def get_run(self, run_id: int) -> RunDetail:
         """As ``History.get_run``: the run with its batches (by seq) and its
-        number of rejected rows; `NotFound` when there is none."""
-        row = self._conn.execute(
-            f"SELECT {', '.join(RUN_COLUMNS)} FROM run WHERE id = ?", (run_id,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no run {run_id}")
-        batches = tuple(
-            Batch(**_values(BATCH_COLUMNS, b))
-            for b in self._conn.execute(
-                f"SELECT {', '.join(BATCH_COLUMNS)} FROM run_batch WHERE run_id = ? ORDER BY seq",
-                (run_id,),
+        number of rejected rows; `NotFound` when there is none. The three are
+        read in one transaction, as History reads them: an export committing
+        meanwhile cannot show a run still ``running`` beside its finished batches."""
+        self._conn.execute("BEGIN")
+        try:
+            row = self._conn.execute(
+                f"SELECT {', '.join(RUN_COLUMNS)} FROM run WHERE id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no run {run_id}")
+            batches = tuple(
+                Batch(**_values(BATCH_COLUMNS, b))
+                for b in self._conn.execute(
+                    f"SELECT {', '.join(BATCH_COLUMNS)} FROM run_batch WHERE run_id = ? "
+                    "ORDER BY seq",
+                    (run_id,),
+                )
             )
-        )
-        (rejected,) = self._conn.execute(
-            "SELECT count(*) FROM rejected_row WHERE run_id = ?", (run_id,)
-        ).fetchone()
+            (rejected,) = self._conn.execute(
+                "SELECT count(*) FROM rejected_row WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        finally:
+            self._conn.rollback()  # read-only: nothing to keep
         return RunDetail(**_values(RUN_COLUMNS, row), batches=batches, rejected=rejected)
 
     def rejected_rows(self, run_id: int) -> Iterator[RejectedRecord]:

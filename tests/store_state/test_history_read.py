@@ -339,3 +339,52 @@ def test_the_columns_of_syncs_and_events_are_the_sqlmodel_columns() -> None:
 
     assert set(SYNC_COLUMNS) == columns(SyncTable)
     assert set(EVENT_COLUMNS) == columns(SyncEventTable)
+
+
+def test_a_run_is_read_at_one_moment_while_an_export_writes(history: History) -> None:
+    """The run, its batches and its rejected count come from one snapshot: a
+    commit between the reads (an export finishing) does not show half of it."""
+    run = fill(history)["renamed"]  # still running
+    db = history.path
+
+    def export_commits() -> None:
+        with sqlite3.connect(db) as writer:  # another process's connection
+            writer.execute(
+                "INSERT INTO rejected_row (run_id, reason, source) VALUES (?, 'x', 'plan')", (run,)
+            )
+            writer.execute("UPDATE run SET status = 'succeeded' WHERE id = ?", (run,))
+
+    class Fetched:
+        def __init__(self, row: object) -> None:
+            self.row = row
+
+        def fetchone(self) -> object:
+            return self.row
+
+    class Interleaved:
+        """The reader's connection, with the export committing after its first read."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn, self.first = conn, True
+
+        def execute(self, sql: str, *args: object) -> object:
+            cursor = self.conn.execute(sql, *args)
+            if self.first and sql.startswith("SELECT"):
+                self.first = False
+                row = cursor.fetchone()  # the run's row is read ...
+                export_commits()  # ... then the export commits
+                return Fetched(row)
+            return cursor
+
+        def rollback(self) -> None:
+            self.conn.rollback()
+
+    plain = sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)
+    reader = RunReader(db)
+    reader._conn.close()
+    reader._conn = Interleaved(plain)  # type: ignore[assignment]
+    detail = reader.get_run(run)
+    plain.close()
+    assert (detail.status, detail.rejected) == ("running", 0)  # both from before the commit
+    with RunReader(db) as after:
+        assert (after.get_run(run).status, after.get_run(run).rejected) == ("succeeded", 1)
