@@ -45,8 +45,8 @@ PUT = "PUT /v3/marketing/contacts"
 HISTORY_RUNS = 200
 """Runs in the history `segsync runs` lists at start-up: its default page."""
 STARTUP_SCENARIOS = (
-    "version", "runs", "runs_show", "plans", "destinations", "segments", "tui_first_screen",
-    "tui_bare",
+    "version", "runs", "runs_show", "plans", "destinations", "map", "syncs", "segments",
+    "tui_first_screen", "tui_bare",
 )  # fmt: skip
 
 
@@ -123,6 +123,8 @@ def targets(cfg: Config) -> list[report.Target]:
         report.Target("segsync runs show 1", "runs_show", "wall", 0.25),
         report.Target("segsync plans", "plans", "wall", 0.25),
         report.Target("segsync destinations", "destinations", "wall", 0.25),
+        report.Target("segsync map bench", "map", "wall", 0.25),
+        report.Target("segsync syncs", "syncs", "wall", 0.25),
         report.Target("segsync segments", "segments", "wall", 0.2),
     ]
 
@@ -324,7 +326,8 @@ class Bench:
 
     def startup(self) -> None:
         """Scenario 6: `segsync --version`, `segsync runs` over a history of
-        `HISTORY_RUNS` runs, `runs show 1`, `plans` and `destinations` there,
+        `HISTORY_RUNS` runs, `runs show 1`, `plans`, `destinations`, `map` and
+        `syncs` there,
         `segsync segments` of the small workspace, and the
         TUI's first screen, headless. Each command is the installed entry point,
         warmed once so its modules are in the bytecode cache."""
@@ -344,6 +347,8 @@ class Bench:
                 "runs_show": (["runs", "show", "1"], "segsync runs show 1 (a run with its batch)"),
                 "plans": (["plans"], "segsync plans"),
                 "destinations": (["destinations"], "segsync destinations"),
+                "map": (["map", DESTINATION], f"segsync map {DESTINATION} (the saved mapping)"),
+                "syncs": (["syncs"], "segsync syncs (none saved)"),
                 "segments": (["segments"], f"segsync segments ({self.cfg.small:,} profiles)"),
             }
             for name, (argv, title) in commands.items():
