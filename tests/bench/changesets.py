@@ -43,8 +43,8 @@ from tests.bench.workloads import (
     DESTINATION,
     SEGMENT,
     emulator_process,
-    make_state,
     make_workspace,
+    scratch_state,
     segsync_argv,
 )
 
@@ -69,8 +69,7 @@ def removals_vs_upserts(work: Path, pycache: Path) -> dict[str, Any]:
     if NOBODY not in toml.read_text():
         with toml.open("a") as out:
             out.write(NOBODY)
-    with emulator_process() as emu:
-        state = make_state(work, emu, ws, cap=1_000_000)
+    with emulator_process() as emu, scratch_state(work, emu, ws, cap=1_000_000) as state:
         env = _env(state.env, pycache)
         up = run_measured(
             segsync_argv("export", DESTINATION, "--segment", SEGMENT, "--json"), env=env
@@ -99,8 +98,7 @@ def removals_vs_upserts(work: Path, pycache: Path) -> dict[str, Any]:
 
 
 def plan_large(ws: Path, work: Path, pycache: Path) -> dict[str, Any]:
-    with emulator_process() as emu:
-        state = make_state(work, emu, ws, cap=2_000_000)
+    with emulator_process() as emu, scratch_state(work, emu, ws, cap=2_000_000) as state:
         env = _env(state.env, pycache)
         runs = []
         for _ in range(2):
@@ -141,13 +139,11 @@ def _cancel_once(env: dict[str, str], marker: str) -> dict[str, Any]:
 def cancel_latency(work: Path, pycache: Path) -> dict[str, Any]:
     ws = make_workspace(work / "ws-100000", 100_000)
     out: dict[str, Any] = {}
-    with emulator_process() as emu:
-        state = make_state(work, emu, ws, cap=2_000_000)
+    with emulator_process() as emu, scratch_state(work, emu, ws, cap=2_000_000) as state:
         env = _env(state.env, pycache)
         httpx.post(f"{emu.url}/_emulator/faults", json={"job_delay": 30}, timeout=10)
         out["while_polling"] = _cancel_once(env, "accepted as job")
-    with emulator_process() as emu:
-        state = make_state(work, emu, ws, cap=2_000_000)
+    with emulator_process() as emu, scratch_state(work, emu, ws, cap=2_000_000) as state:
         env = _env(state.env, pycache)
         httpx.post(f"{emu.url}/_emulator/faults", json={"script": ["ok"] * 3 + ["429"] * 50},
                    timeout=10)  # fmt: skip
@@ -164,8 +160,7 @@ def explain_large(ws: Path, work: Path, pycache: Path) -> dict[str, Any]:
         f"SELECT lower(trim(email)) FROM {profiles} WHERE email LIKE '%@%' "
         f"LIMIT 1 OFFSET {int(middle)}"
     ).fetchall()[0][0]
-    with emulator_process() as emu:
-        state = make_state(work, emu, ws, cap=2_000_000)
+    with emulator_process() as emu, scratch_state(work, emu, ws, cap=2_000_000) as state:
         env = _env(state.env, pycache)
         walls = [
             run_measured(

@@ -21,7 +21,7 @@ from tests.bench.workloads import (
     DESTINATION,
     SEGMENT,
     emulator_process,
-    make_state,
+    scratch_state,
     segsync_argv,
 )
 
@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     workspace = args.out / "work" / f"ws-{args.size}"
     if not (workspace / "profiles.parquet").is_file():
         parser.error(f"{workspace} is missing: run `uv run python -m tests.bench` once first")
-    with emulator_process(discard=args.discard) as emu:
-        state = make_state(args.out / "work", emu, workspace, cap=2 * args.size)
+    with (
+        emulator_process(discard=args.discard) as emu,
+        scratch_state(args.out / "work", emu, workspace, cap=2 * args.size) as state,
+    ):
         env = {k: v for k, v in state.env.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str((args.out / "pycache").resolve())
         export = segsync_argv("export", DESTINATION, "--segment", SEGMENT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -160,6 +161,19 @@ class StateDir:
 
     path: Path
     env: dict[str, str]
+
+
+@contextlib.contextmanager
+def scratch_state(
+    parent: Path, emu: EmulatorProcess, workspace: Path, cap: int
+) -> Iterator[StateDir]:
+    """`make_state`, removed afterwards: a state holds copies of profile data
+    (ledger, changesets, people records), and every run used to leave one."""
+    state = make_state(parent, emu, workspace, cap)
+    try:
+        yield state
+    finally:
+        shutil.rmtree(state.path, ignore_errors=True)
 
 
 def make_state(parent: Path, emu: EmulatorProcess, workspace: Path, cap: int) -> StateDir:
