@@ -188,7 +188,7 @@ def print_plan_summary(record: Any, removals: Any = ()) -> None:
     print(f"  update   {c.get('to_update', 0):>9,}")
     print(f"  remove   {c.get('to_remove', 0):>9,}")
     print(f"  unchanged{c.get('unchanged', 0):>9,}")
-    from store.plan import EXCLUSIONS
+    from store.records import EXCLUSIONS
 
     rejected = {k: c.get(k, 0) for k in EXCLUSIONS if c.get(k, 0)}
     if rejected:

@@ -34,7 +34,7 @@ import duckdb
 import pyarrow as pa
 
 from store.paths import _private_dir
-from store.plan import EXCLUSIONS, RejectedRow
+from store.records import EXCLUSIONS, RejectedRow
 from store.workspace import quote_literal
 
 OPS = ("add", "update", "unchanged", "remove", "rejected")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 import duckdb
 import orjson
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from store import forgotten
 from store.atomic import write_atomic
 from store.limits import EMAIL_MAX_LENGTH, RESERVED_FIELD_LIMITS
-from store.records import Column, FieldMapping
+from store.records import EXCLUSIONS, Column, FieldMapping, RejectedRow
 from store.sql_plan import (
     ON_LIST,
     PlanSpec,
@@ -58,7 +58,6 @@ __all__ = [
     "validate_mapping",
 ]
 
-EXCLUSIONS = ("no_consent", "no_email", "invalid_email", "too_long", "duplicate")
 LEDGER_SCHEMA = pa.schema([("email", pa.string()), ("hash", pa.uint64())])
 CUSTOM_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -190,18 +189,6 @@ class PlanRequest:
     source: str | None = None
     # False: the plan is only reviewed, never sent from memory (``PlanSpec``).
     keep_payloads: bool = True
-
-
-class RejectedRow(NamedTuple):
-    """An excluded profile: its key, email as found in the source, category and reason.
-
-    A named tuple: tens of thousands are read per run, straight from DuckDB's rows.
-    """
-
-    key: str | None
-    email: str | None
-    category: str
-    detail: str | None
 
 
 _STATUSES = (*EXCLUSIONS, "unchanged", "skipped", "to_send")

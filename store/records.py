@@ -257,6 +257,22 @@ class ConsentApproval:
     wording: str
 
 
+EXCLUSIONS = ("no_consent", "no_email", "invalid_email", "too_long", "duplicate")
+"""Why a plan leaves a profile out, in the order reports list them."""
+
+
+class RejectedRow(NamedTuple):
+    """An excluded profile: its key, email as found in the source, category and reason.
+
+    A named tuple: tens of thousands are read per run, straight from DuckDB's rows.
+    """
+
+    key: str | None
+    email: str | None
+    category: str
+    detail: str | None
+
+
 class Person(NamedTuple):
     """One row of a run's people record (``store.people``): who, and what happened.
 

@@ -112,6 +112,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["runs", "show", "1", "--json"], '"job_id": "job-zero"'),
         (["plans"], "+7"),
         (["plans", "show", "1", "--json"], '"to_add": 7'),
+        (["plans", "show", "1"], "plan 1: news"),
         (["destinations"], "news  list"),
         (["destinations", "list", "--json"], '"list_id": "l1"'),
         (["where"], "ledger of news"),
