@@ -172,7 +172,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def cmd_where(args: argparse.Namespace) -> int:
     """Paths only: the state folder is not created or checked."""
-    from store.paths import history_path, state_dir_path
+    from store.paths import history_path, ledger_name, state_dir_path
 
     state = state_dir_path(getattr(args, "state_dir", None))
     paths = {
@@ -186,12 +186,11 @@ def cmd_where(args: argparse.Namespace) -> int:
     }
     ledgers: dict[str, str] = {}
     if history_path(state).is_file():  # only an existing history: `where` creates nothing
-        from store.ledger import ledger_file
-
         with history_reader(history_path(state)) as history:
             for dest in history.list_destinations():
                 if dest.list_id:
-                    ledgers[dest.name] = str(ledger_file(state, dest.base_url, dest.list_id))
+                    ledger = state / "ledgers" / ledger_name(dest.base_url, dest.list_id)
+                    ledgers[dest.name] = str(ledger)
     if args.json:
         print_json({**paths, "destination_ledgers": ledgers})
         return EXIT_OK

@@ -20,7 +20,6 @@ Why it is keyed by account and list, versioned and checked:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from store.atomic import write_atomic
-from store.paths import _private_dir
+from store.paths import _private_dir, ledger_name
 
 LEDGER_SCHEMA = pa.schema([("email", pa.string()), ("hash", pa.uint64())])
 # The digest's recipe: DuckDB hash() over the email, payload values and field keys
@@ -48,13 +47,9 @@ _META = {
 
 
 def ledger_file(state: Path, base_url: str, list_id: str) -> Path:
-    """The ledger of one list on one SendGrid API host (the file may not exist).
-
-    The name is a digest of host and list id, so nothing about the account is
-    readable from the folder listing.
-    """
-    key = hashlib.sha256(f"{base_url.rstrip('/')}\n{list_id}".encode()).hexdigest()[:24]
-    return _private_dir(Path(state) / "ledgers") / f"list-{key}.parquet"
+    """The ledger of one list on one SendGrid API host (the file may not exist;
+    its folder is made, owner-only, for the writer)."""
+    return _private_dir(Path(state) / "ledgers") / ledger_name(base_url, list_id)
 
 
 def legacy_ledger_file(state: Path, destination_id: int) -> Path:

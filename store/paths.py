@@ -13,6 +13,7 @@ command that fixes it, never used silently.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -135,6 +136,14 @@ def state_dir_path(explicit: Path | None = None) -> Path:
 def history_path(state: Path) -> Path:
     """The SQLite history database."""
     return Path(state) / "history.db"
+
+
+def ledger_name(base_url: str, list_id: str) -> str:
+    """The file name of the ledger of one list on one SendGrid API host
+    (`store.ledger.ledger_file`). A digest of host and list id, so nothing
+    about the account is readable from the folder listing."""
+    key = hashlib.sha256(f"{base_url.rstrip('/')}\n{list_id}".encode()).hexdigest()[:24]
+    return f"list-{key}.parquet"
 
 
 def ledger_path(state: Path, destination_id: int) -> Path:

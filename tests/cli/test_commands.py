@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from store.history import History
+from store.ledger import ledger_file
 from store.paths import history_path
 from tests.cli.conftest import cli, cli_json
 
@@ -36,6 +37,11 @@ def test_where_prints_the_paths(export_env, capsys) -> None:
     assert data["history"] == str(state.absolute() / "history.db")
     assert data["keys"].endswith("keys") and data["plans"].endswith("plans")
     assert set(data["destination_ledgers"]) == {"news"}
+    with History(state / "history.db") as history:
+        dest = history.get_destination("news")
+    assert data["destination_ledgers"]["news"] == str(
+        ledger_file(state, dest.base_url, dest.list_id or "").absolute()
+    )  # where an export writes it
     code, out, _err = cli(capsys, "where")
     assert "history" in out and str(state) in out
 
@@ -44,6 +50,16 @@ def test_where_creates_nothing(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("SEGSYNC_STATE_DIR", str(tmp_path / "nowhere"))
     assert cli(capsys, "where")[0] == 0
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_where_names_ledgers_without_making_their_folder(tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "state"
+    with History(history_path(state)) as history:
+        history.add_destination("news", base_url="https://api.sendgrid.com", list_id="l1")
+    monkeypatch.setenv("SEGSYNC_STATE_DIR", str(state))
+    code, data, _err = cli_json(capsys, "where")
+    assert code == 0 and data["destination_ledgers"]["news"].startswith(str(state / "ledgers"))
+    assert not (state / "ledgers").exists()  # `where` creates nothing
 
 
 def test_runs_filters(export_env, capsys) -> None:
