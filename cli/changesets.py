@@ -211,7 +211,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from cli.progress import EXIT_BY_STATUS, build_engine, print_summary, run_export
     from connector.engine import ExportRequest
     from store.changeset import Changeset, changeset_file
-    from store.history_read import PlanNotFound
+    from store.history_errors import PlanNotFound
 
     engine = build_engine(args)
     try:
@@ -278,7 +278,7 @@ def cmd_plans(args: argparse.Namespace) -> int:
 
 
 def cmd_plans_show(args: argparse.Namespace) -> int:
-    from store.history_read import PlanNotFound
+    from store.history_errors import PlanNotFound
 
     with read_history(args) as history:
         try:

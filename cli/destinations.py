@@ -243,7 +243,7 @@ def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _destination(history: Any, name: str) -> Any:
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     try:
         return history.get_destination(name)

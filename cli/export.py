@@ -120,7 +120,7 @@ def _resume_target(args: argparse.Namespace) -> None:
     An explicit --workspace still wins (and the plan's drift check says if it
     is not the one the run was planned from).
     """
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     # Closed before the engine opens History (`store.history_deferred`: one
     # process never holds this file through sqlite3 and History at once).
@@ -179,7 +179,7 @@ def plan_findings(engine: Any, request: Any, plan_id: int | None) -> list[Any]:
 
     from cli.common import retry_printer
     from connector.preflight import Preflight
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     if plan_id is None:
         return []

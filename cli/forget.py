@@ -187,7 +187,7 @@ def _print_report(report: Any) -> None:
 def cmd_evidence(args: argparse.Namespace, history: Any) -> int:
     """`segsync runs evidence N [--out FILE] [--json]`."""
     from store.evidence import build_evidence, render_markdown
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     try:
         evidence = build_evidence(history, resolve_state_dir(args), args.run)

@@ -395,9 +395,9 @@ def _report_interrupt(exc: BaseException) -> int:
 # itself; a module not loaded yet cannot have raised its error, so nothing
 # is imported to classify one (an error in `--help` stays cheap).
 USER_ERRORS: tuple[tuple[str, str, int], ...] = (
-    ("store.history_read", "HistoryError", EXIT_USAGE),  # NotFound, DestinationExists
-    ("store.history_read", "PlanNotFound", EXIT_USAGE),
-    ("store.history_read", "SyncError", EXIT_USAGE),
+    ("store.history_errors", "HistoryError", EXIT_USAGE),  # NotFound, DestinationExists
+    ("store.history_errors", "PlanNotFound", EXIT_USAGE),
+    ("store.history_errors", "SyncError", EXIT_USAGE),  # SyncNotFound, SyncExists
     ("store.workspace", "WorkspaceError", EXIT_USAGE),  # PredicateError
     ("store.postgres_source", "SourceLost", EXIT_FAILED),  # connection lost mid-read
     ("store.plan", "MappingError", EXIT_USAGE),

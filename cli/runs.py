@@ -18,7 +18,8 @@ from cli.common import (
     resolve_state_dir,
     say,
 )
-from store.history_read import RUN_STATUSES, NotFound, RunReader, run_json
+from store.history_errors import NotFound
+from store.history_read import RUN_STATUSES, RunReader, run_json
 from store.safe_text import visible
 
 RAW = argparse.RawDescriptionHelpFormatter

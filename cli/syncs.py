@@ -264,7 +264,7 @@ def _when(value: datetime | None) -> str:
 
 def _add(args: argparse.Namespace) -> int:
     from connector.syncs import create_sync
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     history = _history(args)
     try:
@@ -301,7 +301,7 @@ def _add(args: argparse.Namespace) -> int:
 
 def _edit(args: argparse.Namespace) -> int:
     from connector.syncs import edit_sync
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     history = _history(args)
     sync = _sync(history, args.name)
@@ -604,7 +604,7 @@ def _alerts(args: argparse.Namespace) -> int:
 
 
 def _key_file(args: argparse.Namespace) -> int:
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
     from store.secrets import KeyStore, Secret
 
     state = resolve_state_dir(args)

@@ -68,7 +68,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     from cli.changesets import plan_json
     from cli.progress import EXIT_BY_STATUS, print_summary, run_export
     from connector.engine import ExportRefused, ExportRequest
-    from store.history_read import NotFound
+    from store.history_errors import NotFound
 
     engine = _engine(args)
     try:

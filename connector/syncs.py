@@ -57,7 +57,7 @@ from croniter import croniter
 
 from connector.models import SyncStatus
 from store.fingerprint import configured_source, refresh_fingerprint
-from store.history_read import SyncError, check_sync_name
+from store.history_errors import SyncError, check_sync_name
 from store.postgres_source import PostgresSource
 from store.records import SyncRecord
 from store.safe_text import visible

@@ -166,7 +166,7 @@ def build_evidence(history: Any, state: Path, run_id: int) -> dict[str, Any]:
 
 def _plan_basis(history: Any, plan_id: int | None) -> dict[str, Any]:
     """What the run's plan was computed from, or {} (a run from before plans)."""
-    from store.history_read import PlanNotFound
+    from store.history_errors import PlanNotFound
 
     if plan_id is None:
         return {}

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from store.history_errors import HistoryError, NotFound, PlanNotFound, destination_not_found
 from store.history_migrations import SchemaError, prepare_schema
 from store.history_models import (
     ConsentApprovalTable,
@@ -47,10 +48,6 @@ from store.history_read import (
     REJECTED_PAGE,
     RUN_STATUSES,
     SCHEMA_VERSION,
-    HistoryError,
-    NotFound,
-    PlanNotFound,
-    destination_not_found,
     mapping_from_json,
     mapping_json,
     run_process_alive,

@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from store.history_errors import plan_not_found
 from store.history_models import PlanTable, inserted_id, table_of
-from store.history_read import custom_field_ids, plan_not_found
+from store.history_read import custom_field_ids
 from store.operator import current_operator
 from store.records import PlanRecord
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from store.history_errors import SyncExists, check_sync_name, sync_not_found
 from store.history_models import SyncEventTable, SyncTable, inserted_id, table_of
-from store.history_read import SyncExists, check_sync_name, sync_not_found
 from store.records import SyncAlert, SyncEvent, SyncRecord
 
 if TYPE_CHECKING:

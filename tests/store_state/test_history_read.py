@@ -288,7 +288,7 @@ def test_destinations_listed_and_missing_as_history_says(history: History) -> No
 def test_syncs_and_their_alerts_read_as_history_reads_them(history: History) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from store.history_read import SyncNotFound
+    from store.history_errors import SyncNotFound
 
     fill(history)
     t = datetime(2026, 11, 1, 8, tzinfo=UTC)

@@ -21,7 +21,7 @@ from connector.schedule_units import (
     without_cron_line,
 )
 from connector.syncs import parse_every, utc_now
-from store.history_read import SyncError
+from store.history_errors import SyncError
 from tests.engine.conftest import run_cli
 from tests.syncs.conftest import history_of
 from tui.cli import main

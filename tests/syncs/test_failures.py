@@ -152,7 +152,7 @@ def test_run_due_reads_keys_from_the_private_env_file_and_refuses_a_shared_one(
     export_env, monkeypatch, capsys
 ):
     from connector.syncs import load_env_file
-    from store.history_read import SyncError
+    from store.history_errors import SyncError
 
     monkeypatch.delenv("DEST_KEY")
     env_file = export_env.state_dir / "syncs.env"
