@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 from connector.events import PlanReady, PreviewReady, RunFinished
 from connector.events import Warning as EngineWarning
 from connector.findings import Finding
+from store.records import EXCLUSIONS
 from tui.backend import ExportSettings
 from tui.messages import (
     CapRaised,
@@ -33,7 +34,6 @@ from tui.widgets.preflight_list import MAPPING_KINDS, fix_for, render_findings, 
 from tui.widgets.row_table import Column, Row, RowTable
 
 _VIEWS = ("sample", "rejected", "body")
-EXCLUSIONS = ("no_consent", "no_email", "invalid_email", "too_long", "duplicate")
 _CATEGORY_VIEW = {
     **dict.fromkeys(EXCLUSIONS, "rejected"),
     **dict.fromkeys(("to_send", "to_add", "to_update"), "sample"),
