@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--startup-only",
         action="store_true",
-        help="only the start-up scenarios (--version, runs, segments, the TUI), on the "
-        "small workspace",
+        help="only the start-up scenarios (--version, runs and the other review commands, "
+        "segments, the TUI), on the small workspace",
     )
     args = parser.parse_args(argv)
     if args.startup_only and args.doc is not None:
