@@ -32,11 +32,11 @@ import os
 import socket
 import sqlite3
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from store.history_errors import (
     HistoryError,
@@ -69,6 +69,8 @@ RUN_STATUSES = (
 )  # fmt: skip
 
 
+_T = TypeVar("_T")
+
 # The columns each record is made of, in the order they are selected.
 RUN_COLUMNS = tuple(f.name for f in fields(Run))
 DESTINATION_COLUMNS = tuple(f.name for f in fields(Destination))
@@ -76,6 +78,7 @@ BATCH_COLUMNS = tuple(f.name for f in fields(Batch))
 PLAN_COLUMNS = tuple(f.name for f in fields(PlanRecord))
 SYNC_COLUMNS = tuple(f.name for f in fields(SyncRecord))
 EVENT_COLUMNS = tuple(f.name for f in fields(SyncEvent))
+APPROVAL_COLUMNS = tuple(f.name for f in fields(ConsentApproval))
 # How columns are stored, by name (no name means two things across the tables).
 _JSON_COLUMNS = frozenset(
     {"segments", "config", "counts", "basis", "success_fingerprint", "attempt_fingerprint"}
@@ -85,7 +88,7 @@ _TIME_COLUMNS = frozenset(
     {
         "started_at", "ended_at", "sent_at", "finished_at", "created_at", "updated_at",
         "consent_at", "removed_at", "next_due_at", "last_attempt_at", "last_success_at",
-        "running_since", "at", "last_at", "acknowledged_at",
+        "running_since", "at", "last_at", "acknowledged_at", "approved_at",
     }
 )  # fmt: skip
 REJECTED_PAGE = (
@@ -148,14 +151,6 @@ def _values(columns: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
             value = _utc(value)
         values[name] = value
     return values
-
-
-def _run(row: tuple[Any, ...]) -> Run:
-    return Run(**_values(RUN_COLUMNS, row))
-
-
-def _destination(row: tuple[Any, ...]) -> Destination:
-    return Destination(**_values(DESTINATION_COLUMNS, row))
 
 
 def mapping_json(mapping: Any) -> dict[str, Any]:
@@ -261,61 +256,57 @@ class RunReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def destination_exists(self, name: str) -> bool:
-        """An active destination by this name, or any by this id when it is digits
-        (what ``History.get_destination`` finds rather than raising NotFound)."""
-        found = self._conn.execute(
-            "SELECT 1 FROM destination WHERE name = ? AND removed_at IS NULL", (name,)
-        ).fetchone()
-        if found is None and name.isdigit():
-            found = self._conn.execute(
-                "SELECT 1 FROM destination WHERE id = ?", (int(name),)
-            ).fetchone()
-        return found is not None
-
-    def destination(self, name_or_id: str | int) -> Destination | None:
-        """As ``History.get_destination``: an active destination by name, or any
-        (removed too) by id; None where History would raise NotFound."""
-        select = f"SELECT {', '.join(DESTINATION_COLUMNS)} FROM destination"
-        row = None
-        if isinstance(name_or_id, str):
-            row = self._conn.execute(
-                f"{select} WHERE name = ? AND removed_at IS NULL", (name_or_id,)
-            ).fetchone()
-            if row is None and name_or_id.isdigit():
-                name_or_id = int(name_or_id)
-        if isinstance(name_or_id, int):
-            row = self._conn.execute(f"{select} WHERE id = ?", (name_or_id,)).fetchone()
-        return None if row is None else _destination(row)
+    def _records(
+        self, record: Callable[..., _T], columns: tuple[str, ...], rest: str, params: Any = ()
+    ) -> list[_T]:
+        """``SELECT <columns> <rest>`` as ``record``s, valued as History's are."""
+        rows = self._conn.execute(f"SELECT {', '.join(columns)} {rest}", params)
+        return [record(**_values(columns, row)) for row in rows]
 
     def get_destination(self, name_or_id: str | int) -> Destination:
-        """As ``History.get_destination``, raising the same `NotFound`."""
-        found = self.destination(name_or_id)
-        if found is None:
-            if isinstance(name_or_id, str) and name_or_id.isdigit():
+        """As ``History.get_destination``: an active destination by name, or any
+        (removed too) by id; the same `NotFound` when there is none."""
+        found: list[Destination] = []
+        if isinstance(name_or_id, str):
+            found = self._records(
+                Destination, DESTINATION_COLUMNS,
+                "FROM destination WHERE name = ? AND removed_at IS NULL", (name_or_id,),
+            )  # fmt: skip
+            if not found and name_or_id.isdigit():
                 name_or_id = int(name_or_id)
+        if isinstance(name_or_id, int):
+            found = self._records(
+                Destination, DESTINATION_COLUMNS, "FROM destination WHERE id = ?", (name_or_id,)
+            )
+        if not found:
             raise destination_not_found(name_or_id)
-        return found
+        return found[0]
+
+    def destination(self, name_or_id: str | int) -> Destination | None:
+        """`get_destination`, or None where it raises `NotFound`."""
+        try:
+            return self.get_destination(name_or_id)
+        except NotFound:
+            return None
+
+    def destination_exists(self, name: str) -> bool:
+        """An active destination by this name, or any by this id when it is digits."""
+        return self.destination(name) is not None
 
     def list_destinations(self, include_removed: bool = False) -> list[Destination]:
         """As ``History.list_destinations``: by name, then id."""
-        where = "" if include_removed else " WHERE removed_at IS NULL"
-        rows = self._conn.execute(
-            f"SELECT {', '.join(DESTINATION_COLUMNS)} FROM destination{where} ORDER BY name, id"
+        where = "" if include_removed else "WHERE removed_at IS NULL"
+        return self._records(
+            Destination, DESTINATION_COLUMNS, f"FROM destination {where} ORDER BY name, id"
         )
-        return [_destination(row) for row in rows]
 
     def consent_approvals(self, destination_id: int) -> list[ConsentApproval]:
         """As ``History.consent_approvals``: every acknowledgment, oldest first."""
-        rows = self._conn.execute(
-            "SELECT destination_id, approved_by, approved_at, wording FROM consent_approval "
-            "WHERE destination_id = ? ORDER BY approved_at, id",
+        return self._records(
+            ConsentApproval, APPROVAL_COLUMNS,
+            "FROM consent_approval WHERE destination_id = ? ORDER BY approved_at, id",
             (destination_id,),
-        )
-        return [
-            ConsentApproval(d, by, datetime.fromisoformat(at).replace(tzinfo=UTC), wording)
-            for d, by, at, wording in rows
-        ]
+        )  # fmt: skip
 
     def get_mapping(self, destination_id: int) -> FieldMapping | None:
         """As ``History.get_mapping``: the saved mapping, or None."""
@@ -340,7 +331,7 @@ class RunReader:
     ) -> list[Run]:
         """As ``History.list_runs``: runs, newest first, of the destination by id,
         or by its current name or the one it had at the time."""
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM run"
+        sql = "FROM run"
         where: list[str] = []
         params: list[Any] = []
         if isinstance(destination, int):
@@ -361,7 +352,7 @@ class RunReader:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [_run(row) for row in self._conn.execute(sql, params)]
+        return self._records(Run, RUN_COLUMNS, sql, params)
 
     def get_run(self, run_id: int) -> RunDetail:
         """As ``History.get_run``: the run with its batches (by seq) and its
@@ -370,25 +361,20 @@ class RunReader:
         meanwhile cannot show a run still ``running`` beside its finished batches."""
         self._conn.execute("BEGIN")
         try:
-            row = self._conn.execute(
-                f"SELECT {', '.join(RUN_COLUMNS)} FROM run WHERE id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
+            found: list[dict[str, Any]] = self._records(
+                dict, RUN_COLUMNS, "FROM run WHERE id = ?", (run_id,)
+            )
+            if not found:
                 raise NotFound(f"no run {run_id}")
-            batches = tuple(
-                Batch(**_values(BATCH_COLUMNS, b))
-                for b in self._conn.execute(
-                    f"SELECT {', '.join(BATCH_COLUMNS)} FROM run_batch WHERE run_id = ? "
-                    "ORDER BY seq",
-                    (run_id,),
-                )
+            batches = self._records(
+                Batch, BATCH_COLUMNS, "FROM run_batch WHERE run_id = ? ORDER BY seq", (run_id,)
             )
             (rejected,) = self._conn.execute(
                 "SELECT count(*) FROM rejected_row WHERE run_id = ?", (run_id,)
             ).fetchone()
         finally:
             self._conn.rollback()  # read-only: nothing to keep
-        return RunDetail(**_values(RUN_COLUMNS, row), batches=batches, rejected=rejected)
+        return RunDetail(**found[0], batches=tuple(batches), rejected=rejected)
 
     def rejected_rows(self, run_id: int) -> Iterator[RejectedRecord]:
         """As ``History.rejected_rows``: a run's rejected rows in the order recorded."""
@@ -400,22 +386,21 @@ class RunReader:
 
     def get_plan(self, plan_id: int) -> PlanRecord:
         """As ``History.get_plan``, raising the same `PlanNotFound`."""
-        row = self._conn.execute(
-            f"SELECT {', '.join(PLAN_COLUMNS)} FROM plan WHERE id = ?", (plan_id,)
-        ).fetchone()
-        if row is None:
+        found = self._records(PlanRecord, PLAN_COLUMNS, "FROM plan WHERE id = ?", (plan_id,))
+        if not found:
             raise plan_not_found(plan_id)
-        return PlanRecord(**_values(PLAN_COLUMNS, row))
+        return found[0]
 
     def list_plans(self, destination_id: int | None = None, limit: int = 50) -> list[PlanRecord]:
         """As ``History.list_plans``: newest first."""
-        sql = f"SELECT {', '.join(PLAN_COLUMNS)} FROM plan"
-        params: tuple[int, ...] = (limit,)
-        if destination_id is not None:
-            sql += " WHERE destination_id = ?"
-            params = (destination_id, limit)
-        rows = self._conn.execute(sql + " ORDER BY id DESC LIMIT ?", params)
-        return [PlanRecord(**_values(PLAN_COLUMNS, row)) for row in rows]
+        params: tuple[int, ...]
+        if destination_id is None:
+            where, params = "", (limit,)
+        else:
+            where, params = "WHERE destination_id = ?", (destination_id, limit)
+        return self._records(
+            PlanRecord, PLAN_COLUMNS, f"FROM plan {where} ORDER BY id DESC LIMIT ?", params
+        )
 
     def latest_custom_field_ids(self, destination_id: int) -> dict[str, str]:
         """As ``History.latest_custom_field_ids``."""
@@ -423,30 +408,24 @@ class RunReader:
 
     def list_syncs(self, include_removed: bool = False) -> list[SyncRecord]:
         """As ``History.list_syncs``: by name, then id."""
-        where = "" if include_removed else " WHERE removed_at IS NULL"
-        rows = self._conn.execute(
-            f"SELECT {', '.join(SYNC_COLUMNS)} FROM sync{where} ORDER BY name, id"
-        )
-        return [SyncRecord(**_values(SYNC_COLUMNS, row)) for row in rows]
+        where = "" if include_removed else "WHERE removed_at IS NULL"
+        return self._records(SyncRecord, SYNC_COLUMNS, f"FROM sync {where} ORDER BY name, id")
 
     def get_sync(self, name_or_id: str | int) -> SyncRecord:
         """As ``History.get_sync``: an active sync by name, or any by id;
         the same `SyncNotFound` when there is none."""
-        sql = f"SELECT {', '.join(SYNC_COLUMNS)} FROM sync WHERE "
-        sql += "name = ? AND removed_at IS NULL" if isinstance(name_or_id, str) else "id = ?"
-        row = self._conn.execute(sql, (name_or_id,)).fetchone()
-        if row is None:
+        where = "name = ? AND removed_at IS NULL" if isinstance(name_or_id, str) else "id = ?"
+        found = self._records(SyncRecord, SYNC_COLUMNS, f"FROM sync WHERE {where}", (name_or_id,))
+        if not found:
             raise sync_not_found(name_or_id)
-        return SyncRecord(**_values(SYNC_COLUMNS, row))
+        return found[0]
 
     def sync_events(self, sync_id: int, limit: int = 20) -> list[SyncEvent]:
         """As ``History.sync_events``: newest first."""
-        rows = self._conn.execute(
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM sync_event WHERE sync_id = ? "
-            "ORDER BY id DESC LIMIT ?",
-            (sync_id, limit),
-        )
-        return [SyncEvent(**_values(EVENT_COLUMNS, row)) for row in rows]
+        return self._records(
+            SyncEvent, EVENT_COLUMNS,
+            "FROM sync_event WHERE sync_id = ? ORDER BY id DESC LIMIT ?", (sync_id, limit),
+        )  # fmt: skip
 
     def sync_alerts(self) -> list[SyncAlert]:
         """As ``History.sync_alerts``: failures of active syncs nobody

@@ -354,12 +354,8 @@ def test_a_run_is_read_at_one_moment_while_an_export_writes(history: History) ->
             )
             writer.execute("UPDATE run SET status = 'succeeded' WHERE id = ?", (run,))
 
-    class Fetched:
-        def __init__(self, row: object) -> None:
-            self.row = row
-
-        def fetchone(self) -> object:
-            return self.row
+    class Fetched(list):  # type: ignore[type-arg]
+        """The rows the first read got, before the commit."""
 
     class Interleaved:
         """The reader's connection, with the export committing after its first read."""
@@ -371,9 +367,9 @@ def test_a_run_is_read_at_one_moment_while_an_export_writes(history: History) ->
             cursor = self.conn.execute(sql, *args)
             if self.first and sql.startswith("SELECT"):
                 self.first = False
-                row = cursor.fetchone()  # the run's row is read ...
+                rows = cursor.fetchall()  # the run's row is read ...
                 export_commits()  # ... then the export commits
-                return Fetched(row)
+                return Fetched(rows)
             return cursor
 
         def rollback(self) -> None:
