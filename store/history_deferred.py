@@ -28,25 +28,27 @@ call waits for it, as if it had been opened in the foreground.
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from store.history_read import RunReader, open_run_reader
-from store.records import Destination, FieldMapping
 
 if TYPE_CHECKING:
     from store.history import History
 
-_NO_READER = object()
+_READS = frozenset({"get_destination", "get_mapping", "get_segments"})
+"""What an export reads before it plans: answered by the reader until
+``History`` opens (`RunReader` answers them as ``History`` does)."""
 
 
 class DeferredHistory:
     """``History`` opening on a thread, with its first reads answered at once.
 
     Use `open_deferred`, which returns it typed as the ``History`` it stands
-    for: any attribute other than the three read here is the opened
-    ``History``'s (waiting for it the first time).
+    for: any attribute other than the `_READS` is the opened ``History``'s
+    (waiting for it the first time).
     """
 
     def __init__(self, db_path: Path) -> None:
@@ -97,31 +99,16 @@ class DeferredHistory:
         return self._opened
 
     def _read(self, name: str, *args: Any) -> Any:
-        """The reader's answer, or `_NO_READER` once ``History`` answers instead."""
+        """The reader's answer while it is open (errors such as `NotFound`
+        included), then ``History``'s."""
         with self._reading:
-            if self._reader is None:
-                return _NO_READER
-            return getattr(self._reader, name)(*args)
-
-    def get_destination(self, name_or_id: str | int) -> Destination:
-        found = self._read("destination", name_or_id)
-        if found is _NO_READER or found is None:  # None: History raises its NotFound
-            return self.opened().get_destination(name_or_id)
-        return cast("Destination", found)
-
-    def get_mapping(self, destination_id: int) -> FieldMapping | None:
-        found = self._read("get_mapping", destination_id)
-        if found is _NO_READER:
-            return self.opened().get_mapping(destination_id)
-        return cast("FieldMapping | None", found)
-
-    def get_segments(self, destination_id: int) -> tuple[str, ...]:
-        found = self._read("get_segments", destination_id)
-        if found is _NO_READER:
-            return self.opened().get_segments(destination_id)
-        return cast("tuple[str, ...]", found)
+            if self._reader is not None:
+                return getattr(self._reader, name)(*args)
+        return getattr(self.opened(), name)(*args)
 
     def __getattr__(self, name: str) -> Any:
+        if name in _READS:
+            return functools.partial(self._read, name)
         return getattr(self.opened(), name)
 
 
