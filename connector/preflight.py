@@ -20,6 +20,7 @@ from connector.client import RetryNotice, SendGridClient
 from connector.errors import NetworkError, SendGridError, SendGridUnavailable
 from connector.findings import Finding
 from store.fingerprint import source_fingerprint
+from store.history_errors import PlanNotFound
 from store.history_read import mapping_json
 from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
 from store.records import FieldMapping
@@ -101,8 +102,6 @@ class Preflight:
             stored = self.history.get_plan(previous.plan_id) if previous.plan_id else None
             return request, previous, stored
         if request.plan_id is not None:
-            from store.history import PlanNotFound  # (SQLAlchemy: not for a plain export)
-
             try:
                 stored = self.history.get_plan(request.plan_id)
             except PlanNotFound as exc:

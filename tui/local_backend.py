@@ -237,7 +237,7 @@ class LocalBackend:
         says no. The same service `segsync destinations add` calls."""
         from connector.errors import SendGridError
         from connector.services import ServiceError, save_destination
-        from store.history import HistoryError
+        from store.history_errors import HistoryError
 
         key = self._form_key(form)
         history = self._hist()
@@ -472,7 +472,7 @@ class LocalBackend:
         the plan's segments and mode, as `apply` would check them."""
         from connector.engine import ExportRequest
         from connector.preflight import Preflight, run_mode
-        from store.history import PlanNotFound
+        from store.history_errors import PlanNotFound
 
         history = self._hist()
         dest = history.get_destination(settings.destination_id)
@@ -533,7 +533,7 @@ class LocalBackend:
         return self._hist().list_runs(limit=500)
 
     def run_detail(self, run_id: int) -> RunDetail:
-        from store.history import NotFound
+        from store.history_errors import NotFound
 
         try:
             return self._hist().get_run(run_id)
@@ -563,7 +563,7 @@ class LocalBackend:
 
     def undo_plan(self, run_id: int) -> PlanReview:
         from connector.engine import ExportEngine, ExportRefused
-        from store.history import NotFound
+        from store.history_errors import NotFound
 
         engine = ExportEngine(
             workspace=None,
@@ -579,7 +579,7 @@ class LocalBackend:
         return self._review(plan, touched_later=undo.touched_later)
 
     def plan(self, plan_id: int) -> PlanReview:
-        from store.history import PlanNotFound
+        from store.history_errors import PlanNotFound
 
         try:
             plan = self._hist().get_plan(plan_id)
