@@ -390,7 +390,6 @@ def _list(args: argparse.Namespace) -> int:
 
     with read_history(args) as history:
         rows = sync_overview(history, _now())
-        alerts = history.sync_alerts()
     as_json = getattr(args, "json", False)  # plain `segsync syncs` lists too
     if as_json:
         print_json([status_json(s) for s in rows])
@@ -411,8 +410,9 @@ def _list(args: argparse.Namespace) -> int:
             f"{flag} {visible(s.name):<16} {visible(s.destination):<14} {s.trigger:<28} "
             f"last {_when(s.last_attempt_at)} {result}{run}; {nxt}"
         )
-    if alerts and not as_json:
-        print(f"{len(alerts)} failure(s) not acknowledged: `segsync syncs alerts`")
+    alerts = sum(s.alerts for s in rows)  # counted by sync_overview, as `syncs alerts` lists them
+    if alerts:
+        print(f"{alerts} failure(s) not acknowledged: `segsync syncs alerts`")
     return EXIT_OK
 
 
@@ -438,14 +438,15 @@ def sync_json(history: Any, sync: Any) -> dict[str, Any]:
 
 def _show(args: argparse.Namespace) -> int:
     with read_history(args) as history:
-        sync = _sync(history, args.name)
-        data = sync_json(history, sync)
-        described = _describe(history, sync)
-        events = history.sync_events(sync.id)
+        return _show_sync(args, history)
+
+
+def _show_sync(args: argparse.Namespace, history: Any) -> int:
+    sync = _sync(history, args.name)
     if args.json:
-        print_json(data)
+        print_json(sync_json(history, sync))
         return EXIT_OK
-    print(f"sync {visible(sync.name)}: {described}")
+    print(f"sync {visible(sync.name)}: {_describe(history, sync)}")
     for key in ("last_attempt_at", "last_success_at", "next_due_at"):
         print(f"  {key:<18} {_when(getattr(sync, key))}")
     run = (
@@ -460,6 +461,7 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  {'on_failure':<18} {visible(sync.on_failure)}")
     if sync.running_pid:
         print(f"  {'running':<18} process {sync.running_pid} since {_when(sync.running_since)}")
+    events = history.sync_events(sync.id)
     if events:
         print("  events (newest first):")
     for event in events:

@@ -119,6 +119,7 @@ def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["runs", "evidence", "1", "--json"], '"run": 1'),
         (["map", "news"], "(custom field)"),
         (["syncs"], "nightly"),
+        (["syncs"], "1 failure(s) not acknowledged"),
         (["syncs", "show", "nightly"], "run failed !: boom"),
         (["syncs", "alerts"], "nightly: run failed"),
     ],
