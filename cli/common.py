@@ -114,6 +114,21 @@ def history_reader(path: Path) -> RunReader:
     return reader
 
 
+def saved_mapping(history: Any, destination: Any) -> Any:
+    """The destination's saved field mapping, or the refusal that says how to
+    save one (`map DEST` and `explain` need one to say anything)."""
+    from store.safe_text import visible
+
+    mapping = history.get_mapping(destination.id)
+    if mapping is None:
+        name = visible(destination.name)
+        raise CliError(
+            f"'{name}' has no field mapping yet: `segsync map {name} email=COLUMN ...` "
+            "or `--suggest`"
+        )
+    return mapping
+
+
 def print_json(data: Any) -> None:
     """Data for scripts, on stdout, exactly (never passed through `visible`)."""
     import orjson

@@ -26,6 +26,7 @@ from cli.common import (
     read_history,
     resolve_state_dir,
     retry_printer,
+    saved_mapping,
     say,
 )
 from store.history_read import destination_json
@@ -459,12 +460,7 @@ def _show_mapping(args: argparse.Namespace) -> int:
     """`segsync map DEST`: the saved mapping, read without SQLAlchemy."""
     with read_history(args) as history:
         dest = _destination(history, args.destination)
-        current = history.get_mapping(dest.id)
-    if current is None:
-        raise CliError(
-            f"{_q(dest.name)} has no mapping yet: `segsync map {visible(dest.name)} "
-            "email=COLUMN ...` or `--suggest`"
-        )
+        current = saved_mapping(history, dest)
     if args.json:
         print_json(mapping_dict(current))
     else:

@@ -19,6 +19,7 @@ from cli.common import (
     print_json,
     read_history,
     resolve_state_dir,
+    saved_mapping,
     split_names,
 )
 from store.safe_text import visible
@@ -85,12 +86,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     state = resolve_state_dir(args)
     with read_history(args) as history:
         destination = _destination(history, args.destination)
-        mapping = history.get_mapping(destination.id)
-        if mapping is None:
-            raise CliError(
-                f"{visible(destination.name)} has no field mapping yet "
-                f"(`segsync map {visible(destination.name)} ...`)"
-            )
+        mapping = saved_mapping(history, destination)
         segments = split_names(args.segments) or _default_segments(history, destination)
         field_ids = history.latest_custom_field_ids(destination.id)
     try:

@@ -147,3 +147,14 @@ def test_console_script_answers(argv, export_env) -> None:
     done = subprocess.run(export_env.cli(*argv), env=export_env.env(), capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_map_and_explain_say_how_to_save_a_missing_mapping(tmp_path, capsys, monkeypatch) -> None:
+    state = tmp_path / "state"
+    with History(history_path(state)) as history:
+        history.add_destination("news", base_url="https://api.sendgrid.com", list_id="l1")
+    monkeypatch.setenv("SEGSYNC_STATE_DIR", str(state))
+    for argv in (["map", "news"], ["explain", "ann@example.com", "--destination", "news"]):
+        code, _out, err = cli(capsys, *argv)
+        assert code == 2, err
+        assert "'news' has no field mapping yet: `segsync map news email=COLUMN ...`" in err
