@@ -959,8 +959,7 @@ class ExportEngine:
         sent, _missing = batch_emails.confirmed(self.state_dir, run_id, seqs)
         errored = {
             (r.email or "").strip().lower(): r.reason
-            for r in self.history.rejected_rows(run_id)
-            if r.source == "sendgrid"
+            for r in self.history.rejected_rows(run_id, source="sendgrid")
         }
         errored.update(state.errored)
         if len(sent) or removals.removed:

@@ -45,11 +45,11 @@ from store.history_models import (
 )
 from store.history_plans import PlansMixin
 from store.history_read import (
-    REJECTED_PAGE,
     RUN_STATUSES,
     SCHEMA_VERSION,
     mapping_from_json,
     mapping_json,
+    rejected_page,
     run_process_alive,
 )
 from store.history_syncs import SyncsMixin
@@ -667,14 +667,19 @@ class History(PlansMixin, SyncsMixin):
             total += len(chunk)
         return total
 
-    def rejected_rows(self, run_id: int, limit: int | None = None) -> Iterator[RejectedRecord]:
-        """A run's rejected rows in the order recorded. Read page by page, each in
-        its own short read, so a slow consumer (a CSV writer) holds nothing open."""
+    def rejected_rows(
+        self, run_id: int, limit: int | None = None, source: str | None = None
+    ) -> Iterator[RejectedRecord]:
+        """A run's rejected rows in the order recorded; ``source``: only the
+        plan's or only SendGrid's. Read page by page, each in its own short
+        read, so a slow consumer (a CSV writer) holds nothing open."""
         last_id, left = 0, limit
         while left is None or left > 0:
             page = 5_000 if left is None else min(5_000, left)
             with self._read() as conn:
-                rows = conn.exec_driver_sql(REJECTED_PAGE, (run_id, last_id, page)).fetchall()
+                rows = conn.exec_driver_sql(
+                    *rejected_page(run_id, last_id, page, source)
+                ).fetchall()
             if not rows:
                 return
             for _row_id, *values in rows:

@@ -91,11 +91,22 @@ _TIME_COLUMNS = frozenset(
         "running_since", "at", "last_at", "acknowledged_at", "approved_at",
     }
 )  # fmt: skip
-REJECTED_PAGE = (
-    "SELECT id, seq, key, email, reason, source FROM rejected_row"
-    " WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?"
-)
-"""A page of a run's rejected rows after row id ``?`` (History reads them so too)."""
+
+
+def rejected_page(
+    run_id: int, last_id: int, size: int, source: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The query and parameters for a page of a run's rejected rows after row id
+    ``last_id`` (History reads them so too). ``source``: only the plan's rows or
+    only SendGrid's; an export's record reads back just SendGrid's few, not a
+    million-row plan's tens of thousands."""
+    only = "" if source is None else " AND source = ?"
+    sql = (
+        "SELECT id, seq, key, email, reason, source FROM rejected_row"
+        f" WHERE run_id = ?{only} AND id > ? ORDER BY id LIMIT ?"
+    )
+    by_source = () if source is None else (source,)
+    return sql, (run_id, *by_source, last_id, size)
 
 
 def _process_start(pid: int) -> datetime | None:
@@ -376,10 +387,10 @@ class RunReader:
             self._conn.rollback()  # read-only: nothing to keep
         return RunDetail(**found[0], batches=tuple(batches), rejected=rejected)
 
-    def rejected_rows(self, run_id: int) -> Iterator[RejectedRecord]:
+    def rejected_rows(self, run_id: int, source: str | None = None) -> Iterator[RejectedRecord]:
         """As ``History.rejected_rows``: a run's rejected rows in the order recorded."""
         last_id = 0
-        while rows := self._conn.execute(REJECTED_PAGE, (run_id, last_id, 5_000)).fetchall():
+        while rows := self._conn.execute(*rejected_page(run_id, last_id, 5_000, source)).fetchall():
             for _row_id, *values in rows:
                 yield RejectedRecord(run_id, *values)
             last_id = rows[-1][0]

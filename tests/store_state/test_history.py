@@ -230,6 +230,10 @@ def test_a_run_with_batches_and_rejections(history: History) -> None:
         (None, "invalid_email", "plan"),
         (1, "invalid mailbox", "sendgrid"),
     ]
+    # what an export's record reads back: SendGrid's refusals, not the plan's rows
+    assert [(r.seq, r.reason) for r in history.rejected_rows(run_id, source="sendgrid")] == [
+        (1, "invalid mailbox")
+    ]
     with pytest.raises(HistoryError):
         history.finish_run(run_id, "running")
     with pytest.raises(NotFound, match="run 999"):

@@ -230,6 +230,10 @@ def test_a_run_its_batches_and_rejected_rows_read_as_history_reads_them(
         assert detail.rejected == 2
         assert list(reader.rejected_rows(run)) == list(history.rejected_rows(run))
         assert list(reader.rejected_rows(ids["dry"])) == []
+        for source in ("plan", "sendgrid"):
+            rows = list(reader.rejected_rows(run, source=source))
+            assert rows == list(history.rejected_rows(run, source=source))
+            assert [r.source for r in rows] == [source]
         with pytest.raises(NotFound, match="no run 99"):
             reader.get_run(99)
 
