@@ -23,6 +23,7 @@ import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -962,28 +963,35 @@ class ExportEngine:
             for r in self.history.rejected_rows(run_id, source="sendgrid")
         }
         errored.update(state.errored)
-        if len(sent) or removals.removed:
-            ledger = Preflight(self.workspace, self.history, self.keys, self.state_dir).ledger(
-                destination
+        # The people record and the ledger are independent files, each written
+        # atomically: written side by side (DuckDB and Parquet release the
+        # interpreter), the user waits for the slower one, not for both. Leaving
+        # the pool waits for the people record even when the ledger fails.
+        with ThreadPoolExecutor(1, thread_name_prefix="segsync-people") as pool:
+            people = pool.submit(
+                write_people,
+                people_file(self.state_dir, run_id),
+                changeset,
+                sent=sent,
+                errored=errored,
+                removed=removals.removed,
+                remove_failed=removals.failed,
             )
-            table = changeset.merged_ledger(
-                ledger, sent=sent, errored=errored, removed=removals.removed
-            )
-            write_ledger(
-                ledger,
-                table,
-                previous=read_info(ledger),
-                list_id=list_id_of(destination),
-                base_url=destination.base_url,
-            )
-        write_people(
-            people_file(self.state_dir, run_id),
-            changeset,
-            sent=sent,
-            errored=errored,
-            removed=removals.removed,
-            remove_failed=removals.failed,
-        )
+            if len(sent) or removals.removed:
+                ledger = Preflight(self.workspace, self.history, self.keys, self.state_dir).ledger(
+                    destination
+                )
+                table = changeset.merged_ledger(
+                    ledger, sent=sent, errored=errored, removed=removals.removed
+                )
+                write_ledger(
+                    ledger,
+                    table,
+                    previous=read_info(ledger),
+                    list_id=list_id_of(destination),
+                    base_url=destination.base_url,
+                )
+            people.result()
         return final
 
 

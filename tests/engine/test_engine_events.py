@@ -109,3 +109,26 @@ async def test_the_previews_first_body_is_how_the_applied_plan_begins(export_env
     assert len(first.request_json["contacts"]) == 500
     sent = orjson.dumps(first.request_json).decode()
     assert sent.startswith(shown)
+
+
+async def test_a_ledger_that_cannot_be_written_still_leaves_the_people_record(
+    export_env, monkeypatch
+):
+    # The people record and the ledger are written side by side: a failing
+    # ledger (a full disk) must not cost the record of who SendGrid confirmed,
+    # and the run must not be recorded as a success.
+    from connector import engine as engine_module
+    from store.people import people_file, read_people
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine_module, "write_ledger", disk_full)
+    engine = engine_for(export_env, max_contacts=400)
+    with pytest.raises(OSError, match="No space left"):
+        await collect(engine, ExportRequest("news", ("germany",)))
+    history = History(history_path(export_env.state_dir))
+    run = history.list_runs(limit=1)[0]
+    assert run.status != "succeeded", run.status
+    people = {p.email for p in read_people(people_file(export_env.state_dir, run.id), ["added"])}
+    assert people == expected_emails(export_env.rows, ["germany"])
