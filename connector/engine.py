@@ -202,12 +202,7 @@ class ExportEngine:
             )
             self._client = client
             try:
-                list_contacts = await pre.list_contacts(client, destination, request.dry_run)
-                field_ids = (
-                    await pre.custom_field_ids(client, destination, mapping, request)
-                    if mapping is not None
-                    else {}
-                )
+                list_contacts, field_ids = await pre.account(client, destination, mapping, request)
                 if request.dry_run:
                     assert mapping is not None
                     await self._preview(

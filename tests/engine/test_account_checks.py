@@ -1,0 +1,110 @@
+"""The account look-ups before a plan (key, list, custom fields) are asked at
+once, not one after another: SendGrid is often a fifth of a second away, and a
+preview or an export waited for each in turn. A failure still names the first
+problem in the order an export checks them: key, then list, then fields."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from connector import events as ev
+from connector.client import SendGridClient
+from connector.engine import EngineSettings, ExportEngine, ExportRequest
+from connector.preflight import ExportRefused, Preflight
+from store.history import History
+from store.paths import history_path
+from store.secrets import KeyStore
+from store.workspace import Workspace
+
+pytestmark = pytest.mark.slow  # against the emulator
+
+LOOK_UPS = ("validate_key", "get_list", "field_definitions")
+
+
+def gated(parties: int, asked: list[str]) -> Any:
+    """A client factory whose look-ups each wait until ``parties`` of them are
+    in flight together: asked one after another, the first waits in vain."""
+    barrier = asyncio.Barrier(parties)
+
+    class Gated(SendGridClient):
+        pass
+
+    def gate(name: str) -> Any:
+        async def call(self: SendGridClient, *args: Any, **kwargs: Any) -> Any:
+            asked.append(name)
+            try:
+                await asyncio.wait_for(barrier.wait(), timeout=3)
+            except TimeoutError:
+                raise AssertionError(f"{name} was asked alone: {asked}") from None
+            return await getattr(SendGridClient, name)(self, *args, **kwargs)
+
+        return call
+
+    for name in LOOK_UPS:
+        setattr(Gated, name, gate(name))
+    return Gated
+
+
+def _with_custom_field(env: Any) -> History:
+    env.emulator.state.create_field("loyalty_tier", "Text")
+    history = History(history_path(env.state_dir))
+    dest = history.get_destination("news")
+    saved = history.get_mapping(dest.id)
+    assert saved is not None
+    history.set_mapping(dest.id, replace(saved, custom={"loyalty_tier": "loyalty_tier"}))
+    return history
+
+
+def _engine(env: Any, history: History, factory: Any) -> ExportEngine:
+    engine = ExportEngine(
+        workspace=Workspace.open(env.workspace),
+        history=history,
+        keys=KeyStore(env.state_dir),
+        state_dir=env.state_dir,
+        settings=EngineSettings(poll_interval=0.05),
+    )
+    engine.client_factory = factory
+    return engine
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_an_export_asks_the_account_at_once(export_env, dry_run: bool) -> None:
+    asked: list[str] = []
+    history = _with_custom_field(export_env)
+    # a preview sends nothing and does not check the key (its findings do)
+    parties = 2 if dry_run else 3
+    engine = _engine(export_env, history, gated(parties, asked))
+    events = [e async for e in engine.run(ExportRequest("news", ("germany",), dry_run=dry_run))]
+    finished = events[-1]
+    assert isinstance(finished, ev.RunFinished), finished
+    assert finished.status == ("dry_run" if dry_run else "succeeded")
+    assert sorted(asked) == sorted(LOOK_UPS[3 - parties :])
+
+
+async def test_a_previews_findings_ask_the_account_at_once(export_env) -> None:
+    asked: list[str] = []
+    history = _with_custom_field(export_env)
+    dest = history.get_destination("news")
+    keys = KeyStore(export_env.state_dir)
+    pre = Preflight(Workspace.open(export_env.workspace), history, keys, export_env.state_dir)
+    request = ExportRequest("news", ("germany",))
+    found = await pre.findings(dest, request, None, factory=gated(3, asked))
+    assert found == []
+    assert sorted(asked) == sorted(LOOK_UPS)
+
+
+async def test_a_bad_key_is_named_first_though_every_look_up_fails(
+    export_env, monkeypatch
+) -> None:
+    history = _with_custom_field(export_env)
+    monkeypatch.setenv("DEST_KEY", "SG.wrong-key-for-this-account")
+    engine = _engine(export_env, history, SendGridClient)
+    with pytest.raises(ExportRefused, match="did not accept the API key"):
+        _ = [e async for e in engine.run(ExportRequest("news", ("germany",)))]
+    asked = {x.path for x in export_env.emulator.exchanges}
+    assert any("/lists/" in path for path in asked)  # asked, and refused too
+    assert not any(x.method == "PUT" for x in export_env.emulator.exchanges)
