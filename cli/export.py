@@ -198,7 +198,8 @@ def plan_findings(engine: Any, request: Any, plan_id: int | None) -> list[Any]:
         return SendGridClient(*args, **kwargs)
 
     export = dataclasses.replace(request, dry_run=False)  # what applying it would meet
-    found = asyncio.run(pre.findings(dest, export, record, factory=factory))
+    answers = engine.account_answers  # what the plan was made with, moments ago
+    found = asyncio.run(pre.findings(dest, export, record, factory=factory, answers=answers))
     for finding in found:
         say(("would refuse: " if finding.blocking else "warning: ") + finding.message)
     return list(found)

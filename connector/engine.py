@@ -36,6 +36,7 @@ from connector.batching import MAX_BYTES, MAX_CONTACTS, pack_bodies
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import RequestCancelled, SendGridError
 from connector.preflight import (
+    AccountAnswers,
     ExportRefused,
     Preflight,
     basis_changes,
@@ -143,6 +144,9 @@ class ExportEngine:
         self.settings = settings or EngineSettings()
         self.client_factory = client_factory
         self._client: SendGridClient | None = None  # the client of the run in progress
+        # What SendGrid answered to the last run's look-ups (key, list, fields):
+        # a preview's findings read them instead of asking again.
+        self.account_answers: AccountAnswers | None = None
 
     async def run(
         self, request: ExportRequest, cancel: asyncio.Event | None = None
@@ -202,7 +206,9 @@ class ExportEngine:
             )
             self._client = client
             try:
-                list_contacts, field_ids = await pre.account(client, destination, mapping, request)
+                list_contacts, field_ids, self.account_answers = await pre.account(
+                    client, destination, mapping, request
+                )
                 if request.dry_run:
                     assert mapping is not None
                     await self._preview(

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import NetworkError, SendGridError, SendGridUnavailable
 from connector.findings import Finding
+from connector.models import CustomField
 from store.fingerprint import source_fingerprint
 from store.history_errors import PlanNotFound
 from store.history_read import mapping_json
@@ -235,66 +236,29 @@ class Preflight:
         destination: Destination,
         mapping: FieldMapping | None,
         request: ExportRequest,
-    ) -> tuple[int | None, dict[str, str]]:
-        """The list's contact count and the mapped custom fields' ids, with the
-        key checked (an export; a preview sends nothing and its findings check
-        it). The look-ups are asked at once: SendGrid is often a fifth of a
-        second away, and one after another they kept a preview waiting for
-        each. A refusal names the first problem in the order an export checks
-        them: the key, then the list, then the fields."""
-        key = None if request.dry_run or client is None else _key_check(client)
-        fields = (
-            self.custom_field_ids(client, destination, mapping, request)
-            if mapping is not None
-            else _nothing({})
-        )
-        _, contacts, ids = await at_once(
-            key or _nothing(None), self.list_contacts(client, destination, request.dry_run), fields
-        )
-        return contacts, ids
-
-    @staticmethod
-    async def list_contacts(
-        client: SendGridClient | None, destination: Destination, dry_run: bool
-    ) -> int | None:
-        """How many contacts SendGrid shows on the list now (None: unknown, a
-        preview without a key or an unreachable account). An unknown list id
-        refuses the export (a preview goes on without the number)."""
+    ) -> tuple[int | None, dict[str, str], AccountAnswers | None]:
+        """The list's contact count and the mapped custom fields' ids, and
+        SendGrid's answers they came from (`ask_account`: the key, list and
+        fields asked at once). An export is refused on the first problem in
+        the order it checks them: the key, then the list, then the fields; a
+        preview sends nothing and goes on without what it could not learn
+        (its findings say why, from the same answers)."""
         if client is None:
-            return None
-        try:
-            found = await client.get_list(list_id_of(destination))
-        except SendGridError as exc:
-            if dry_run:
-                return None
-            raise ExportRefused(str(exc)) from exc
-        return found.contact_count
-
-    async def custom_field_ids(
-        self,
-        client: SendGridClient | None,
-        destination: Destination,
-        mapping: FieldMapping,
-        request: ExportRequest,
-    ) -> dict[str, str]:
-        """The SendGrid ids of the mapped custom fields (they differ per account)."""
-        if not mapping.custom or client is None:
-            return {}
-        try:
-            custom, _reserved = await client.field_definitions()
-        except SendGridError as exc:
-            if request.dry_run:
-                return {}
-            raise ExportRefused(str(exc)) from exc
-        by_name = {f.name.lower(): f.id for f in custom}
+            return None, {}, None
+        answers = await ask_account(client, destination, mapping)
+        if not request.dry_run:
+            refused = answers.refusal()
+            if refused is not None:
+                raise refused
+        contacts = None if isinstance(answers.contacts, ExportRefused) else answers.contacts
+        if mapping is None or not isinstance(answers.fields, list):
+            return contacts, {}, answers
+        by_name = {f.name.lower(): f.id for f in answers.fields}
         missing = missing_custom_fields(mapping, by_name)
         if missing and not request.dry_run:
-            raise ExportRefused(
-                f"Custom field(s) {', '.join(missing)} do not exist on the SendGrid account of "
-                f"{destination.name!r}. Create them with `segsync map {destination.name} ... "
-                "--create-fields`, or remove them from the mapping."
-            )
-        return {name: by_name[name.lower()] for name in mapping.custom if name.lower() in by_name}
+            raise ExportRefused(_missing_fields(missing, destination))
+        ids = {name: by_name[name.lower()] for name in mapping.custom if name.lower() in by_name}
+        return contacts, ids, answers
 
     # -- everything at once, for a preview -------------------------------------
 
@@ -304,6 +268,7 @@ class Preflight:
         request: ExportRequest,
         plan: PlanRecord | None,
         factory: Callable[..., SendGridClient] = SendGridClient,
+        answers: AccountAnswers | None = None,
     ) -> list[Finding]:
         """Every check an export of ``request`` makes before its first request,
         as findings instead of the first refusal: the same steps `ExportEngine`
@@ -313,7 +278,8 @@ class Preflight:
         only when an export would start. Warnings (a recorded no-consent-filter
         choice, a custom field whose type rejects the column's values) are
         findings too, not blocking. Blocking calls run on threads; SendGrid is
-        asked as an export asks it."""
+        asked as an export asks it, unless ``answers`` (what the export that
+        made the plan was told, moments ago) already say."""
         from connector.consent import consent_filter_refusal
 
         found: list[Finding] = []
@@ -353,26 +319,28 @@ class Preflight:
             self.require_consent(destination)
         except ExportRefused as exc:
             found.append(_finding("privacy", exc))
-        try:
-            client = await self.open_client(destination, False, lambda _notice: None, factory)
-        except ExportRefused as exc:
-            found.append(_finding(_account_kind(exc), exc))
-            client = None
-        list_contacts = None
-        if client is not None:
-            try:  # asked at once, as an export asks them (`account`)
-                _, list_contacts, fields = await at_once(
-                    _key_check(client),
-                    self.list_contacts(client, destination, False),
-                    self._field_findings(client, destination, saved)
-                    if saved is not None and saved.custom
-                    else _nothing([]),
-                )
-                found += fields
+        custom = saved is not None and bool(saved.custom)
+        if answers is None or (custom and answers.fields is None):
+            answers = None  # not asked (or not about these fields): ask now
+            try:
+                client = await self.open_client(destination, False, lambda _notice: None, factory)
             except ExportRefused as exc:
                 found.append(_finding(_account_kind(exc), exc))
-            finally:
-                await client.aclose()
+                client = None
+            if client is not None:
+                try:
+                    answers = await ask_account(client, destination, saved)
+                finally:
+                    await client.aclose()
+        list_contacts = None
+        if answers is not None:
+            refused = answers.refusal()
+            if refused is not None:
+                found.append(_finding(_account_kind(refused), refused))
+            else:
+                list_contacts = answers.contacts if isinstance(answers.contacts, int) else None
+                if saved is not None and isinstance(answers.fields, list):
+                    found += await self._field_findings(answers.fields, destination, saved)
         if plan is not None:
             found += await self._plan_findings(plan, destination, saved, request, list_contacts)
         return found
@@ -411,16 +379,12 @@ class Preflight:
         return out
 
     async def _field_findings(
-        self, client: SendGridClient, destination: Destination, mapping: FieldMapping
+        self, custom: list[CustomField], destination: Destination, mapping: FieldMapping
     ) -> list[Finding]:
         """Custom fields missing on the account (refused), and those whose type
         rejects the values of their column (SendGrid rejects the rows: a warning)."""
         from connector.services import field_type_for
 
-        try:
-            custom, _reserved = await client.field_definitions()
-        except SendGridError as exc:
-            raise ExportRefused(str(exc)) from exc
         by_name = {f.name.lower(): f for f in custom}
         out: list[Finding] = []
         missing = missing_custom_fields(mapping, by_name)
@@ -429,9 +393,7 @@ class Preflight:
                 Finding(
                     "custom_fields",
                     f"custom field(s) missing on the account: {', '.join(missing)}",
-                    f"Custom field(s) {', '.join(missing)} do not exist on the SendGrid account "
-                    f"of {destination.name!r}. Create them with `segsync map {destination.name} "
-                    "... --create-fields`, or remove them from the mapping.",
+                    _missing_fields(missing, destination),
                     names=tuple(missing),
                 )
             )
@@ -598,28 +560,74 @@ def _finding(kind: Any, exc: ExportRefused) -> Finding:
     return Finding(kind, title, message)
 
 
-async def _key_check(client: SendGridClient) -> None:
-    """The key's scopes, as a refusal that names what is wrong."""
-    try:
-        await client.validate_key()
-    except SendGridError as exc:
-        raise ExportRefused(str(exc)) from exc
+@dataclass(frozen=True)
+class AccountAnswers:
+    """What SendGrid answered to one round of look-ups: each answer, or the
+    refusal it became. An export takes its list count and field ids from it,
+    and a preview's findings read the same answers instead of asking again."""
+
+    key: ExportRefused | None  # None: the key was accepted, with the scopes it needs
+    contacts: int | ExportRefused | None  # on the list now (None: SendGrid did not say)
+    fields: list[CustomField] | ExportRefused | None  # custom fields; None: none mapped
+
+    def refusal(self) -> ExportRefused | None:
+        """The first problem, in the order an export checks: key, list, fields."""
+        for answer in (self.key, self.contacts, self.fields):
+            if isinstance(answer, ExportRefused):
+                return answer
+        return None
 
 
-async def _nothing(value: T) -> T:
-    """A look-up with nothing to ask (no key, no custom fields)."""
+async def ask_account(
+    client: SendGridClient, destination: Destination, mapping: FieldMapping | None
+) -> AccountAnswers:
+    """Ask SendGrid about the key, the list and (when any are mapped) the
+    custom fields at once: it is often a fifth of a second away, and one
+    after another these kept every preview and export waiting for each."""
+
+    async def refused(call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except SendGridError as exc:
+            raise ExportRefused(str(exc)) from exc
+
+    async def key() -> None:
+        await refused(client.validate_key())
+
+    async def contacts() -> int | None:
+        found = await refused(client.get_list(list_id_of(destination)))
+        return found.contact_count
+
+    async def fields() -> list[CustomField] | None:
+        if mapping is None or not mapping.custom:
+            return None
+        custom, _reserved = await refused(client.field_definitions())
+        return custom
+
+    found_key, found_contacts, found_fields = await asyncio.gather(
+        key(), contacts(), fields(), return_exceptions=True
+    )
+    key_answer = _answer(found_key)
+    return AccountAnswers(
+        key_answer if isinstance(key_answer, ExportRefused) else None,
+        _answer(found_contacts),
+        _answer(found_fields),
+    )
+
+
+def _answer(value: T | BaseException) -> T | ExportRefused:
+    """A refusal is an answer; anything else raised (a cancel, a bug) is not."""
+    if isinstance(value, BaseException) and not isinstance(value, ExportRefused):
+        raise value
     return value
 
 
-async def at_once(*calls: Awaitable[Any]) -> list[Any]:
-    """Await ``calls`` together and return their results in order; when any
-    failed, raise the failure of the first in order (not the first to
-    arrive), once every call has ended."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
+def _missing_fields(missing: list[str], destination: Destination) -> str:
+    return (
+        f"Custom field(s) {', '.join(missing)} do not exist on the SendGrid account of "
+        f"{destination.name!r}. Create them with `segsync map {destination.name} ... "
+        "--create-fields`, or remove them from the mapping."
+    )
 
 
 def _account_kind(exc: ExportRefused) -> Any:

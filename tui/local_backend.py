@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from connector.events import Event
     from connector.findings import Finding
     from connector.models import Check, ContactList, SyncStatus
+    from connector.preflight import AccountAnswers
     from connector.syncs import SyncRunner
     from store.history import History
     from store.records import (
@@ -69,6 +70,9 @@ class LocalBackend:
         """`engine_settings` (batch size, concurrency, polling) default to the
         engine's production values; tests and benchmarks shrink them."""
         self._engine_settings = engine_settings
+        # What SendGrid told a preview's plan, by plan id: the first check of
+        # that plan reads it instead of asking again; later checks ask afresh.
+        self._answers: dict[int, AccountAnswers] = {}
         self._workspace_path = workspace
         self._state_dir_arg = state_dir
         self._lock = threading.Lock()
@@ -430,6 +434,7 @@ class LocalBackend:
 
     async def export(self, settings: ExportSettings, cancel: asyncio.Event) -> AsyncIterator[Event]:
         from connector.engine import ExportEngine, ExportRefused, ExportRequest
+        from connector.events import PreviewReady
 
         history = await asyncio.to_thread(self._hist)
         workspace = await asyncio.to_thread(self._ws)
@@ -462,6 +467,8 @@ class LocalBackend:
         )
         try:
             async for event in engine.run(request, cancel):
+                if isinstance(event, PreviewReady) and engine.account_answers is not None:
+                    self._answers[event.plan_id] = engine.account_answers
                 yield event
         except ExportRefused as error:
             raise BackendError(str(error)) from None
@@ -500,7 +507,8 @@ class LocalBackend:
         checks = Preflight(self._ws(), history, self._keystore(), self._state_dir())
         # someone waits for the answer: retries give up after 30 s, as for other questions
         factory = partial(SendGridClient, max_total_wait=30.0)
-        return asyncio.run(checks.findings(dest, request, plan, factory))
+        answers = self._answers.pop(settings.plan_id, None) if settings.plan_id else None
+        return asyncio.run(checks.findings(dest, request, plan, factory, answers))
 
     def create_custom_fields(self, destination_id: int) -> tuple[str, ...]:
         """Create the saved mapping's custom fields the account lacks, typed from

@@ -75,14 +75,13 @@ def _engine(env: Any, history: History, factory: Any) -> ExportEngine:
 async def test_an_export_asks_the_account_at_once(export_env, dry_run: bool) -> None:
     asked: list[str] = []
     history = _with_custom_field(export_env)
-    # a preview sends nothing and does not check the key (its findings do)
-    parties = 2 if dry_run else 3
-    engine = _engine(export_env, history, gated(parties, asked))
+    # a preview asks about the key too (costing no wait): its findings read the answer
+    engine = _engine(export_env, history, gated(3, asked))
     events = [e async for e in engine.run(ExportRequest("news", ("germany",), dry_run=dry_run))]
     finished = events[-1]
     assert isinstance(finished, ev.RunFinished), finished
     assert finished.status == ("dry_run" if dry_run else "succeeded")
-    assert sorted(asked) == sorted(LOOK_UPS[3 - parties :])
+    assert sorted(asked) == sorted(LOOK_UPS)
 
 
 async def test_a_previews_findings_ask_the_account_at_once(export_env) -> None:
@@ -97,9 +96,7 @@ async def test_a_previews_findings_ask_the_account_at_once(export_env) -> None:
     assert sorted(asked) == sorted(LOOK_UPS)
 
 
-async def test_a_bad_key_is_named_first_though_every_look_up_fails(
-    export_env, monkeypatch
-) -> None:
+async def test_a_bad_key_is_named_first_though_every_look_up_fails(export_env, monkeypatch) -> None:
     history = _with_custom_field(export_env)
     monkeypatch.setenv("DEST_KEY", "SG.wrong-key-for-this-account")
     engine = _engine(export_env, history, SendGridClient)
@@ -108,3 +105,43 @@ async def test_a_bad_key_is_named_first_though_every_look_up_fails(
     asked = {x.path for x in export_env.emulator.exchanges}
     assert any("/lists/" in path for path in asked)  # asked, and refused too
     assert not any(x.method == "PUT" for x in export_env.emulator.exchanges)
+
+
+def test_a_dry_run_asks_the_account_once_for_the_plan_and_its_findings(export_env) -> None:
+    # The preview's findings read the answers the plan was made with instead
+    # of asking SendGrid the same three questions again after it.
+    from tests.engine.conftest import run_cli
+    from tui.cli import main
+
+    _with_custom_field(export_env).close()
+    export_env.emulator.exchanges.clear()
+    assert run_cli(main, "export", "news", "--segment", "germany", "--dry-run") == 0
+    asked = sorted(f"{x.method} {x.endpoint}" for x in export_env.emulator.exchanges)
+    assert asked == [
+        "GET /v3/marketing/field_definitions",
+        "GET /v3/marketing/lists/{id}",
+        "GET /v3/scopes",
+    ]
+
+
+def test_a_preview_still_finds_a_missing_field_and_a_bad_key(
+    export_env, monkeypatch, capsys
+) -> None:
+    from tests.engine.conftest import run_cli
+    from tui.cli import main
+
+    history = _with_custom_field(export_env)
+    dest = history.get_destination("news")
+    saved = history.get_mapping(dest.id)
+    assert saved is not None
+    history.set_mapping(dest.id, replace(saved, custom={"no_such_field": "loyalty_tier"}))
+    history.close()
+    capsys.readouterr()
+    assert run_cli(main, "export", "news", "--segment", "germany", "--dry-run") == 0
+    said = capsys.readouterr().err
+    assert "would refuse: Custom field(s) no_such_field do not exist" in said
+    monkeypatch.setenv("DEST_KEY", "SG.wrong-key-for-this-account")
+    assert run_cli(main, "export", "news", "--segment", "germany", "--dry-run") == 0
+    said = capsys.readouterr().err
+    assert "would refuse: SendGrid did not accept the API key" in said
+    assert "no_such_field" not in said  # the key comes first; the rest is unknown

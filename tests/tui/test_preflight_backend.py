@@ -139,3 +139,20 @@ def test_a_plan_whose_basis_changed_is_out_of_date(export_env) -> None:  # noqa:
     [drift] = backend.preflight(settings)
     assert drift.kind == "drift" and drift.blocking
     assert "the field mapping changed since the plan" in drift.title
+
+
+def test_the_first_check_of_a_preview_reads_what_its_plan_was_told(
+    export_env,  # noqa: F811
+) -> None:
+    # The plan was made moments ago with SendGrid's answers about the key and
+    # the list: its first check reads them; a later check (back on Preview
+    # after a fix made elsewhere) asks SendGrid again.
+    backend, dest_id = _backend(export_env)
+    settings = _plan(backend, dest_id)
+    emulator = export_env.emulator
+    emulator.exchanges.clear()
+    assert backend.preflight(settings) == []
+    assert emulator.exchanges == []
+    assert backend.preflight(settings) == []
+    asked = sorted(f"{x.method} {x.endpoint}" for x in emulator.exchanges)
+    assert asked == ["GET /v3/marketing/lists/{id}", "GET /v3/scopes"]
