@@ -184,6 +184,7 @@ class ExportEngine:
     ) -> None:
         from store.locks import export_lock
 
+        self.account_answers = None  # this run's, or none: never an earlier run's
         pre = Preflight(self.workspace, self.history, self.keys, self.state_dir)
         destination = await asyncio.to_thread(self.history.get_destination, request.destination)
         request, previous, stored = await asyncio.to_thread(pre.resolve, request, destination)
