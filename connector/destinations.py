@@ -6,6 +6,7 @@ way before anything is saved (the consent wording is in connector/consent.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -31,20 +32,39 @@ async def verify_destination(
     ``on_retry`` hears of every retry wait, so the caller can say what is
     going on instead of a minute of silence on a refused connection.
     """
+    if not create_list and not list_id:
+        raise ValueError("give a list id or a name for a new list")
     async with SendGridClient(
         key, base_url, on_retry=on_retry, max_total_wait=INTERACTIVE_MAX_WAIT
     ) as client:
-        await client.validate_key()
+        # The key and the list are asked at once (a round trip less to wait
+        # for); a refused key is still what is reported, and nothing is
+        # created before the key is known good.
         if create_list:
-            for existing in await client.lists():
+            _, lists = _first_refusal(
+                *await asyncio.gather(client.validate_key(), client.lists(), return_exceptions=True)
+            )
+            for existing in lists:
                 if existing.name == create_list:
                     return ContactList(existing.id, existing.name, existing.contact_count)
             created = await client.create_list(create_list)
             return ContactList(created.id, created.name, created.contact_count)
-        if not list_id:
-            raise ValueError("give a list id or a name for a new list")
-        found = await client.get_list(list_id)
+        assert list_id is not None
+        _, found = _first_refusal(
+            *await asyncio.gather(
+                client.validate_key(), client.get_list(list_id), return_exceptions=True
+            )
+        )
         return ContactList(found.id, found.name, found.contact_count)
+
+
+def _first_refusal(*answers: Any) -> tuple[Any, ...]:
+    """The answers of look-ups asked at once, or the first failure in the
+    order they were asked (the key's before the list's)."""
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+    return answers
 
 
 async def test_connection(
@@ -61,23 +81,28 @@ async def test_connection(
         )
     except SendGridError as exc:
         return [Check("address", False, str(exc))]
-    async with client:
-        try:
-            scopes = await client.validate_key()
-            checks.append(Check("API key", True, "accepted by SendGrid"))
-            checks.append(Check("scopes", True, f"{len(scopes)} scopes, marketing access present"))
-        except SendGridError as exc:
-            name = "scopes" if isinstance(exc, MissingScope) else "API key"
-            checks.append(Check(name, False, str(exc)))
-            return checks
-        if list_id:
-            try:
-                found = await client.get_list(list_id)
-                checks.append(
-                    Check(
-                        "list", True, f"{found.name!r} with {found.contact_count or 0:,} contacts"
-                    )
-                )
-            except SendGridError as exc:
-                checks.append(Check("list", False, str(exc)))
+    async with client:  # key and list asked at once; the list is said only for a good key
+        scopes, found = await asyncio.gather(
+            client.validate_key(),
+            client.get_list(list_id) if list_id else _none(),
+            return_exceptions=True,
+        )
+    for answer in (scopes, found):  # a cancel (or a bug) is not a check's answer
+        if isinstance(answer, BaseException) and not isinstance(answer, SendGridError):
+            raise answer
+    if isinstance(scopes, BaseException):  # SendGrid refused: the list is not said
+        name = "scopes" if isinstance(scopes, MissingScope) else "API key"
+        return [Check(name, False, str(scopes))]
+    checks.append(Check("API key", True, "accepted by SendGrid"))
+    checks.append(Check("scopes", True, f"{len(scopes)} scopes, marketing access present"))
+    if isinstance(found, BaseException):
+        checks.append(Check("list", False, str(found)))
+    elif found is not None:
+        checks.append(
+            Check("list", True, f"{found.name!r} with {found.contact_count or 0:,} contacts")
+        )
     return checks
+
+
+async def _none() -> None:
+    return None

@@ -145,3 +145,42 @@ def test_a_preview_still_finds_a_missing_field_and_a_bad_key(
     said = capsys.readouterr().err
     assert "would refuse: SendGrid did not accept the API key" in said
     assert "no_such_field" not in said  # the key comes first; the rest is unknown
+
+
+async def test_adding_and_testing_a_destination_ask_key_and_list_at_once(
+    export_env, monkeypatch
+) -> None:
+    from connector import destinations
+
+    asked: list[str] = []
+    monkeypatch.setattr(destinations, "SendGridClient", gated(2, asked))
+    emulator = export_env.emulator
+    found = await destinations.verify_destination(
+        emulator.api_key, emulator.url, list_id=export_env.list_id
+    )
+    assert found.id == export_env.list_id
+    checks = await destinations.test_connection(emulator.api_key, emulator.url, export_env.list_id)
+    assert [(c.name, c.ok) for c in checks] == [("API key", True), ("scopes", True), ("list", True)]
+    assert sorted(asked) == ["get_list", "get_list", "validate_key", "validate_key"]
+
+
+async def test_adding_or_testing_with_a_bad_key_names_the_key_not_the_list(export_env) -> None:
+    from connector import destinations
+    from connector.errors import BadApiKey
+
+    emulator = export_env.emulator
+    with pytest.raises(BadApiKey):
+        await destinations.verify_destination(
+            "SG.wrong-key-for-this-account", emulator.url, list_id="no-such-list"
+        )
+    with pytest.raises(BadApiKey):
+        await destinations.verify_destination(
+            "SG.wrong-key-for-this-account", emulator.url, create_list="new"
+        )
+    assert not emulator.state.lists or all(
+        lst["name"] != "new" for lst in emulator.state.lists.values()
+    )
+    checks = await destinations.test_connection(
+        "SG.wrong-key-for-this-account", emulator.url, "no-such-list"
+    )
+    assert [(c.name, c.ok) for c in checks] == [("API key", False)]
