@@ -334,13 +334,13 @@ class Preflight:
                     await client.aclose()
         list_contacts = None
         if answers is not None:
+            # the list's size bounds the removal guardrails, whatever else failed
+            list_contacts = answers.contacts if isinstance(answers.contacts, int) else None
             refused = answers.refusal()
             if refused is not None:
                 found.append(_finding(_account_kind(refused), refused))
-            else:
-                list_contacts = answers.contacts if isinstance(answers.contacts, int) else None
-                if saved is not None and isinstance(answers.fields, list):
-                    found += await self._field_findings(answers.fields, destination, saved)
+            elif saved is not None and isinstance(answers.fields, list):
+                found += await self._field_findings(answers.fields, destination, saved)
         if plan is not None:
             found += await self._plan_findings(plan, destination, saved, request, list_contacts)
         return found

@@ -70,9 +70,11 @@ class LocalBackend:
         """`engine_settings` (batch size, concurrency, polling) default to the
         engine's production values; tests and benchmarks shrink them."""
         self._engine_settings = engine_settings
-        # What SendGrid told a preview's plan, by plan id: the first check of
-        # that plan reads it instead of asking again; later checks ask afresh.
-        self._answers: dict[int, AccountAnswers] = {}
+        # What SendGrid told the last preview's plan (plan id, answers): the
+        # first check of that plan reads it instead of asking again. Taken by
+        # that check, and dropped by any change to a destination, its key, its
+        # mapping or its fields (they may be what the answers were about).
+        self._preview_answers: tuple[int, AccountAnswers] | None = None
         self._workspace_path = workspace
         self._state_dir_arg = state_dir
         self._lock = threading.Lock()
@@ -245,6 +247,7 @@ class LocalBackend:
 
         key = self._form_key(form)
         history = self._hist()
+        self._preview_answers = None
         try:
             dest, _found = save_destination(
                 history,
@@ -268,6 +271,7 @@ class LocalBackend:
         return self._hist().record_consent(destination_id, current_operator(), wording)
 
     def remove_destination(self, destination_id: int) -> None:
+        self._preview_answers = None
         self._hist().remove_destination(destination_id)
         self._keystore().forget(destination_id)
 
@@ -406,6 +410,7 @@ class LocalBackend:
         if not mapping.email:
             raise BackendError("Map a column to email: it is how SendGrid identifies a contact.")
         history = self._hist()
+        self._preview_answers = None
         try:
             save_mapping(
                 history,
@@ -465,10 +470,11 @@ class LocalBackend:
             plan_id=settings.plan_id,
             allow_removals=settings.allow_removals,
         )
+        self._preview_answers = None
         try:
             async for event in engine.run(request, cancel):
                 if isinstance(event, PreviewReady) and engine.account_answers is not None:
-                    self._answers[event.plan_id] = engine.account_answers
+                    self._preview_answers = (event.plan_id, engine.account_answers)
                 yield event
         except ExportRefused as error:
             raise BackendError(str(error)) from None
@@ -507,7 +513,8 @@ class LocalBackend:
         checks = Preflight(self._ws(), history, self._keystore(), self._state_dir())
         # someone waits for the answer: retries give up after 30 s, as for other questions
         factory = partial(SendGridClient, max_total_wait=30.0)
-        answers = self._answers.pop(settings.plan_id, None) if settings.plan_id else None
+        fresh, self._preview_answers = self._preview_answers, None
+        answers = fresh[1] if fresh is not None and fresh[0] == settings.plan_id else None
         return asyncio.run(checks.findings(dest, request, plan, factory, answers))
 
     def create_custom_fields(self, destination_id: int) -> tuple[str, ...]:
@@ -521,6 +528,7 @@ class LocalBackend:
         mapping = history.get_mapping(dest.id)
         if mapping is None:
             raise BackendError(f"{dest.name} has no saved mapping: open Mapping (3) first.")
+        self._preview_answers = None
         try:
             saved = save_mapping(
                 history, self._keystore(), self._ws(), dest, mapping, create_fields=True

@@ -97,13 +97,15 @@ async def test_a_previews_findings_ask_the_account_at_once(export_env) -> None:
 
 
 async def test_a_bad_key_is_named_first_though_every_look_up_fails(export_env, monkeypatch) -> None:
+    # A key without Marketing access: SendGrid refuses the list and the
+    # fields too, each in its own words; the key's problem is the one said.
     history = _with_custom_field(export_env)
-    monkeypatch.setenv("DEST_KEY", "SG.wrong-key-for-this-account")
+    monkeypatch.setenv("DEST_KEY", export_env.emulator.state.add_key({"mail.send"}))
     engine = _engine(export_env, history, SendGridClient)
-    with pytest.raises(ExportRefused, match="did not accept the API key"):
+    with pytest.raises(ExportRefused, match=r"lacks the permission 'marketing\.read'"):
         _ = [e async for e in engine.run(ExportRequest("news", ("germany",)))]
-    asked = {x.path for x in export_env.emulator.exchanges}
-    assert any("/lists/" in path for path in asked)  # asked, and refused too
+    refused = {x.endpoint for x in export_env.emulator.exchanges if x.status == 403}
+    assert "/v3/marketing/lists/{id}" in refused  # asked, and refused too
     assert not any(x.method == "PUT" for x in export_env.emulator.exchanges)
 
 
@@ -140,11 +142,12 @@ def test_a_preview_still_finds_a_missing_field_and_a_bad_key(
     assert run_cli(main, "export", "news", "--segment", "germany", "--dry-run") == 0
     said = capsys.readouterr().err
     assert "would refuse: Custom field(s) no_such_field do not exist" in said
-    monkeypatch.setenv("DEST_KEY", "SG.wrong-key-for-this-account")
+    monkeypatch.setenv("DEST_KEY", export_env.emulator.state.add_key({"mail.send"}))
     assert run_cli(main, "export", "news", "--segment", "germany", "--dry-run") == 0
     said = capsys.readouterr().err
-    assert "would refuse: SendGrid did not accept the API key" in said
-    assert "no_such_field" not in said  # the key comes first; the rest is unknown
+    assert "would refuse: The API key lacks the permission 'marketing.read'" in said
+    assert "GET /v3/marketing" not in said  # the key comes first: not the list's 403
+    assert "no_such_field" not in said
 
 
 async def test_adding_and_testing_a_destination_ask_key_and_list_at_once(
@@ -166,21 +169,14 @@ async def test_adding_and_testing_a_destination_ask_key_and_list_at_once(
 
 async def test_adding_or_testing_with_a_bad_key_names_the_key_not_the_list(export_env) -> None:
     from connector import destinations
-    from connector.errors import BadApiKey
+    from connector.errors import MissingScope
 
     emulator = export_env.emulator
-    with pytest.raises(BadApiKey):
-        await destinations.verify_destination(
-            "SG.wrong-key-for-this-account", emulator.url, list_id="no-such-list"
-        )
-    with pytest.raises(BadApiKey):
-        await destinations.verify_destination(
-            "SG.wrong-key-for-this-account", emulator.url, create_list="new"
-        )
-    assert not emulator.state.lists or all(
-        lst["name"] != "new" for lst in emulator.state.lists.values()
-    )
-    checks = await destinations.test_connection(
-        "SG.wrong-key-for-this-account", emulator.url, "no-such-list"
-    )
-    assert [(c.name, c.ok) for c in checks] == [("API key", False)]
+    key = emulator.state.add_key({"mail.send"})  # the list look-ups are refused too
+    for target in ({"list_id": "no-such-list"}, {"create_list": "new"}):
+        with pytest.raises(MissingScope, match=r"lacks the permission 'marketing\.read'"):
+            await destinations.verify_destination(key, emulator.url, **target)
+    assert all(lst["name"] != "new" for lst in emulator.state.lists.values())
+    checks = await destinations.test_connection(key, emulator.url, "no-such-list")
+    assert [(c.name, c.ok) for c in checks] == [("scopes", False)]
+    assert "marketing.read" in checks[0].detail

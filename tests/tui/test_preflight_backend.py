@@ -156,3 +156,20 @@ def test_the_first_check_of_a_preview_reads_what_its_plan_was_told(
     assert backend.preflight(settings) == []
     asked = sorted(f"{x.method} {x.endpoint}" for x in emulator.exchanges)
     assert asked == ["GET /v3/marketing/lists/{id}", "GET /v3/scopes"]
+
+
+def test_a_change_made_while_a_preview_plans_is_checked_afresh(
+    export_env,  # noqa: F811
+) -> None:
+    # The answers were asked as the plan started; a mapping saved (or a key,
+    # a destination, fields) since may be what they were about.
+    backend, dest_id = _backend(export_env)
+    settings = _plan(backend, dest_id)
+    saved = backend.saved_mapping(dest_id)
+    assert saved is not None
+    backend.save_mapping(dest_id, saved)
+    emulator = export_env.emulator
+    emulator.exchanges.clear()
+    assert backend.preflight(settings) == []
+    asked = sorted(f"{x.method} {x.endpoint}" for x in emulator.exchanges)
+    assert asked == ["GET /v3/marketing/lists/{id}", "GET /v3/scopes"]
