@@ -11,10 +11,10 @@ answering at once, once holding every response ``--latency`` seconds. The
 difference divided by the latency is the number of round trips the command
 waited for one after another; the requests it made are counted per endpoint.
 
-Commands: `segsync export --dry-run` (a preview with its findings) and
-`segsync export` (an upsert), each on a fresh state (the destination `bench`
-on the emulator's demo list) of the small sample workspace. Nothing here
-asserts a time.
+Commands: `segsync export --dry-run` (a preview with its findings),
+`segsync export` (an upsert) and `segsync destinations test` (the key and
+the list), each on a fresh state (the destination `bench` on the emulator's
+demo list) of the sample workspace. Nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ from tests.bench.workloads import (
     segsync_argv,
 )
 
+EXPORT = ("export", DESTINATION, "--segment", SEGMENT)
 COMMANDS = {
-    "dry_run": ("--dry-run",),
-    "export": (),
+    "dry_run": (*EXPORT, "--dry-run"),
+    "export": EXPORT,
+    "destinations_test": ("destinations", "test", DESTINATION),
 }
 
 
@@ -62,7 +64,7 @@ def _once(
     work: Path,
     workspace: Path,
     pycache: Path,
-    flags: tuple[str, ...],
+    argv: tuple[str, ...],
     rows: int,
 ) -> dict[str, Any]:
     with scratch_state(work, emu, workspace, cap=2 * rows) as state:
@@ -71,7 +73,7 @@ def _once(
         before = _requests(emu)
         started = time.perf_counter()
         done = subprocess.run(
-            [*segsync_argv("export", DESTINATION, "--segment", SEGMENT), *flags],
+            segsync_argv(*argv),
             env=env,
             capture_output=True,
             text=True,
@@ -79,7 +81,7 @@ def _once(
         wall = time.perf_counter() - started
         after = _requests(emu)
     if done.returncode != 0:
-        raise RuntimeError(f"export {' '.join(flags)} exited {done.returncode}:\n{done.stderr}")
+        raise RuntimeError(f"segsync {' '.join(argv)} exited {done.returncode}:\n{done.stderr}")
     made = {k: n - before.get(k, 0) for k, n in after.items() if n != before.get(k, 0)}
     return {"wall": wall, "requests": made}
 
@@ -99,20 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(UTC)
     results: dict[str, Any] = {}
     with emulator_process() as emu:
-        for name, flags in COMMANDS.items():
+        for name, argv in COMMANDS.items():
             walls: dict[float, list[float]] = {}
             requests: dict[str, int] = {}
             for _ in range(args.repeat):  # alternating, so drift in load hits both alike
                 for latency in (0.0, args.latency):
                     _set_latency(emu, latency)
-                    run = _once(emu, work, workspace, pycache, flags, args.rows)
+                    run = _once(emu, work, workspace, pycache, argv, args.rows)
                     walls.setdefault(latency, []).append(run["wall"])
                     requests = run["requests"]
             _set_latency(emu, 0.0)
             fast = statistics.median(walls[0.0])
             slow = statistics.median(walls[args.latency])
             results[name] = {
-                "flags": list(flags),
+                "argv": ["segsync", *argv],
                 "wall_no_latency": walls[0.0],
                 "wall_latency": walls[args.latency],
                 "median_no_latency": round(fast, 3),
