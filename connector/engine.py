@@ -51,6 +51,7 @@ from store.ledger import read_info, write_ledger
 from store.people import people_file, write_people
 from store.plan import EXCLUSIONS, Plan, PlanRequest, plan_export
 from store.records import FieldMapping
+from store.workspace import QueryInterrupted
 
 if TYPE_CHECKING:
     from store.history import History
@@ -210,6 +211,8 @@ class ExportEngine:
                 list_contacts, field_ids, self.account_answers = await pre.account(
                     client, destination, mapping, request
                 )
+                if cancel.is_set():  # while SendGrid answered: plan nothing, as in planning
+                    raise QueryInterrupted("interrupted")
                 if request.dry_run:
                     assert mapping is not None
                     await self._preview(

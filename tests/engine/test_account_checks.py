@@ -180,3 +180,25 @@ async def test_adding_or_testing_with_a_bad_key_names_the_key_not_the_list(expor
     checks = await destinations.test_connection(key, emulator.url, "no-such-list")
     assert [(c.name, c.ok) for c in checks] == [("scopes", False)]
     assert "marketing.read" in checks[0].detail
+
+
+async def test_ctrl_c_while_sendgrid_answers_plans_nothing(export_env) -> None:
+    # The look-ups were on the wire when the user cancelled: nothing is
+    # planned or recorded afterwards, as for a cancel during planning.
+    from store.workspace import QueryInterrupted
+
+    cancel = asyncio.Event()
+
+    class CancelledMeanwhile(SendGridClient):
+        async def validate_key(self, *args: Any, **kwargs: Any) -> Any:
+            answer = await super().validate_key(*args, **kwargs)
+            cancel.set()  # Ctrl+C arrives before this answer is read
+            return answer
+
+    history = _with_custom_field(export_env)
+    engine = _engine(export_env, history, CancelledMeanwhile)
+    with pytest.raises(QueryInterrupted):
+        _ = [e async for e in engine.run(ExportRequest("news", ("germany",)), cancel)]
+    assert history.list_plans() == []
+    assert history.list_runs() == []
+    assert not any(x.method == "PUT" for x in export_env.emulator.exchanges)
