@@ -442,6 +442,8 @@ class _Call:
 
     endpoint: str
     sent: int = 0
+    # Its last 429 met a wait already begun (another request's 429): not told again.
+    quiet: bool = False
 
 
 class SendGridClient:
@@ -856,6 +858,8 @@ class SendGridClient:
             error = self._error(
                 status, outcome.headers, outcome.body, endpoint, host, list_id, action, searched
             )
+            if isinstance(error, Retryable) and error.kind == "rate_limit":
+                error.announce = not call.quiet
             # Dropped before raising: a server may echo the key in its body, and a
             # traceback printed with locals would show it.
             del outcome
@@ -941,8 +945,8 @@ class SendGridClient:
         remaining requests the others already in flight could use up."""
         if reply.status == 429:
             seconds = self._policy.rate_limit_delay(rate_limit_wait(reply.headers))
-            # Announced by the retry notice of the call that got the 429.
-            self._gate.close_for(self._gate_span(seconds), call, announced=True)
+            # Announced by the retry notice of the call whose 429 began the wait.
+            call.quiet = self._gate.close_for(self._gate_span(seconds), call, announced=True)
             return
         remaining = rate_limit_remaining(reply.headers)
         if remaining is None or remaining > self._in_flight:

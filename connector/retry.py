@@ -98,6 +98,9 @@ class Retryable(Exception):  # an internal signal, never seen by callers
         self.status = status
         self.sendgrid_message = sendgrid_message
         self.wait_hint = wait_hint
+        # False: a wait someone was already told about (requests on the wire
+        # together that all met the same 429 wait once, and say so once)
+        self.announce = True
 
     def give_up(self, attempts: int, waited: float) -> SendGridError:
         """The exception a caller sees once the budget is spent."""
@@ -169,28 +172,35 @@ class RateGate:
         self._owner: object | None = None
         self._closings = 0  # each time the gate goes from open to closed
         self._announced = 0  # the last closing someone told on_retry about
+        self._began_by: object | None = None  # the call whose answer began this closing
 
     @property
     def closed_for(self) -> float:
         """Seconds until the gate opens (0 when open)."""
         return max(self._open_at - self._clock(), 0.0)
 
-    def close_for(self, seconds: float, owner: object | None = None, *, announced: bool) -> None:
-        """Keep requests back for ``seconds`` from now (never shortens a closing).
+    def close_for(self, seconds: float, owner: object | None = None, *, announced: bool) -> bool:
+        """Keep requests back for ``seconds`` from now (never shortens a closing);
+        True when this wait was already told about for another request (requests
+        on the wire together that all met the same 429 wait once: one notice).
 
         ``owner`` is the call whose answer closed it: that call is already
         waiting out its own retry delay, so it does not wait here again.
-        ``announced``: the caller already told ``on_retry`` about this wait.
+        ``announced``: the caller tells ``on_retry`` about this wait.
         """
         now = self._clock()
+        new = self._open_at <= now
+        told = not new and self._announced == self._closings and self._began_by is not owner
         until = now + seconds
         if until <= self._open_at:
-            return
-        if self._open_at <= now:
+            return told
+        if new:
             self._closings += 1
+            self._began_by = owner
         self._open_at, self._owner = until, owner
         if announced:
             self._announced = self._closings
+        return told
 
     async def wait_open(
         self,
@@ -250,7 +260,7 @@ class _Budget:
         failure = self.failure(state)
         seconds = state.upcoming_sleep
         self.waited += seconds
-        if self.on_retry is not None:
+        if self.on_retry is not None and failure.announce:
             self.on_retry(
                 RetryNotice(
                     failure.kind, seconds, failure.endpoint, state.attempt_number, failure.reason

@@ -590,3 +590,19 @@ async def test_concurrent_requests_do_not_pile_into_a_used_up_window(emulator: E
     assert seen.count(200) == 39
     assert seen.count(429) <= 3, seen
     assert 1 <= len(notices) <= 10  # a few "waiting" lines, not one per request
+
+
+async def test_requests_already_on_the_wire_that_all_meet_a_429_tell_one_wait(
+    emulator: Emulator,
+):
+    # An export asks about the key, the list and the fields at once; when
+    # SendGrid answers all three with 429, the user waits once and reads so once.
+    emulator.set_faults(script=["429", "429", "429"], rate_limit_reset=1, latency=0.3)
+    notices: list[RetryNotice] = []
+    async with SendGridClient(emulator.api_key, emulator.url, on_retry=notices.append) as client:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(client.contact_count() for _ in range(3))), 30
+        )
+    assert results == [0] * 3
+    assert statuses(emulator, COUNT).count(429) == 3  # all three were on the wire
+    assert len(notices) == 1, notices
