@@ -24,7 +24,7 @@ from store.fingerprint import source_fingerprint
 from store.history_errors import PlanNotFound
 from store.history_read import mapping_json
 from store.ledger import LedgerInfo, distrust_reason, ledger_file, legacy_ledger_file
-from store.records import FieldMapping
+from store.records import Column, FieldMapping
 
 if TYPE_CHECKING:
     from connector.engine import ExportRequest, Mode
@@ -164,9 +164,10 @@ class Preflight:
                 raise ExportRefused(refusal)
         return mapping
 
-    def check_inputs(self, request: ExportRequest, mapping: FieldMapping) -> None:
+    def check_inputs(self, request: ExportRequest, mapping: FieldMapping) -> list[Column]:
         """Segments and mapped columns must exist in the workspace as it is now
-        (the profile file may have changed since the mapping was saved)."""
+        (the profile file may have changed since the mapping was saved);
+        returns the profile columns read for it, for checks that need their types."""
         from store.plan import MappingError, validate_mapping
         from store.workspace import WorkspaceError
 
@@ -182,11 +183,13 @@ class Preflight:
             # One connection for every check; they read no rows (a Postgres
             # source copies only its columns here, its rows once for the plan).
             with workspace.connect(schema_only=True) as con:
-                validate_mapping(mapping, workspace.columns(con))
+                columns = workspace.columns(con)
+                validate_mapping(mapping, columns)
                 for name in request.segments:
                     workspace.check_segment(con, name)
         except (MappingError, WorkspaceError) as exc:
             raise ExportRefused(str(exc)) from exc
+        return columns
 
     def planning_refusal(self, exc: Exception, request: ExportRequest) -> Exception:
         """A planning failure as the user should read it: a predicate that fails
@@ -307,9 +310,10 @@ class Preflight:
                     blocking=False,
                 )
             )
+        columns: list[Column] | None = None  # read by the checks below, when they run
         if saved is not None and request.segments:
             try:
-                await asyncio.to_thread(self.check_inputs, request, saved)
+                columns = await asyncio.to_thread(self.check_inputs, request, saved)
             except ExportRefused as exc:
                 from store.plan import MappingError
 
@@ -340,7 +344,7 @@ class Preflight:
             if refused is not None:
                 found.append(_finding(_account_kind(refused), refused))
             elif saved is not None and isinstance(answers.fields, list):
-                found += await self._field_findings(answers.fields, destination, saved)
+                found += await self._field_findings(answers.fields, destination, saved, columns)
         if plan is not None:
             found += await self._plan_findings(plan, destination, saved, request, list_contacts)
         return found
@@ -379,10 +383,15 @@ class Preflight:
         return out
 
     async def _field_findings(
-        self, custom: list[CustomField], destination: Destination, mapping: FieldMapping
+        self,
+        custom: list[CustomField],
+        destination: Destination,
+        mapping: FieldMapping,
+        columns: list[Column] | None,
     ) -> list[Finding]:
         """Custom fields missing on the account (refused), and those whose type
-        rejects the values of their column (SendGrid rejects the rows: a warning)."""
+        rejects the values of their column (SendGrid rejects the rows: a warning).
+        ``columns``: the profile columns when already read (None: read them)."""
         from connector.services import field_type_for
 
         by_name = {f.name.lower(): f for f in custom}
@@ -400,7 +409,9 @@ class Preflight:
         workspace = self.workspace
         if workspace is None:
             return out
-        types = {c.name: c.type for c in await asyncio.to_thread(workspace.columns)}
+        if columns is None:
+            columns = await asyncio.to_thread(workspace.columns)
+        types = {c.name: c.type for c in columns}
         for name, column in mapping.custom.items():
             defined = by_name.get(name.lower())
             if defined is None or column not in types or defined.field_type in ("", "Text"):

@@ -202,3 +202,25 @@ async def test_ctrl_c_while_sendgrid_answers_plans_nothing(export_env) -> None:
     assert history.list_plans() == []
     assert history.list_runs() == []
     assert not any(x.method == "PUT" for x in export_env.emulator.exchanges)
+
+
+async def test_a_previews_findings_read_the_profile_columns_once(export_env, monkeypatch) -> None:
+    # The checks of segments and mapped columns already read the columns'
+    # types; the custom fields' type check uses them instead of connecting
+    # again (for a PostgreSQL source, one more connection to the server).
+    history = _with_custom_field(export_env)
+    dest = history.get_destination("news")
+    workspace = Workspace.open(export_env.workspace)
+    connects: list[bool] = []
+    connect = Workspace.connect
+
+    def counted(self: Workspace, *args: Any, **kwargs: Any) -> Any:
+        connects.append(True)
+        return connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(Workspace, "connect", counted)
+    keys = KeyStore(export_env.state_dir)
+    pre = Preflight(workspace, history, keys, export_env.state_dir)
+    found = await pre.findings(dest, ExportRequest("news", ("germany",)), None)
+    assert found == []
+    assert len(connects) == 1
