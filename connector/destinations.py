@@ -6,10 +6,10 @@ way before anything is saved (the consent wording is in connector/consent.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from connector.at_once import at_once
 from connector.client import GLOBAL_URL, RetryNotice, SendGridClient
 from connector.errors import MissingScope, SendGridError
 from connector.models import Check, ContactList
@@ -41,30 +41,15 @@ async def verify_destination(
         # for); a refused key is still what is reported, and nothing is
         # created before the key is known good.
         if create_list:
-            _, lists = _first_refusal(
-                *await asyncio.gather(client.validate_key(), client.lists(), return_exceptions=True)
-            )
+            _, lists = await at_once(client.validate_key(), client.lists())
             for existing in lists:
                 if existing.name == create_list:
                     return ContactList(existing.id, existing.name, existing.contact_count)
             created = await client.create_list(create_list)
             return ContactList(created.id, created.name, created.contact_count)
         assert list_id is not None
-        _, found = _first_refusal(
-            *await asyncio.gather(
-                client.validate_key(), client.get_list(list_id), return_exceptions=True
-            )
-        )
+        _, found = await at_once(client.validate_key(), client.get_list(list_id))
         return ContactList(found.id, found.name, found.contact_count)
-
-
-def _first_refusal(*answers: Any) -> tuple[Any, ...]:
-    """The answers of look-ups asked at once, or the first failure in the
-    order they were asked (the key's before the list's)."""
-    for answer in answers:
-        if isinstance(answer, BaseException):
-            raise answer
-    return answers
 
 
 async def test_connection(
@@ -82,14 +67,11 @@ async def test_connection(
     except SendGridError as exc:
         return [Check("address", False, str(exc))]
     async with client:  # key and list asked at once; the list is said only for a good key
-        scopes, found = await asyncio.gather(
+        scopes, found = await at_once(
             client.validate_key(),
             client.get_list(list_id) if list_id else _none(),
-            return_exceptions=True,
+            answers=SendGridError,
         )
-    for answer in (scopes, found):  # a cancel (or a bug) is not a check's answer
-        if isinstance(answer, BaseException) and not isinstance(answer, SendGridError):
-            raise answer
     if isinstance(scopes, BaseException):  # SendGrid refused: the list is not said
         name = "scopes" if isinstance(scopes, MissingScope) else "API key"
         return [Check(name, False, str(scopes))]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from connector.at_once import at_once
 from connector.client import RetryNotice, SendGridClient
 from connector.errors import NetworkError, SendGridError, SendGridUnavailable
 from connector.findings import Finding
@@ -253,7 +254,7 @@ class Preflight:
             refused = answers.refusal()
             if refused is not None:
                 raise refused
-        contacts = None if isinstance(answers.contacts, ExportRefused) else answers.contacts
+        contacts = answers.list_contacts
         if mapping is None or not isinstance(answers.fields, list):
             return contacts, {}, answers
         by_name = {f.name.lower(): f.id for f in answers.fields}
@@ -339,7 +340,7 @@ class Preflight:
         list_contacts = None
         if answers is not None:
             # the list's size bounds the removal guardrails, whatever else failed
-            list_contacts = answers.contacts if isinstance(answers.contacts, int) else None
+            list_contacts = answers.list_contacts
             refused = answers.refusal()
             if refused is not None:
                 found.append(_finding(_account_kind(refused), refused))
@@ -581,6 +582,11 @@ class AccountAnswers:
     contacts: int | ExportRefused | None  # on the list now (None: SendGrid did not say)
     fields: list[CustomField] | ExportRefused | None  # custom fields; None: none mapped
 
+    @property
+    def list_contacts(self) -> int | None:
+        """The list's size, when SendGrid said it (whatever else it refused)."""
+        return self.contacts if isinstance(self.contacts, int) else None
+
     def refusal(self) -> ExportRefused | None:
         """The first problem, in the order an export checks: key, list, fields."""
         for answer in (self.key, self.contacts, self.fields):
@@ -615,22 +621,7 @@ async def ask_account(
         custom, _reserved = await refused(client.field_definitions())
         return custom
 
-    found_key, found_contacts, found_fields = await asyncio.gather(
-        key(), contacts(), fields(), return_exceptions=True
-    )
-    key_answer = _answer(found_key)
-    return AccountAnswers(
-        key_answer if isinstance(key_answer, ExportRefused) else None,
-        _answer(found_contacts),
-        _answer(found_fields),
-    )
-
-
-def _answer(value: T | BaseException) -> T | ExportRefused:
-    """A refusal is an answer; anything else raised (a cancel, a bug) is not."""
-    if isinstance(value, BaseException) and not isinstance(value, ExportRefused):
-        raise value
-    return value
+    return AccountAnswers(*await at_once(key(), contacts(), fields(), answers=ExportRefused))
 
 
 def _missing_fields(missing: list[str], destination: Destination) -> str:
