@@ -23,7 +23,9 @@ from store.plan import (
     validate_mapping,
 )
 from store.records import FieldMapping
-from store.workspace import PredicateError, Workspace
+from store.workspace import PredicateError, Workspace, WorkspaceError
+
+from .conftest import SEGMENTS
 
 MAPPING = FieldMapping(
     email="email",
@@ -361,6 +363,40 @@ def test_a_skipped_or_unchanged_winner_still_beats_its_duplicate(
         assert plan.counts["duplicate"] == EXPECTED_COUNTS["duplicate"]
         assert plan.counts["unchanged"] == EXPECTED_COUNTS["to_send"]
         assert plan.counts["to_send"] == 0
+
+
+def test_a_ledger_naming_someone_twice_counts_them_once(ws: Workspace, tmp_path: Path) -> None:
+    # Older ledgers could repeat an address; the plan keeps one row per email,
+    # so nobody is planned twice and the counts still add up.
+    with _plan(ws) as plan:
+        hashes = _hashes(plan)
+    ledger = tmp_path / "ledger.parquet"
+    emails = [*hashes, *hashes]
+    pq.write_table(
+        pa.table(
+            {"email": emails, "hash": pa.array([hashes[e] for e in emails], pa.uint64())},
+            schema=LEDGER_SCHEMA,
+        ),
+        ledger,
+    )
+    with _plan(ws, ledger=ledger, incremental=True) as plan:
+        assert plan.counts["selected"] == EXPECTED_COUNTS["selected"]
+        assert plan.counts["unchanged"] == EXPECTED_COUNTS["to_send"]
+        assert plan.counts["to_send"] == 0
+
+
+def test_segment_sql_cannot_read_the_ledger(
+    make_workspace: Callable[..., Path], tmp_path: Path
+) -> None:
+    # The plan reads the ledger itself; the SQL a segment runs may read the
+    # profiles and nothing else, not even the addresses segsync has sent to.
+    ledger = tmp_path / "ledger.parquet"
+    _write_ledger(ledger, {"ana@example.com": 1})
+    snoop = f"email IN (SELECT email FROM read_parquet('{ledger}'))"
+    segments = SEGMENTS + f'\n[segments.snoop]\nwhere = "{snoop}"\n'
+    ws = Workspace.open(make_workspace("csv", segments))
+    with pytest.raises(WorkspaceError, match="Permission Error"):
+        _plan(ws, ("snoop",), ledger=ledger, incremental=True)
 
 
 def test_unreadable_ledger_is_a_clear_error(ws: Workspace, tmp_path: Path) -> None:
