@@ -6,6 +6,10 @@ its inner stage timings. No network anywhere.
 
 - `plan_pack`: segsync's own path without the network: `store.plan` then
   `connector.batching.pack_bodies`; what an export costs before any request.
+- `plan_changeset`: what every preview must do, and nothing else: plan
+  without keeping payloads, then write the frozen changeset (`store.plan`,
+  `Plan.save_changeset`). No SendGrid look-ups, no history, no findings: a
+  floor under the dry-run and the unchanged incremental re-export.
 - `duckdb_json`: the bare reference: DuckDB reads the same selection,
   serialises each contact with `to_json(struct_pack(...))`, and 25,000 rows
   are joined into each body (no validation, no dedup, NULLs kept as
@@ -76,6 +80,29 @@ def plan_pack(workspace: Path) -> dict[str, Any]:
         "contacts": contacts,
         "bodies": count,
         "bytes": total,
+    }
+
+
+def plan_changeset(workspace: Path) -> dict[str, Any]:
+    import tempfile
+
+    from store.plan import PlanRequest, plan_export
+    from store.records import FieldMapping
+    from store.workspace import Workspace
+
+    started = time.perf_counter()
+    ws = Workspace.open(workspace)
+    request = PlanRequest(segments=(SEGMENT,), mapping=FieldMapping(**MAPPING), keep_payloads=False)
+    with plan_export(ws, request) as plan, tempfile.TemporaryDirectory() as folder:
+        planned = time.perf_counter()
+        plan.save_changeset(Path(folder) / "changeset.parquet")
+        written = time.perf_counter()
+        selected = plan.counts["selected"]
+    return {
+        "plan_s": planned - started,
+        "changeset_s": written - planned,
+        "total_s": written - started,
+        "selected": selected,
     }
 
 
@@ -158,6 +185,7 @@ def ingest(workspace: Path) -> dict[str, Any]:
 
 KINDS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "plan_pack": plan_pack,
+    "plan_changeset": plan_changeset,
     "duckdb_json": duckdb_json,
     "arrow_orjson": arrow_orjson,
     "ingest": ingest,

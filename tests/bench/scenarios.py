@@ -309,6 +309,7 @@ class Bench:
         large = f"{self.cfg.large:,}"
         titles = {
             "plan_pack": f"limit: segsync plan + pack {large}, no network",
+            "plan_changeset": f"limit: plan + changeset {large}, no network, no history",
             "duckdb_json": f"limit: DuckDB to_json bodies {large}",
             "arrow_orjson": f"limit: Arrow to_pylist + orjson {large}",
             "ingest": f"emulator ingest of {large} (in-process)",
@@ -337,6 +338,13 @@ class Bench:
             _sample_row(run_measured([segsync, "--version"], env=self._env())) for _ in range(n)
         ]
         self._record("version", "segsync --version", rows)
+        # Floors under start-up: importing what every command needs (DuckDB)
+        # and what an export needs (with SQLModel for the history).
+        for key, modules, title in IMPORT_FLOORS:
+            argv = [sys.executable, "-c", f"import {modules}"]
+            run_measured(argv, env=self._env())  # warm-up: the bytecode cache
+            rows = [_sample_row(run_measured(argv, env=self._env())) for _ in range(n)]
+            self._record(key, title, rows)
         with emulator_process() as emu:
             state = self._state(emu, self.workspaces["small"])
             env = self._env(state)
@@ -417,6 +425,14 @@ class Bench:
 
 
 LIMITS = ("limit_plan_pack", "limit_duckdb_json", "limit_arrow_orjson")
+IMPORT_FLOORS = (
+    ("limit_import_duckdb", "duckdb", "limit: python -c 'import duckdb'"),
+    (
+        "limit_import_export",
+        "duckdb, pyarrow.parquet, httpx, sqlmodel",
+        "limit: import duckdb, pyarrow, httpx, sqlmodel (an export's libraries)",
+    ),
+)
 
 
 def derive(scenarios: dict[str, dict[str, Any]]) -> None:
