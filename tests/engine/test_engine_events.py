@@ -6,9 +6,10 @@ import orjson
 import pytest
 
 from connector import events as ev
-from connector.engine import EngineSettings, ExportEngine, ExportRequest
+from connector.engine import DATA_PROBLEMS, EngineSettings, ExportEngine, ExportRequest
 from store.history import History
 from store.paths import history_path
+from store.people import people_file, read_people
 from store.secrets import KeyStore
 from store.workspace import Workspace
 from tests.engine.conftest import expected_emails
@@ -133,3 +134,26 @@ async def test_a_ledger_that_cannot_be_written_still_leaves_the_people_record(
     assert run.status == "running"  # never recorded as finished, let alone succeeded
     people = {p.email for p in read_people(people_file(export_env.state_dir, run.id), ["added"])}
     assert people == expected_emails(export_env.rows, ["germany"])
+
+
+async def test_the_plans_data_problems_are_recorded_in_history_as_the_plan_found_them(
+    export_env,
+):
+    engine = engine_for(export_env, max_contacts=400)
+    events = await collect(engine, ExportRequest("news", ("germany",)))
+    finished = events[-1]
+    assert isinstance(finished, ev.RunFinished) and finished.status == "succeeded"
+    history = History(history_path(export_env.state_dir))
+    recorded = sorted(
+        (r.key, r.reason) for r in history.rejected_rows(finished.run_id) if r.source == "plan"
+    )
+    # The people record names every person the plan left out, with the same
+    # "category: detail" reason; the history keeps those with a data problem.
+    people = sorted(
+        (p.key, p.reason)
+        for p in read_people(people_file(export_env.state_dir, finished.run_id), ["rejected"])
+        if not p.reason.startswith("no_consent")
+    )
+    assert recorded == people
+    assert any(reason == "invalid_email: not a valid email address" for _, reason in recorded)
+    assert sum(finished.counts[c] for c in DATA_PROBLEMS) == len(recorded)
