@@ -99,7 +99,7 @@ def explain(
     )
     email_expr = _email_expr(mapping.email)
     ledger = ledger_file(state, destination.base_url, destination.list_id or "")
-    con = ws.connect()
+    con = ws.connect(allowed_paths=[ledger] if ledger.is_file() else [])
     owned = True  # until the plan takes the connection over
     try:
         if key is not None:

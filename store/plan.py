@@ -41,7 +41,6 @@ from store.workspace import (
     cursor,
     quote_ident,
     quote_literal,
-    register_arrow,
 )
 
 __all__ = [
@@ -468,15 +467,16 @@ def plan_export(
     """Plan an export of ``req.segments``; raises MappingError or WorkspaceError.
 
     ``selected == to_send + unchanged + skipped + sum(exclusions)`` always holds.
-    ``con``: a workspace connection to plan on; the plan takes it over and
-    closes it.
+    ``con``: a workspace connection to plan on (opened with the ledger among its
+    allowed paths); the plan takes it over and closes it.
     """
     ledger = Path(req.ledger).resolve() if req.ledger is not None else None
     has_ledger = ledger is not None and ledger.is_file()
     projected = None
     if con is None:
         projected = plan_columns(ws, req)
-        con = ws.connect(columns=projected)
+        allowed = [ledger] if ledger is not None and has_ledger else []
+        con = ws.connect(allowed_paths=allowed, columns=projected)
     try:
         columns = ws.columns(con)
         try:
@@ -499,7 +499,7 @@ def plan_export(
                 "IN (SELECT digest FROM forgotten)"
             )
             where = f"({where}) AND NOT coalesce({forgotten_filter}, false)"
-        _load_ledger(con, ledger if has_ledger else None)
+        _load_ledger(con, ledger if has_ledger else None, snapshot=req.mirror)
         consent = req.mapping.consent_column
         spec = PlanSpec(
             where=where,
@@ -547,25 +547,26 @@ def plan_export(
         raise
 
 
-def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None) -> None:
+def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None, *, snapshot: bool) -> None:
     """The destination's ledger as ``ledger``, one row per email (empty if none yet).
 
-    Read once into Arrow memory, a snapshot like the rows planned, and seen
-    through a view that keeps one row per email: the plan's join deduplicates
-    as it reads. A deduplicated copy in a DuckDB table cost ~0.2 s to build at
-    610,000 rows and, inside DuckDB's memory limit beside the plan, made the
-    plan's duplicate check ~0.2 s slower (docs/benchmarks.md, round six). The
-    file is read by pyarrow, so the locked-down connection is never allowed
-    to read it: segment SQL cannot reach the ledger.
+    A view over the file, deduplicated as the plan's join reads it: only the
+    one statement that plans reads it. A deduplicated copy in a table cost
+    ~0.15-0.2 s at 610,000 rows and, beside the plan in DuckDB's memory,
+    made the plan's duplicate check ~0.2 s slower (docs/benchmarks.md, round
+    six). ``snapshot`` (mirror: the plan, then who left the segment, read the
+    ledger twice) makes it a table, so both reads see the same file even if
+    another run replaces it meanwhile.
     """
     if ledger is None:
         con.execute("CREATE TABLE ledger (email VARCHAR, hash UBIGINT)")
         return
+    kind = "TABLE" if snapshot else "VIEW"
     try:
-        register_arrow(con, "ledger_file", pq.read_table(ledger, columns=["email", "hash"]))
         con.execute(
-            "CREATE VIEW ledger AS SELECT CAST(email AS VARCHAR) AS email, "
-            "CAST(any_value(hash) AS UBIGINT) AS hash FROM ledger_file GROUP BY email"
+            f"CREATE {kind} ledger AS SELECT CAST(email AS VARCHAR) AS email, "
+            "CAST(any_value(hash) AS UBIGINT) AS hash "
+            f"FROM read_parquet({quote_literal(str(ledger))}) GROUP BY email"
         )
-    except (OSError, pa.ArrowException, duckdb.Error) as err:
+    except duckdb.Error as err:
         raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None

@@ -148,9 +148,8 @@ _OWNERS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, _Connections] = (
     weakref.WeakKeyDictionary()
 )
 _OWNERS_LOCK = threading.Lock()
-# Arrow tables registered on a connection (name -> table: a Postgres snapshot's
-# rows, a plan's ledger): registrations belong to one DuckDB connection, so its
-# cursors get them too.
+# A Postgres snapshot's Arrow rows registered on a connection (name -> table):
+# registrations belong to one DuckDB connection, so its cursors get them too.
 _ARROW: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, Any]] = (
     weakref.WeakKeyDictionary()
 )
@@ -204,13 +203,6 @@ def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
             _ARROW[cur] = arrow
     _register(cur, owner)
     return cur
-
-
-def register_arrow(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> None:
-    """Register an Arrow table on ``con`` as ``name``, for its ``cursor()``s too."""
-    con.register(name, table)
-    with _OWNERS_LOCK:
-        _ARROW.setdefault(con, {})[name] = table
 
 
 def register_connection(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -650,15 +642,16 @@ class Workspace:
     # ------------------------------------------------------------- connecting
     def connect(
         self,
+        allowed_paths: Iterable[str | Path] = (),
         *,
         schema_only: bool = False,
         columns: Collection[str] | None = None,
     ) -> duckdb.DuckDBPyConnection:
         """A fresh in-memory connection with a ``profiles`` view, locked down.
 
-        After this, SQL on the connection may read the source but no other file
-        (not even the ledger: the plan reads it through pyarrow), cannot ATTACH,
-        INSTALL or LOAD, and cannot change these settings back.
+        After this, SQL on the connection may read the source and ``allowed_paths``
+        (e.g. a destination ledger) but cannot touch other files, ATTACH, INSTALL or
+        LOAD, or change these settings back.
 
         A Postgres source is read here, once: its snapshot is copied into the
         connection (before the lockdown), so every query on it sees the same rows.
@@ -677,7 +670,7 @@ class Workspace:
             con.execute(f"SET temp_directory = {quote_literal(str(duckdb_temp_dir()))}")
             if isinstance(self.source, PostgresSource):
                 self._load_postgres(con, self.source, schema_only, columns)
-                return self._lock_down(con, [])
+                return self._lock_down(con, [], allowed_paths)
             src = quote_literal(str(self.source))
             if self.kind == "parquet":
                 con.execute(f"CREATE VIEW profiles AS SELECT * FROM read_parquet({src})")
@@ -706,7 +699,7 @@ class Workspace:
                     f"CREATE VIEW {NUMBERED_VIEW} AS "
                     f"SELECT row_number() OVER () - 1 AS {rc}, * FROM profiles"
                 )
-            return self._lock_down(con, [str(self.source)])
+            return self._lock_down(con, [str(self.source)], allowed_paths)
         except duckdb.Error as err:
             con.close()
             raise WorkspaceError(f"{self.source}: {_reword(err, self.kind)}") from None
@@ -715,11 +708,12 @@ class Workspace:
         self,
         con: duckdb.DuckDBPyConnection,
         source_paths: list[str],
+        allowed_paths: Iterable[str | Path],
     ) -> duckdb.DuckDBPyConnection:
         """The same settings for every source, last: nothing SQL can change back."""
         try:
-            allowed = ", ".join(quote_literal(p) for p in source_paths)
-            con.execute(f"SET allowed_paths = [{allowed}]")
+            paths = [*source_paths, *(str(Path(p).resolve()) for p in allowed_paths)]
+            con.execute(f"SET allowed_paths = [{', '.join(quote_literal(p) for p in paths)}]")
             # A progress bar on stderr would scribble over the TUI on long queries.
             con.execute("SET enable_progress_bar = false")
             # Sorting a million contacts would otherwise hold them all in memory;
@@ -753,7 +747,7 @@ class Workspace:
                     con, PG_SNAPSHOT, rows=not schema_only, columns=columns, on_cancel=on_cancel
                 )
             registered = {p.arrow_name: p.arrow for p in parts if p.arrow is not None}
-            if registered:  # registered by ``load``; recorded here for the cursors
+            if registered:
                 with _OWNERS_LOCK:
                     _ARROW[con] = registered
 

