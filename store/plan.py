@@ -46,7 +46,6 @@ from store.workspace import (
 __all__ = [
     "EMAIL_MAX_LENGTH",
     "EXCLUSIONS",
-    "LEDGER_SCHEMA",
     "RESERVED_FIELD_LIMITS",
     "MappingError",
     "Plan",
@@ -58,7 +57,6 @@ __all__ = [
     "validate_mapping",
 ]
 
-LEDGER_SCHEMA = pa.schema([("email", pa.string()), ("hash", pa.uint64())])
 CUSTOM_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -202,11 +200,9 @@ class Plan:
         con: duckdb.DuckDBPyConnection,
         spec: PlanSpec,
         mirror: bool,
-        ledger: Path | None = None,
     ) -> None:
         self._con = con
         self._spec = spec
-        self._ledger = ledger  # the ledger file this plan read, if there was one
         found = dict(
             con.execute("SELECT status, count(*) FROM plan_rows GROUP BY status").fetchall()
         )
@@ -377,49 +373,6 @@ class Plan:
 
         write_atomic(Path(path), write)
 
-    def write_ledger(self, path: Path, errored_emails: set[str], removed_emails: set[str]) -> None:
-        """Write what is on the list after a successful run, atomically (temp + rename).
-
-        New rows: contacts sent (minus those SendGrid reported as errored), unchanged
-        and resume-skipped ones, with this plan's hash. Earlier ledger rows are kept
-        unless replaced by a new row or removed; an errored contact keeps its old
-        row, so an incremental run will try it again. Rows are in no particular
-        order (one per email): readers key by email, and sorting a million rows
-        would double the cost of the write.
-
-        When nothing was sent, skipped or removed, every kept row is ``unchanged``
-        (already in the ledger this plan read, with the same hash), so that ledger
-        is already right and is left as it is: the common unchanged re-export.
-        """
-        path = Path(path)
-        c = self.counts
-        if self._ledger == path.resolve() and not (c["to_send"] or c["skipped"] or removed_emails):
-            return
-        cur = cursor(self._con)  # the merge runs in DuckDB, on both cores
-        try:
-            for name, emails in (("_errored", errored_emails), ("_removed", removed_emails)):
-                column = pa.array(sorted(_normalise(emails)), pa.string())
-                cur.register(name, pa.table({"email": column}))
-            table = cur.sql(
-                f"""
-                WITH fresh AS (
-                    SELECT email, hash FROM plan_rows
-                    WHERE status IN {ON_LIST}
-                      AND email NOT IN (SELECT email FROM _errored)
-                )
-                SELECT email, hash FROM fresh
-                UNION ALL
-                SELECT l.email, l.hash FROM ledger l
-                ANTI JOIN fresh f ON f.email = l.email
-                ANTI JOIN _removed r ON r.email = l.email
-                """
-            ).to_arrow_table()
-        finally:
-            cur.close()
-        table = table.cast(LEDGER_SCHEMA)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda handle: pq.write_table(table, handle))
-
     def close(self) -> None:
         """Release the DuckDB connection (and the plan's memory)."""
         self._con.close()
@@ -434,10 +387,6 @@ class Plan:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _normalise(emails: Iterable[str]) -> set[str]:
-    return {e.strip().lower() for e in emails}
 
 
 def plan_columns(ws: Workspace, req: PlanRequest) -> set[str] | None:
@@ -538,7 +487,7 @@ def plan_export(
                 forgotten_count = int(found[0][0])
         except duckdb.Error as err:
             raise ws.runtime_error(con, req.segments, err) from None
-        plan = Plan(con, spec, req.mirror, ledger if has_ledger else None)
+        plan = Plan(con, spec, req.mirror)
         if forgotten_filter is not None:  # only where someone was ever forgotten
             plan.counts["forgotten"] = forgotten_count
         return plan

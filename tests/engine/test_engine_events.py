@@ -8,6 +8,7 @@ import pytest
 from connector import events as ev
 from connector.engine import DATA_PROBLEMS, EngineSettings, ExportEngine, ExportRequest
 from store.history import History
+from store.ledger import ledger_file, read_info
 from store.paths import history_path
 from store.people import people_file, read_people
 from store.secrets import KeyStore
@@ -157,3 +158,19 @@ async def test_the_plans_data_problems_are_recorded_in_history_as_the_plan_found
     assert recorded == people
     assert any(reason == "invalid_email: not a valid email address" for _, reason in recorded)
     assert sum(finished.counts[c] for c in DATA_PROBLEMS) == len(recorded)
+
+
+async def test_an_unchanged_re_export_leaves_the_ledger_file_as_it_is(export_env):
+    first = (await collect(engine_for(export_env), ExportRequest("news", ("germany",))))[-1]
+    assert isinstance(first, ev.RunFinished) and first.status == "succeeded"
+    destination = History(history_path(export_env.state_dir)).get_destination("news")
+    path = ledger_file(export_env.state_dir, destination.base_url, destination.list_id or "")
+    written, info = path.stat(), read_info(path)
+    assert info is not None and info.rows == first.counts["to_send"]
+    again = engine_for(export_env)
+    second = (await collect(again, ExportRequest("news", ("germany",), incremental=True)))[-1]
+    assert isinstance(second, ev.RunFinished) and second.status == "succeeded"
+    assert second.counts["to_send"] == 0 and second.counts["unchanged"] == info.rows
+    # Nothing was sent: the ledger is right as it is, and is not rewritten.
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    assert read_info(path) == info
