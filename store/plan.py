@@ -486,6 +486,8 @@ def plan_export(
                 ).fetchall()
                 forgotten_count = int(found[0][0])
         except duckdb.Error as err:
+            if has_ledger and not req.mirror:  # the view reads the file only now
+                _check_ledger(con, ledger)
             raise ws.runtime_error(con, req.segments, err) from None
         plan = Plan(con, spec, req.mirror)
         if forgotten_filter is not None:  # only where someone was ever forgotten
@@ -501,7 +503,7 @@ def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None, *, snapsho
 
     A view over the file, deduplicated as the plan's join reads it: only the
     one statement that plans reads it. A deduplicated copy in a table cost
-    ~0.15-0.2 s at 610,000 rows and, beside the plan in DuckDB's memory,
+    0.18-0.23 s at 610,000 rows and, beside the plan in DuckDB's memory,
     made the plan's duplicate check ~0.2 s slower (docs/benchmarks.md, round
     six). ``snapshot`` (mirror: the plan, then who left the segment, read the
     ledger twice) makes it a table, so both reads see the same file even if
@@ -517,5 +519,15 @@ def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None, *, snapsho
             "CAST(any_value(hash) AS UBIGINT) AS hash "
             f"FROM read_parquet({quote_literal(str(ledger))}) GROUP BY email"
         )
+    except duckdb.Error as err:
+        raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None
+
+
+def _check_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None) -> None:
+    """Raise the ledger's own error if reading it fails: a view of it is read
+    first by the plan, whose failure would otherwise be blamed on the profiles
+    (and cost a count of every segment to find the culprit)."""
+    try:
+        con.execute("SELECT count(email), count(hash) FROM ledger").fetchall()
     except duckdb.Error as err:
         raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None

@@ -147,7 +147,7 @@ def targets_table(checked: list[dict[str, Any]]) -> str:
         relation = ">=" if row["at_least"] else "<"
         floor = row.get("floor")
         result = "pass" if row["pass"] else "**miss**"
-        if not row["pass"] and floor is not None and floor >= row["limit"]:
+        if not (row["pass"] or row["at_least"]) and floor is not None and floor >= row["limit"]:
             result += " (floor above)"
         lines.append(
             f"| {row['target']} | {_fmt(row['value'], row['unit'])} | "

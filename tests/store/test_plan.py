@@ -24,7 +24,7 @@ from store.plan import (
     validate_mapping,
 )
 from store.records import FieldMapping
-from store.workspace import PredicateError, Workspace
+from store.workspace import PredicateError, Workspace, WorkspaceError
 
 MAPPING = FieldMapping(
     email="email",
@@ -230,7 +230,8 @@ def test_suggest_mapping_without_an_email_column_asks_for_one() -> None:
 # --------------------------------------------------- incremental, mirror, resume
 
 
-def _write_ledger(path: Path, rows: dict[str, int]) -> None:
+def _ledger_with(path: Path, rows: dict[str, int]) -> None:
+    """A ledger file naming exactly ``rows`` (email -> digest), as a test sets it up."""
     table = pa.table(
         {"email": list(rows), "hash": pa.array(list(rows.values()), pa.uint64())},
         schema=LEDGER_SCHEMA,
@@ -288,12 +289,12 @@ def test_incremental_resends_only_changed_contacts(ws: Workspace, tmp_path: Path
     with _plan(ws) as plan:
         hashes = _hashes(plan)
     ledger = tmp_path / "ledger.parquet"
-    _write_ledger(ledger, {**hashes, "ana@example.com": 12345})
+    _ledger_with(ledger, {**hashes, "ana@example.com": 12345})
     with _plan(ws, ledger=ledger, incremental=True) as plan:
         assert plan.counts["unchanged"] == 3
         assert [c["email"] for c in _contacts(plan)] == ["ana@example.com"]
         assert (plan.counts["to_update"], plan.counts["to_add"]) == (1, 0)  # ana is known
-    _write_ledger(ledger, {"ana@example.com": 1})
+    _ledger_with(ledger, {"ana@example.com": 1})
     with _plan(ws, ledger=ledger) as plan:  # the other three are new to the list
         assert (plan.counts["to_update"], plan.counts["to_add"]) == (1, 3)
 
@@ -304,7 +305,7 @@ def test_mirror_removes_ledger_emails_no_longer_selected(ws: Workspace, tmp_path
         hashes = _hashes(plan)
     ledger = tmp_path / "ledger.parquet"
     # carol is still a profile but withdrew consent; gone@ is no longer in the data.
-    _write_ledger(ledger, {**hashes, "carol@example.com": 1, "gone@example.com": 2})
+    _ledger_with(ledger, {**hashes, "carol@example.com": 1, "gone@example.com": 2})
     with _plan(ws, ledger=ledger, mirror=True) as plan:
         assert plan.removals() == ["carol@example.com", "gone@example.com"]
         assert plan.counts["to_remove"] == 2
@@ -328,25 +329,25 @@ def test_a_mirror_plan_reads_one_version_of_the_ledger(
     with _plan(ws) as plan:
         hashes = _hashes(plan)
     ledger = tmp_path / "ledger.parquet"
-    _write_ledger(ledger, {**hashes, "gone@example.com": 2})
-    counted = Plan.__init__
+    _ledger_with(ledger, {**hashes, "gone@example.com": 2})
+    original_init = Plan.__init__
 
     def replaced_meanwhile(self: Plan, *args: object, **kwargs: object) -> None:
-        _write_ledger(ledger, {**hashes, "other@example.com": 3})
-        counted(self, *args, **kwargs)
+        _ledger_with(ledger, {**hashes, "other@example.com": 3})
+        original_init(self, *args, **kwargs)
 
     monkeypatch.setattr(Plan, "__init__", replaced_meanwhile)
     with _plan(ws, ledger=ledger, mirror=True, incremental=True) as plan:
         assert plan.removals() == ["gone@example.com"]
 
 
-def test_write_ledger_after_a_run(ws: Workspace, tmp_path: Path) -> None:
+def test_the_ledger_after_a_run(ws: Workspace, tmp_path: Path) -> None:
     with _plan(ws) as plan:
         hashes = _hashes(plan)
     ledger = tmp_path / "ledger.parquet"
     old = {"ana@example.com": 111, "bob@example.com": hashes["bob@example.com"],
            "gone@example.com": 222, "zed@example.com": 333}  # fmt: skip
-    _write_ledger(ledger, old)
+    _ledger_with(ledger, old)
     with _plan(ws, ledger=ledger, incremental=True, mirror=True) as plan:
         assert plan.counts["unchanged"] == 1
         assert plan.removals() == ["gone@example.com", "zed@example.com"]
@@ -359,7 +360,7 @@ def test_write_ledger_after_a_run(ws: Workspace, tmp_path: Path) -> None:
             "zed@example.com": 333,
         }
         # an errored contact that was on the list keeps its old row (so it is retried)
-        _write_ledger(ledger, old)
+        _ledger_with(ledger, old)
         _after_run(plan, ledger, {"ana@example.com"})
         assert _read_ledger(ledger)["ana@example.com"] == 111
 
@@ -401,10 +402,10 @@ def test_a_ledger_naming_someone_twice_counts_them_once(
     ws: Workspace, tmp_path: Path, mode: str
 ) -> None:
     # Older ledgers could repeat an address; the plan keeps one row per email,
-    # so nobody is planned twice and the counts still add up (a mirror plan
-    # reads its own copy of the ledger, the others the file).
+    # so nobody is planned or removed twice and the counts still add up (a
+    # mirror plan reads its own copy of the ledger, the others the file).
     with _plan(ws) as plan:
-        hashes = _hashes(plan)
+        hashes = {**_hashes(plan), "gone@example.com": 1}
     ledger = tmp_path / "ledger.parquet"
     emails = [*hashes, *hashes]
     pq.write_table(
@@ -414,17 +415,26 @@ def test_a_ledger_naming_someone_twice_counts_them_once(
         ),
         ledger,
     )
-    with _plan(ws, ledger=ledger, incremental=True, mirror=mode == "mirror") as plan:
+    mirror = mode == "mirror"
+    with _plan(ws, ledger=ledger, incremental=True, mirror=mirror) as plan:
         assert plan.counts["selected"] == EXPECTED_COUNTS["selected"]
         assert plan.counts["unchanged"] == EXPECTED_COUNTS["to_send"]
-        assert plan.counts["to_send"] == plan.counts["to_remove"] == 0
+        assert plan.counts["to_send"] == 0
+        assert plan.removals() == (["gone@example.com"] if mirror else [])
+        assert plan.counts["to_remove"] == (1 if mirror else 0)
 
 
-def test_unreadable_ledger_is_a_clear_error(ws: Workspace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["incremental", "mirror"])
+def test_unreadable_ledger_is_a_clear_error(ws: Workspace, tmp_path: Path, mode: str) -> None:
     ledger = tmp_path / "ledger.parquet"
     ledger.write_bytes(b"not parquet")
     with pytest.raises(Exception, match=r"ledger\.parquet: cannot read the ledger"):
-        _plan(ws, ledger=ledger, incremental=True)
+        _plan(ws, ledger=ledger, incremental=True, mirror=mode == "mirror")
+    # A file whose rows fail only once they are read (a digest that is not a
+    # number) names the ledger too, not the profiles or a segment.
+    pq.write_table(pa.table({"email": ["ana@example.com"], "hash": ["not-a-number"]}), ledger)
+    with pytest.raises(WorkspaceError, match=r"ledger\.parquet: cannot read the ledger"):
+        _plan(ws, ledger=ledger, incremental=True, mirror=mode == "mirror")
 
 
 def test_a_plan_sends_the_snapshot_it_counted_even_if_the_source_changes(
