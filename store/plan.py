@@ -486,7 +486,7 @@ def plan_export(
                 ).fetchall()
                 forgotten_count = int(found[0][0])
         except duckdb.Error as err:
-            if has_ledger and not req.mirror:  # the view reads the file only now
+            if ledger is not None and has_ledger and not req.mirror:  # a view: read only now
                 _check_ledger(con, ledger)
             raise ws.runtime_error(con, req.segments, err) from None
         plan = Plan(con, spec, req.mirror)
@@ -520,14 +520,18 @@ def _load_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None, *, snapsho
             f"FROM read_parquet({quote_literal(str(ledger))}) GROUP BY email"
         )
     except duckdb.Error as err:
-        raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None
+        raise _unreadable(ledger, err) from None
 
 
-def _check_ledger(con: duckdb.DuckDBPyConnection, ledger: Path | None) -> None:
+def _check_ledger(con: duckdb.DuckDBPyConnection, ledger: Path) -> None:
     """Raise the ledger's own error if reading it fails: a view of it is read
     first by the plan, whose failure would otherwise be blamed on the profiles
     (and cost a count of every segment to find the culprit)."""
     try:
         con.execute("SELECT count(email), count(hash) FROM ledger").fetchall()
     except duckdb.Error as err:
-        raise WorkspaceError(f"{ledger}: cannot read the ledger: {err}") from None
+        raise _unreadable(ledger, err) from None
+
+
+def _unreadable(ledger: Path, err: duckdb.Error) -> WorkspaceError:
+    return WorkspaceError(f"{ledger}: cannot read the ledger: {err}")
